@@ -1,0 +1,107 @@
+import readline from 'node:readline/promises';
+import type { Command } from 'commander';
+import { formatBytes } from '../config/index.js';
+import { ProdhomeError } from '../errors.js';
+import { labDestroy, labDown, labStatus, labUp } from '../lab/index.js';
+import { printJson, table } from './render.js';
+import { configFrom, type GlobalOptions } from './shared.js';
+
+/** up, status, down, destroy: the lab's lifecycle. */
+export function registerLabCommands(program: Command): void {
+  program
+    .command('up')
+    .description('bring the lab up: create and start every node (idempotent; restarts nodes that died)')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const config = configFrom(cmd);
+      const started = Date.now();
+      const result = await labUp(config, opts.json ? undefined : (line) => process.stderr.write(`${line}\n`));
+      if (opts.json) return printJson(result);
+      const took = ((Date.now() - started) / 1000).toFixed(1);
+      console.log(
+        table(
+          ['NODE', 'ROLE', 'VERSION', 'ADDRESS', 'URL', 'DONE'],
+          result.nodes.map((n) => [n.name, n.role, n.version, n.address, n.url, n.action]),
+        ),
+      );
+      console.log(
+        result.changed
+          ? `\nlab "${result.lab}" is up (${took}s). Agent pid ${result.agent.pid}. State: ${result.stateDir}`
+          : `\nlab "${result.lab}" is already up; nothing changed.`,
+      );
+      console.log('Connect: prodhome psql NODE, or eval "$(prodhome env NODE)" for PG* variables with the password.');
+    });
+
+  program
+    .command('status')
+    .description('show every node: role, runtime, version, address, state, pid, caps, data size')
+    .option('--json', 'print the status as JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const status = await labStatus(configFrom(cmd));
+      if (opts.json) return printJson(status);
+      console.log(
+        table(
+          ['NODE', 'ROLE', 'RUNTIME', 'VERSION', 'ADDRESS', 'STATE', 'PID', 'CAPS', 'DATA'],
+          status.nodes.map((n) => [
+            n.name,
+            n.role,
+            n.runtime,
+            n.version,
+            n.address,
+            n.diedNoticedAt ? `died (agent saw it at ${n.diedNoticedAt})` : n.condition,
+            n.pid,
+            n.caps,
+            n.dataBytes !== undefined ? formatBytes(n.dataBytes) : undefined,
+          ]),
+        ),
+      );
+      console.log(
+        status.agent.running
+          ? `\nagent: running (pid ${status.agent.pid}, last check ${status.agent.checkedAt ?? 'pending'})`
+          : status.exists
+            ? '\nagent: not running (`prodhome up` starts it)'
+            : `\nlab "${status.lab}" has not been brought up here; run \`prodhome up\``,
+      );
+    });
+
+  program
+    .command('down')
+    .description('stop the agent and every node; keep all data')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const started = Date.now();
+      const result = await labDown(configFrom(cmd));
+      if (opts.json) return printJson(result);
+      if (!result.existed) return console.log(`lab "${result.lab}" has not been brought up here; nothing to stop.`);
+      for (const n of result.nodes) console.log(`${n.name}: ${n.result}`);
+      console.log(`lab "${result.lab}" is down (${((Date.now() - started) / 1000).toFixed(1)}s); data kept. \`prodhome up\` brings it back.`);
+    });
+
+  program
+    .command('destroy')
+    .description("stop the lab and delete its state directory (this lab's data only)")
+    .option('-y, --yes', 'do not ask for confirmation')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { yes?: boolean; json?: boolean }, cmd: Command) => {
+      const config = configFrom(cmd);
+      if (!opts.yes) await confirm(`Delete lab "${config.lab}" and all its data in ${config.stateDir}?`);
+      const result = await labDestroy(config);
+      if (opts.json) return printJson(result);
+      if (!result.existed) return console.log(`lab "${result.lab}" does not exist here; nothing to delete.`);
+      console.log(`lab "${result.lab}" destroyed; removed ${result.removed.join(', ')}`);
+    });
+}
+
+async function confirm(question: string): Promise<void> {
+  if (!process.stdin.isTTY) {
+    throw new ProdhomeError('CONFIRMATION_REQUIRED', `${question} — refusing without confirmation (no terminal to ask on)`, {
+      hint: 'Pass --yes to confirm.',
+    });
+  }
+  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+  const answer = await rl.question(`${question} [y/N] `);
+  rl.close();
+  if (!/^y(es)?$/i.test(answer.trim())) throw new ProdhomeError('CONFIRMATION_REQUIRED', 'not confirmed; nothing was deleted', { exitCode: 1 });
+}
+
+export type { GlobalOptions };

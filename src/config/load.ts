@@ -1,0 +1,244 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { isMap, isPair, isScalar, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
+import { z } from 'zod';
+import { ProdhomeError } from '../errors.js';
+import { DEFAULT_CONFIG_YAML } from './default-lab.js';
+import { LabSchema, type LabParsed, type NodeParsed } from './schema.js';
+import { parsePgMemory, parseSize } from './sizes.js';
+import type { LabConfig, NodeSpec } from './types.js';
+
+export const CONFIG_FILE_NAME = 'prodhome.yaml';
+
+export interface LoadOptions {
+  /** `-f FILE`; otherwise prodhome.yaml in `cwd`, otherwise the default lab. */
+  file?: string;
+  cwd?: string;
+}
+
+/** Finds, parses and validates the lab's config. Throws a ProdhomeError naming file:line and field. */
+export function loadConfig(options: LoadOptions = {}): LabConfig {
+  const cwd = options.cwd ?? process.cwd();
+  let file: string | undefined;
+  let text: string;
+  if (options.file) {
+    file = path.resolve(cwd, options.file);
+    if (!fs.existsSync(file)) {
+      throw new ProdhomeError('CONFIG_NOT_FOUND', `config file ${options.file} does not exist`, {
+        hint: `Check the path, or run \`prodhome init -f ${options.file}\` to write a default one.`,
+      });
+    }
+  } else if (fs.existsSync(path.join(cwd, CONFIG_FILE_NAME))) {
+    file = path.join(cwd, CONFIG_FILE_NAME);
+  }
+  if (file) {
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new ProdhomeError('CONFIG_NOT_FOUND', `cannot read config file ${file}: ${(e as Error).message}`);
+    }
+  } else {
+    text = DEFAULT_CONFIG_YAML;
+  }
+  const parsed = parseConfigText(text, file ? path.relative(cwd, file) || file : '<default lab>');
+  const baseDir = file ? path.dirname(file) : cwd;
+  return normalise(parsed, file, baseDir);
+}
+
+/** Parses YAML text into a validated LabParsed; `label` names the source in messages. */
+export function parseConfigText(text: string, label: string): LabParsed {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const lines = doc.errors.map((err) => {
+      const pos = lineCounter.linePos(err.pos[0]);
+      const what = err.code === 'DUPLICATE_KEY' ? 'a key appears twice (each node name and setting must be unique)' : firstLine(err.message);
+      return `${label}:${pos.line}:${pos.col}: ${what}`;
+    });
+    throw new ProdhomeError('CONFIG_SYNTAX', `${label} is not valid YAML:\n  ${lines.join('\n  ')}`, {
+      hint: 'Fix the YAML at the line shown (indentation and "key: value" pairs are the usual culprits).',
+    });
+  }
+  const data = doc.toJS() ?? {};
+  if (typeof data !== 'object' || Array.isArray(data)) {
+    throw new ProdhomeError('CONFIG_INVALID', `${label}:1: expected a mapping of settings (lab:, nodes:, …), got ${describe(data)}`);
+  }
+  const result = LabSchema.safeParse(data);
+  if (result.success) return result.data;
+
+  const problems = result.error.issues.map((issue) => {
+    const where = locate(doc.contents, lineCounter, issue);
+    const fieldPath = issue.path.map(String).join('.') || '(top level)';
+    return `${label}:${where}: ${fieldPath}: ${explain(issue, data)}`;
+  });
+  const head = problems.length === 1 ? `${label} has a problem:` : `${label} has ${problems.length} problems:`;
+  throw new ProdhomeError('CONFIG_INVALID', `${head}\n  ${problems.join('\n  ')}`, {
+    hint: 'Fix the fields named above; `prodhome init -f example.yaml` writes a commented example.',
+  });
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+}
+
+/** line:col of the YAML node an issue is about (the key itself for unknown keys). */
+function locate(root: YamlNode | null, lc: LineCounter, issue: z.core.$ZodIssue): string {
+  let node: unknown = root;
+  let best: YamlNode | null = root;
+  const keyPath = issue.path.map(String);
+  if (issue.code === 'unrecognized_keys') keyPath.push(String(issue.keys[0]));
+  for (let i = 0; i < keyPath.length; i++) {
+    if (!isMap(node)) break;
+    const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === keyPath[i]);
+    if (!pair) break;
+    const isLast = i === keyPath.length - 1;
+    // For an unknown key point at the key; otherwise at the value.
+    const target = (isLast && issue.code === 'unrecognized_keys') || !pair.value ? pair.key : pair.value;
+    best = target as YamlNode;
+    node = pair.value;
+  }
+  const offset = best?.range?.[0] ?? 0;
+  const pos = lc.linePos(offset);
+  return `${pos.line}`;
+}
+
+function valueAt(data: unknown, p: PropertyKey[]): unknown {
+  let v: unknown = data;
+  for (const k of p) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null (an empty value)';
+  if (typeof v === 'string') return `"${v}"`;
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return String(v);
+}
+
+function explain(issue: z.core.$ZodIssue, data: unknown): string {
+  const value = valueAt(data, issue.path);
+  switch (issue.code) {
+    case 'unrecognized_keys': {
+      const known = knownKeys(issue.path);
+      return issue.keys
+        .map((k) => {
+          const guess = didYouMean(k, known);
+          return `unknown key "${k}"${guess ? ` — did you mean "${guess}"?` : known.length ? ` (expected one of: ${known.join(', ')})` : ''}`;
+        })
+        .join('; ');
+    }
+    case 'invalid_type':
+      if (value === undefined) return `missing; expected ${issue.expected}`;
+      return `${issue.message.startsWith('Invalid input') ? `expected ${issue.expected}` : issue.message}, got ${describe(value)}`;
+    case 'invalid_value': {
+      const options = issue.values.map(String);
+      const guess = typeof value === 'string' ? didYouMean(value, options) : undefined;
+      return `expected one of ${options.join(', ')}, got ${describe(value)}${guess ? ` — did you mean "${guess}"?` : ''}`;
+    }
+    case 'invalid_key': {
+      const inner = issue.issues[0];
+      return `invalid name: ${inner?.message ?? issue.message}`;
+    }
+    case 'too_small':
+    case 'too_big':
+      return `${issue.message}, got ${describe(value)}`;
+    default:
+      return value === undefined || issue.code === 'custom' ? issue.message : `${issue.message} (got ${describe(value)})`;
+  }
+}
+
+/** The keys a strict object at `p` accepts, found by walking the schema. */
+function knownKeys(p: PropertyKey[]): string[] {
+  let schema: z.core.$ZodType = LabSchema;
+  for (const key of [...p, undefined]) {
+    // Unwrap optional/default/pipe wrappers until we reach an object or record.
+    for (;;) {
+      const def = schema._zod.def as unknown as { type: string; innerType?: z.core.$ZodType; in?: z.core.$ZodType };
+      if ((def.type === 'optional' || def.type === 'default' || def.type === 'nullable') && def.innerType) schema = def.innerType;
+      else if (def.type === 'pipe' && def.in) schema = def.in;
+      else break;
+    }
+    const def = schema._zod.def as unknown as { type: string; shape?: Record<string, z.core.$ZodType>; valueType?: z.core.$ZodType };
+    if (key === undefined) return def.type === 'object' && def.shape ? Object.keys(def.shape) : [];
+    if (def.type === 'object' && def.shape?.[String(key)]) schema = def.shape[String(key)]!;
+    else if (def.type === 'record' && def.valueType) schema = def.valueType;
+    else return [];
+  }
+  return [];
+}
+
+export function didYouMean(word: string, options: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const option of options) {
+    const d = levenshtein(word.toLowerCase(), option.toLowerCase());
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = option;
+    }
+  }
+  const limit = Math.max(1, Math.floor(word.length / 3));
+  return bestDistance <= limit ? best : undefined;
+}
+
+function levenshtein(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length]!;
+}
+
+function normalise(parsed: LabParsed, file: string | undefined, baseDir: string): LabConfig {
+  const resolveDir = (dir: string | undefined) => (dir ? path.resolve(baseDir, dir) : undefined);
+  const nodes: NodeSpec[] = Object.entries(parsed.nodes).map(([name, n]: [string, NodeParsed]) => ({
+    name,
+    role: n.role ?? 'standalone',
+    runtime: n.url ? 'external' : 'local',
+    url: n.url,
+    port: n.port,
+    memoryBytes: n.memory ? parseSize(n.memory) : undefined,
+    cpus: n.cpus,
+    settings: postgresSettings(n),
+    postgres: {
+      binDir: resolveDir(n.postgres?.binDir),
+      version: n.postgres?.version,
+    },
+  }));
+  return {
+    lab: parsed.lab,
+    runAs: parsed.runAs,
+    ports: parsed.ports,
+    postgres: { binDir: resolveDir(parsed.postgres?.binDir), version: parsed.postgres?.version },
+    nodes,
+    configFile: file,
+    baseDir,
+    stateDir: path.join(baseDir, '.prodhome', parsed.lab),
+  };
+}
+
+/** The postgresql.conf lines a node's config asks for (the named shortcuts, then `settings:`). */
+function postgresSettings(n: NodeParsed): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (n.max_connections !== undefined) out.max_connections = String(n.max_connections);
+  if (n.shared_buffers !== undefined) out.shared_buffers = pgSize(n.shared_buffers, 8192);
+  if (n.work_mem !== undefined) out.work_mem = pgSize(n.work_mem, 1024);
+  for (const [k, v] of Object.entries(n.settings ?? {})) out[k] = typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
+  return out;
+}
+
+function pgSize(v: string | number, bareUnit: number): string {
+  const bytes = parsePgMemory(v, bareUnit)!;
+  return bytes % 1024 === 0 ? `${bytes / 1024}kB` : `${bytes}B`;
+}

@@ -1,0 +1,32 @@
+import type { NODE_ROLES } from './schema.js';
+
+export type NodeRole = (typeof NODE_ROLES)[number];
+
+/** What a node should be, after validation and defaults. */
+export interface NodeSpec {
+  name: string;
+  role: NodeRole;
+  /** `local`: prodhome runs it; `external`: an existing server given by `url`. */
+  runtime: 'local' | 'external';
+  url?: string;
+  port?: number;
+  memoryBytes?: number;
+  cpus?: number;
+  /** postgresql.conf settings from config (max_connections, shared_buffers, … and `settings:`). */
+  settings: Record<string, string>;
+  postgres: { binDir?: string; version?: number };
+}
+
+export interface LabConfig {
+  lab: string;
+  runAs: string;
+  ports: { from: number; to: number };
+  postgres: { binDir?: string; version?: number };
+  nodes: NodeSpec[];
+  /** Absolute path of the config file, or undefined for the built-in default lab. */
+  configFile?: string;
+  /** Directory the config lives in (or the cwd for the default lab). */
+  baseDir: string;
+  /** `<baseDir>/.prodhome/<lab>`: data dirs, logs, secrets, pidfiles. */
+  stateDir: string;
+}

@@ -1,0 +1,126 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { processAlive, runningPid, sleep, type NodeCondition } from '../runtime/index.js';
+import { files, readState } from './state.js';
+
+/**
+ * The lab's agent: one background process per lab, started by `up`, stopped by `down`.
+ * For now it supervises — notices a node that died, logs it, and records what it saw in
+ * agent-status.json for `status`. The sampler, dashboard and fault proxy will live here too.
+ */
+
+export interface AgentStatus {
+  pid: number;
+  startedAt: string;
+  checkedAt: string;
+  nodes: Record<string, { condition: NodeCondition; pid?: number; since: string }>;
+}
+
+const CLI_ENTRY = fileURLToPath(new URL('../../bin/prodhome.js', import.meta.url));
+
+export function agentPid(stateDir: string): number | undefined {
+  const pid = Number(readOr(files(stateDir).agentPid).trim());
+  return pid > 0 && processAlive(pid) ? pid : undefined;
+}
+
+/** Starts the agent unless one runs; returns its pid and whether it was started now. */
+export function ensureAgent(stateDir: string): { pid: number; started: boolean } {
+  const running = agentPid(stateDir);
+  if (running) return { pid: running, started: false };
+  const f = files(stateDir);
+  const logFd = fs.openSync(f.agentLog, 'a', 0o644);
+  const child = spawn(process.execPath, [CLI_ENTRY, 'agent', '--state-dir', stateDir], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd],
+    env: { ...process.env, PRODHOME_AGENT: '1' },
+  });
+  fs.closeSync(logFd);
+  child.unref();
+  fs.writeFileSync(f.agentPid, `${child.pid}\n`);
+  return { pid: child.pid!, started: true };
+}
+
+/** Stops the agent (SIGTERM, then SIGKILL after 2 s). Returns whether one was running. */
+export async function stopAgent(stateDir: string): Promise<boolean> {
+  const pid = agentPid(stateDir);
+  fs.rmSync(files(stateDir).agentPid, { force: true });
+  if (!pid) return false;
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + 2000;
+  while (processAlive(pid)) {
+    if (Date.now() > deadline) {
+      process.kill(pid, 'SIGKILL');
+      break;
+    }
+    await sleep(10);
+  }
+  return true;
+}
+
+export function readAgentStatus(stateDir: string): AgentStatus | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(files(stateDir).agentStatus, 'utf8')) as AgentStatus;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The agent's main loop (runs in the background process). */
+export async function runAgent(stateDir: string, intervalMs = Number(process.env.PRODHOME_AGENT_INTERVAL_MS) || 1000): Promise<void> {
+  const f = files(stateDir);
+  let stopping = false;
+  const stop = () => (stopping = true);
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
+  const status: AgentStatus = { pid: process.pid, startedAt: new Date().toISOString(), checkedAt: '', nodes: {} };
+  log(`agent started (pid ${process.pid}) for ${path.dirname(f.state)}`);
+  while (!stopping) {
+    const state = readState(stateDir);
+    if (!state) {
+      log('the lab state is gone (destroyed); agent exits');
+      break;
+    }
+    const now = new Date().toISOString();
+    for (const [name, node] of Object.entries(state.nodes)) {
+      if (node.runtime !== 'local') continue;
+      const pid = runningPid(node.dataDir);
+      const condition: NodeCondition = pid ? 'running' : node.desired === 'running' ? 'died' : 'stopped';
+      const before = status.nodes[name];
+      if (!before || before.condition !== condition) {
+        if (condition === 'died') log(`${name}: postmaster${node.pid ? ` (pid ${node.pid})` : ''} is gone — the node died; \`prodhome up\` restarts it`);
+        else if (before) log(`${name}: ${before.condition} → ${condition}${pid ? ` (pid ${pid})` : ''}`);
+        else log(`${name}: ${condition}${pid ? ` (pid ${pid})` : ''}`);
+        status.nodes[name] = { condition, pid, since: now };
+      } else {
+        status.nodes[name]!.pid = pid;
+      }
+    }
+    for (const name of Object.keys(status.nodes)) if (!state.nodes[name]) delete status.nodes[name];
+    status.checkedAt = now;
+    writeStatus(f.agentStatus, status);
+    for (let waited = 0; waited < intervalMs && !stopping; waited += 50) await sleep(Math.min(50, intervalMs - waited));
+  }
+  log('agent stopped');
+  if (Number(readOr(f.agentPid).trim()) === process.pid) fs.rmSync(f.agentPid, { force: true });
+}
+
+function writeStatus(file: string, status: AgentStatus): void {
+  const tmp = `${file}.tmp`;
+  try {
+    fs.writeFileSync(tmp, JSON.stringify(status));
+    fs.renameSync(tmp, file);
+  } catch {
+    // The state dir is being destroyed; the loop notices on its next turn.
+  }
+}
+
+function readOr(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}

@@ -1,0 +1,371 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { LabConfig, NodeRole, NodeSpec } from '../config/index.js';
+import { ProdhomeError, messageOf } from '../errors.js';
+import { connectionUrl, serverVersion, withConnection, type ConnectionInfo } from '../pg/index.js';
+import {
+  pickFreePort, portFree, reachableBinDir, resolveBinaries, runningPid, runtimes, serverUser, userCan,
+  type NodeCondition, type NodeState, type OsUser, type PgBinaries, type UpOutcome,
+} from '../runtime/index.js';
+import { agentPid, ensureAgent, readAgentStatus, stopAgent } from './agent.js';
+import { acquireLock } from './lock.js';
+import { files, labIdFor, newPassword, readSecrets, readState, writeSecrets, writeState, type LabState, type Secrets } from './state.js';
+
+/** Root-owned home for what a root-run lab keeps outside an unreachable state dir. */
+export const SYSTEM_ROOT = '/var/lib/prodhome';
+
+export type Log = (line: string) => void;
+
+export interface NodeUpReport {
+  name: string;
+  role: NodeRole;
+  runtime: NodeState['runtime'];
+  action: string;
+  version?: string;
+  address: string;
+  /** postgres:// URL without the password. */
+  url: string;
+}
+
+export interface UpResult {
+  lab: string;
+  stateDir: string;
+  nodes: NodeUpReport[];
+  agent: { pid: number; started: boolean };
+  /** False when the lab was already up exactly as configured. */
+  changed: boolean;
+}
+
+/** `prodhome up`: make every node exist and run as configured. Idempotent; all-or-nothing per run. */
+export async function labUp(config: LabConfig, log: Log = () => {}): Promise<UpResult> {
+  const madeDirs = makeStateDir(config.stateDir);
+  let release: (() => void) | undefined;
+  const outcomes: UpOutcome[] = [];
+  let secretsBefore: Secrets | undefined;
+  try {
+    release = acquireLock(files(config.stateDir).lock, config.lab, 'up');
+    const previous = readState(config.stateDir);
+    const local = config.nodes.filter((n) => n.runtime === 'local');
+    const user = local.length ? serverUser(config.runAs) : undefined;
+    if (user && !previous) log(`running as root: servers run as the OS user "${user.name}" (uid ${user.uid})`);
+
+    // Everything that can be wrong is checked before anything is created.
+    const binaries = new Map<string, PgBinaries>();
+    for (const spec of local) {
+      const bins = resolveBinaries({ nodeBinDir: spec.postgres.binDir, labBinDir: config.postgres.binDir, version: spec.postgres.version ?? config.postgres.version }, spec.name);
+      binaries.set(spec.name, { ...bins, binDir: reachableBinDir(bins.binDir, user, SYSTEM_ROOT) });
+    }
+    const ports = await assignPorts(config, previous);
+    const labId = previous?.labId ?? labIdFor(config.lab, config.stateDir);
+    const dataRoot = previous?.dataRoot ?? chooseDataRoot(config.stateDir, labId, user);
+    if (!previous && !dataRoot.startsWith(config.stateDir)) madeDirs.push(dataRoot);
+
+    secretsBefore = readSecrets(config.stateDir);
+    const secrets: Secrets = { nodes: { ...secretsBefore.nodes } };
+    for (const spec of local) secrets.nodes[spec.name] ??= { user: 'postgres', password: newPassword() };
+    writeSecrets(config.stateDir, secrets);
+
+    const settled = await Promise.allSettled(
+      config.nodes.map((spec) =>
+        runtimes[spec.runtime].up(spec, {
+          labId,
+          user,
+          dataRoot,
+          password: secrets.nodes[spec.name]?.password,
+          binaries: binaries.get(spec.name),
+          port: ports.get(spec.name),
+          previous: previous?.nodes[spec.name],
+          log,
+        }),
+      ),
+    );
+    for (const s of settled) if (s.status === 'fulfilled') outcomes.push(s.value);
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) throw failed.reason;
+
+    // Prove each server takes a password login over TCP, and learn its real version.
+    const versions = await Promise.all(
+      outcomes.map(async (o, i) => {
+        try {
+          return (await withConnection(o.connection, serverVersion)).version;
+        } catch (e) {
+          throw new ProdhomeError('START_FAILED', `${config.nodes[i]!.name}: started, but a password login over TCP failed: ${messageOf(e)}`);
+        }
+      }),
+    );
+
+    const state: LabState = {
+      format: 1,
+      lab: config.lab,
+      labId,
+      createdAt: previous?.createdAt ?? new Date().toISOString(),
+      runAs: user,
+      dataRoot,
+      nodes: { ...previous?.nodes },
+    };
+    config.nodes.forEach((spec, i) => (state.nodes[spec.name] = outcomes[i]!.state));
+    writeState(config.stateDir, state);
+    for (const name of Object.keys(state.nodes)) {
+      if (!config.nodes.some((n) => n.name === name)) log(`${name}: in this lab's state but no longer in the config; left as it is (\`prodhome destroy\` removes it)`);
+    }
+    const agent = ensureAgent(config.stateDir);
+    const nodes = config.nodes.map((spec, i) => ({
+      name: spec.name,
+      role: spec.role,
+      runtime: spec.runtime,
+      action: outcomes[i]!.action,
+      version: versions[i],
+      address: `${outcomes[i]!.connection.host}:${outcomes[i]!.connection.port}`,
+      url: connectionUrl(outcomes[i]!.connection),
+    }));
+    const changed = agent.started || nodes.some((n) => n.action !== 'unchanged' && n.runtime === 'local');
+    return { lab: config.lab, stateDir: config.stateDir, nodes, agent, changed };
+  } catch (e) {
+    for (const o of outcomes.reverse()) await o.undo();
+    if (secretsBefore && !madeDirs.length) writeSecrets(config.stateDir, secretsBefore);
+    for (const dir of madeDirs.reverse()) fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  } finally {
+    if (release && fs.existsSync(config.stateDir)) release();
+  }
+}
+
+/** Creates the state dir (and .prodhome), returning the directories this call created. */
+function makeStateDir(stateDir: string): string[] {
+  const made: string[] = [];
+  const parent = path.dirname(stateDir);
+  for (const dir of [parent, stateDir]) {
+    if (fs.existsSync(dir)) continue;
+    try {
+      fs.mkdirSync(dir, { mode: 0o755 });
+      made.push(dir);
+    } catch (e) {
+      for (const d of made.reverse()) fs.rmSync(d, { recursive: true, force: true });
+      throw new ProdhomeError('STATE_DIR_UNWRITABLE', `cannot create the lab's state directory ${dir}: ${(e as NodeJS.ErrnoException).code ?? messageOf(e)}`, {
+        hint: `prodhome keeps state beside its config; make ${path.dirname(dir)} writable, or run from (or -f a config in) a writable directory.`,
+      });
+    }
+  }
+  try {
+    fs.accessSync(stateDir, fs.constants.W_OK);
+  } catch {
+    throw new ProdhomeError('STATE_DIR_UNWRITABLE', `the lab's state directory ${stateDir} is not writable`, {
+      hint: `Fix its permissions (it must be writable by ${process.env.USER ?? 'you'}), or run from a writable directory.`,
+    });
+  }
+  return made;
+}
+
+/**
+ * Node data lives in the state dir when the server user can reach it. A root-run lab under a
+ * 0700 home (say /root/project) cannot be reached by the unprivileged server user, so its data
+ * goes to /var/lib/prodhome/labs/<labId> instead; state.json records where, destroy removes it.
+ */
+function chooseDataRoot(stateDir: string, labId: string, user: OsUser | undefined): string {
+  const inside = files(stateDir).nodes;
+  fs.mkdirSync(inside, { recursive: true, mode: 0o755 });
+  if (!user || userCan(user, '-x', inside)) return inside;
+  fs.rmdirSync(inside);
+  const outside = path.join(SYSTEM_ROOT, 'labs', labId);
+  fs.mkdirSync(outside, { recursive: true, mode: 0o755 });
+  return outside;
+}
+
+/** Ports: configured ones must be free (unless our own server holds them); others are picked. */
+async function assignPorts(config: LabConfig, previous: LabState | undefined): Promise<Map<string, number>> {
+  const ports = new Map<string, number>();
+  const taken = new Set<number>();
+  for (const spec of config.nodes) if (spec.port) taken.add(spec.port);
+  const ownRunning = (name: string, port: number) => {
+    const prev = previous?.nodes[name];
+    return prev?.runtime === 'local' && prev.port === port && runningPid(prev.dataDir) !== undefined;
+  };
+  for (const spec of config.nodes.filter((n) => n.runtime === 'local')) {
+    const prev = previous?.nodes[spec.name];
+    const prevPort = prev?.runtime === 'local' ? prev.port : undefined;
+    if (spec.port) {
+      if (!ownRunning(spec.name, spec.port) && !(await portFree(spec.port))) {
+        throw new ProdhomeError('PORT_IN_USE', `${spec.name}: port ${spec.port} on 127.0.0.1 is already in use by another program`, {
+          hint: `Give ${spec.name} another port: in ${config.configFile ?? 'prodhome.yaml'}, or stop what listens there (ss -ltnp 'sport = :${spec.port}').`,
+        });
+      }
+      ports.set(spec.name, spec.port);
+    } else if (prevPort && !taken.has(prevPort) && (ownRunning(spec.name, prevPort) || (await portFree(prevPort)))) {
+      ports.set(spec.name, prevPort);
+      taken.add(prevPort);
+    } else {
+      const port = await pickFreePort(config.ports.from, config.ports.to, taken);
+      if (!port) {
+        throw new ProdhomeError('NO_FREE_PORT', `${spec.name}: no free port between ${config.ports.from} and ${config.ports.to}`, {
+          hint: 'Widen ports: from/to in the config, or give the node a port:.',
+        });
+      }
+      ports.set(spec.name, port);
+      taken.add(port);
+    }
+  }
+  return ports;
+}
+
+export interface DownResult {
+  lab: string;
+  nodes: { name: string; result: 'stopped' | 'not running' | 'left alone' }[];
+  agentStopped: boolean;
+  existed: boolean;
+}
+
+/** `prodhome down`: stop the agent and every local node; keep all data. */
+export async function labDown(config: LabConfig): Promise<DownResult> {
+  const state = readState(config.stateDir);
+  if (!state) return { lab: config.lab, nodes: [], agentStopped: false, existed: false };
+  const release = acquireLock(files(config.stateDir).lock, config.lab, 'down');
+  try {
+    const agentStopped = await stopAgent(config.stateDir);
+    const nodes = await Promise.all(
+      Object.entries(state.nodes).map(async ([name, node]) => ({ name, result: await runtimes[node.runtime].down(name, node) })),
+    );
+    for (const node of Object.values(state.nodes)) {
+      if (node.runtime === 'local') {
+        node.desired = 'stopped';
+        node.pid = undefined;
+        node.caps.cgroupDirs = [];
+      }
+    }
+    writeState(config.stateDir, state);
+    return { lab: config.lab, nodes, agentStopped, existed: true };
+  } finally {
+    release();
+  }
+}
+
+export interface DestroyResult {
+  lab: string;
+  existed: boolean;
+  removed: string[];
+}
+
+/** `prodhome destroy`: stop everything and delete what this lab created — nothing else. */
+export async function labDestroy(config: LabConfig): Promise<DestroyResult> {
+  if (!fs.existsSync(config.stateDir)) return { lab: config.lab, existed: false, removed: [] };
+  const state = readState(config.stateDir);
+  const release = acquireLock(files(config.stateDir).lock, config.lab, 'destroy');
+  const removed: string[] = [];
+  try {
+    await stopAgent(config.stateDir);
+    if (state) {
+      await Promise.all(Object.entries(state.nodes).map(([name, node]) => runtimes[node.runtime].down(name, node)));
+      for (const node of Object.values(state.nodes)) await runtimes[node.runtime].remove(node);
+      // Data kept outside the state dir is removed only at the exact path this lab recorded.
+      if (state.dataRoot === path.join(SYSTEM_ROOT, 'labs', state.labId) && fs.existsSync(state.dataRoot)) {
+        fs.rmSync(state.dataRoot, { recursive: true, force: true });
+        removed.push(state.dataRoot);
+      }
+    }
+    fs.rmSync(config.stateDir, { recursive: true, force: true });
+    removed.push(config.stateDir);
+    const parent = path.dirname(config.stateDir);
+    if (path.basename(parent) === '.prodhome' && fs.existsSync(parent) && fs.readdirSync(parent).length === 0) fs.rmdirSync(parent);
+    return { lab: config.lab, existed: true, removed };
+  } finally {
+    release();
+  }
+}
+
+export interface NodeStatusRow {
+  name: string;
+  role: NodeRole;
+  runtime: NodeState['runtime'] | NodeSpec['runtime'];
+  version?: string;
+  address?: string;
+  condition: NodeCondition | 'absent';
+  pid?: number;
+  caps: string;
+  dataBytes?: number;
+  /** When the agent saw a node die. */
+  diedNoticedAt?: string;
+}
+
+export interface StatusResult {
+  lab: string;
+  stateDir: string;
+  exists: boolean;
+  agent: { running: boolean; pid?: number; checkedAt?: string };
+  nodes: NodeStatusRow[];
+}
+
+/** `prodhome status`: what runs, where, and in what shape. Read-only; takes no lock. */
+export async function labStatus(config: LabConfig): Promise<StatusResult> {
+  const state = readState(config.stateDir);
+  const secrets = readSecrets(config.stateDir);
+  const agentStatus = readAgentStatus(config.stateDir);
+  const pid = agentPid(config.stateDir);
+  const names = [...new Set([...config.nodes.map((n) => n.name), ...Object.keys(state?.nodes ?? {})])];
+  const nodes = await Promise.all(
+    names.map(async (name): Promise<NodeStatusRow> => {
+      const spec = config.nodes.find((n) => n.name === name);
+      const node = state?.nodes[name];
+      if (!node) return { name, role: spec?.role ?? 'standalone', runtime: spec?.runtime ?? 'local', condition: 'absent', caps: '-' };
+      const seen = await runtimes[node.runtime].inspect(name, node, secrets.nodes[name]?.password);
+      const agentSaw = agentStatus?.nodes[name];
+      return {
+        name,
+        role: spec?.role ?? 'standalone',
+        runtime: node.runtime,
+        version: seen.version,
+        address: seen.address,
+        condition: seen.condition,
+        pid: seen.pid,
+        caps: seen.caps,
+        dataBytes: seen.dataBytes,
+        diedNoticedAt: seen.condition === 'died' && agentSaw?.condition === 'died' ? agentSaw.since : undefined,
+      };
+    }),
+  );
+  return {
+    lab: config.lab,
+    stateDir: config.stateDir,
+    exists: state !== undefined,
+    agent: { running: pid !== undefined, pid, checkedAt: pid ? agentStatus?.checkedAt : undefined },
+    nodes,
+  };
+}
+
+/** How to connect to a node (with its password), for `env` and `psql`. */
+export function nodeConnection(config: LabConfig, name: string): ConnectionInfo {
+  const state = readState(config.stateDir);
+  const node = state?.nodes[name];
+  if (!node) {
+    const known = [...new Set([...config.nodes.map((n) => n.name), ...Object.keys(state?.nodes ?? {})])];
+    if (!known.includes(name)) {
+      throw new ProdhomeError('UNKNOWN_NODE', `there is no node "${name}" in lab "${config.lab}" (nodes: ${known.join(', ')})`, {
+        hint: 'Use one of the node names from `prodhome status`.',
+      });
+    }
+    throw new ProdhomeError('LAB_NOT_UP', `node "${name}" of lab "${config.lab}" has not been created yet`, { hint: 'Run `prodhome up` first.' });
+  }
+  if (node.runtime === 'external') {
+    const spec = config.nodes.find((n) => n.name === name);
+    const u = new URL(spec?.url ?? node.url);
+    return {
+      host: u.hostname,
+      port: Number(u.port || 5432),
+      user: decodeURIComponent(u.username || 'postgres'),
+      password: u.password ? decodeURIComponent(u.password) : undefined,
+      database: decodeURIComponent(u.pathname.slice(1)) || 'postgres',
+    };
+  }
+  const secret = readSecrets(config.stateDir).nodes[name];
+  return { host: '127.0.0.1', port: node.port, user: secret?.user ?? 'postgres', password: secret?.password, database: 'postgres' };
+}
+
+/** The log file of a node, or of the agent. */
+export function logFileOf(config: LabConfig, name: string): string {
+  if (name === 'agent') return files(config.stateDir).agentLog;
+  const node = readState(config.stateDir)?.nodes[name];
+  if (node?.runtime === 'local') return node.logFile;
+  if (node?.runtime === 'external') {
+    throw new ProdhomeError('USAGE', `${name} is an external server; its logs are wherever that server keeps them`);
+  }
+  nodeConnection(config, name); // throws the right "unknown node" / "not up" error
+  throw new ProdhomeError('LAB_NOT_UP', `node "${name}" has no log yet`, { hint: 'Run `prodhome up` first.' });
+}

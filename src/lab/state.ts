@@ -1,0 +1,77 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { OsUser } from '../runtime/index.js';
+import type { NodeState } from '../runtime/index.js';
+
+/**
+ * A lab's state directory, `.prodhome/<lab>/` beside its config:
+ *   state.json    what exists (nodes, ports, data dirs, caps) — no secrets
+ *   secrets.json  per-node passwords, mode 0600
+ *   nodes/<name>/ data dir and postgres.log (unless the server user cannot reach here)
+ *   agent.pid, agent.log, agent-status.json, lock
+ */
+export interface LabState {
+  format: 1;
+  lab: string;
+  labId: string;
+  createdAt: string;
+  runAs?: OsUser;
+  /** Where node directories live; outside the state dir when the server user cannot reach it. */
+  dataRoot: string;
+  nodes: Record<string, NodeState>;
+}
+
+export interface Secrets {
+  nodes: Record<string, { user: string; password: string }>;
+}
+
+export const files = (stateDir: string) => ({
+  state: path.join(stateDir, 'state.json'),
+  secrets: path.join(stateDir, 'secrets.json'),
+  lock: path.join(stateDir, 'lock'),
+  agentPid: path.join(stateDir, 'agent.pid'),
+  agentLog: path.join(stateDir, 'agent.log'),
+  agentStatus: path.join(stateDir, 'agent-status.json'),
+  nodes: path.join(stateDir, 'nodes'),
+});
+
+/** A stable id for the lab at this path: two labs named alike in different dirs never collide. */
+export function labIdFor(lab: string, stateDir: string): string {
+  return `${lab}-${crypto.createHash('sha1').update(path.resolve(stateDir)).digest('hex').slice(0, 8)}`;
+}
+
+export function readState(stateDir: string): LabState | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(files(stateDir).state, 'utf8')) as LabState;
+  } catch {
+    return undefined;
+  }
+}
+
+export function writeState(stateDir: string, state: LabState): void {
+  writeAtomic(files(stateDir).state, `${JSON.stringify(state, null, 2)}\n`, 0o644);
+}
+
+export function readSecrets(stateDir: string): Secrets {
+  try {
+    return JSON.parse(fs.readFileSync(files(stateDir).secrets, 'utf8')) as Secrets;
+  } catch {
+    return { nodes: {} };
+  }
+}
+
+export function writeSecrets(stateDir: string, secrets: Secrets): void {
+  writeAtomic(files(stateDir).secrets, `${JSON.stringify(secrets, null, 2)}\n`, 0o600);
+}
+
+export function newPassword(): string {
+  return crypto.randomBytes(18).toString('base64url');
+}
+
+function writeAtomic(file: string, text: string, mode: number): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, text, { mode });
+  fs.chmodSync(tmp, mode);
+  fs.renameSync(tmp, file);
+}

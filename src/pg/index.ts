@@ -1,0 +1,70 @@
+import postgres from 'postgres';
+
+/** How to reach a running server. Carries a password: never log or print it unasked. */
+export interface ConnectionInfo {
+  host: string;
+  port: number;
+  user: string;
+  password?: string;
+  database: string;
+}
+
+export type Sql = postgres.Sql;
+
+/** A small connection pool to one server; callers must `await sql.end()`. */
+export function connect(info: ConnectionInfo, options: { max?: number; connectTimeoutSeconds?: number } = {}): Sql {
+  return postgres({
+    host: info.host,
+    port: info.port,
+    user: info.user,
+    password: info.password,
+    database: info.database,
+    max: options.max ?? 1,
+    connect_timeout: options.connectTimeoutSeconds ?? 5,
+    idle_timeout: 5,
+    onnotice: () => {},
+    connection: { application_name: 'prodhome' },
+  });
+}
+
+/** Runs `fn` with a one-connection pool that is always closed afterwards. */
+export async function withConnection<T>(info: ConnectionInfo, fn: (sql: Sql) => Promise<T>): Promise<T> {
+  const sql = connect(info);
+  try {
+    return await fn(sql);
+  } finally {
+    await sql.end({ timeout: 2 });
+  }
+}
+
+/** Quotes an SQL identifier the way Postgres's quote_ident does (always quoted). */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** A postgres:// URL for `info`; the password is shown only when asked for. */
+export function connectionUrl(info: ConnectionInfo, { withPassword = false } = {}): string {
+  const user = encodeURIComponent(info.user);
+  const auth = withPassword && info.password ? `${user}:${encodeURIComponent(info.password)}` : user;
+  return `postgres://${auth}@${info.host}:${info.port}/${encodeURIComponent(info.database)}`;
+}
+
+/** Parses a postgres:// URL into ConnectionInfo (for external nodes). */
+export function parseConnectionUrl(url: string): ConnectionInfo {
+  const u = new URL(url);
+  return {
+    host: u.hostname || '127.0.0.1',
+    port: u.port ? Number(u.port) : 5432,
+    user: decodeURIComponent(u.username || 'postgres'),
+    password: u.password ? decodeURIComponent(u.password) : process.env.PGPASSWORD,
+    database: decodeURIComponent(u.pathname.replace(/^\//, '')) || 'postgres',
+  };
+}
+
+/** The server's version: "17.10" and its major, 17. */
+export async function serverVersion(sql: Sql): Promise<{ version: string; major: number }> {
+  const [row] = await sql<{ server_version: string; server_version_num: string }[]>`
+    select current_setting('server_version') as server_version, current_setting('server_version_num') as server_version_num`;
+  const num = Number(row!.server_version_num);
+  return { version: row!.server_version.split(' ')[0]!, major: Math.floor(num / 10000) };
+}

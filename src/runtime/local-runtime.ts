@@ -1,0 +1,139 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { NodeSpec } from '../config/index.js';
+import { formatBytes } from '../config/index.js';
+import { ProdhomeError } from '../errors.js';
+import { removeCgroups } from './cgroups.js';
+import {
+  SUPERUSER, clusterMajor, dirSize, initCluster, isInitialised, nodePaths, renderConf, runningPid, startServer, stopServer, writeServerConfig,
+} from './local.js';
+import type { LocalNodeState, NodeInspection, NodeRuntime, NodeState, UpContext, UpOutcome } from './types.js';
+
+export const localRuntime: NodeRuntime = {
+  kind: 'local',
+
+  async up(spec: NodeSpec, ctx: UpContext): Promise<UpOutcome> {
+    const bins = ctx.binaries!;
+    const port = ctx.port!;
+    const previous = ctx.previous?.runtime === 'local' ? ctx.previous : undefined;
+    const paths = nodePaths(previous?.nodeDir ?? path.join(ctx.dataRoot, spec.name));
+    const undo: (() => Promise<void>)[] = [];
+    const connection = { host: '127.0.0.1', port, user: SUPERUSER, password: ctx.password, database: 'postgres' };
+    try {
+      let created = false;
+      if (!isInitialised(paths.dataDir)) {
+        const nodeDirExisted = fs.existsSync(paths.nodeDir);
+        ctx.log(`${spec.name}: initdb (Postgres ${bins.version}, ${bins.source})`);
+        undo.push(async () => {
+          if (nodeDirExisted) fs.rmSync(paths.dataDir, { recursive: true, force: true });
+          else fs.rmSync(paths.nodeDir, { recursive: true, force: true });
+        });
+        await initCluster(paths, bins, ctx.password!, ctx.user, spec.name);
+        created = true;
+      } else if (clusterMajor(paths.dataDir) !== bins.major) {
+        throw new ProdhomeError(
+          'BINARIES_MISSING',
+          `${spec.name}: its data directory was made by Postgres ${clusterMajor(paths.dataDir)}, but the binaries found are Postgres ${bins.version} (${bins.binDir})`,
+          { hint: `Set postgres.version: ${clusterMajor(paths.dataDir)} for ${spec.name}, or \`prodhome destroy\` to start afresh.` },
+        );
+      }
+      const confHash = writeServerConfig(paths, renderConf(spec, port, bins), ctx.user);
+      let pid = runningPid(paths.dataDir);
+      let action: string;
+      let caps = previous?.caps;
+      if (pid && previous && previous.confHash === confHash && previous.binDir === bins.binDir) {
+        action = 'unchanged';
+      } else {
+        if (pid) {
+          ctx.log(`${spec.name}: its settings changed; restarting it`);
+          await stopServer(paths.dataDir);
+          if (previous) await removeCgroups(previous.caps.cgroupDirs);
+          action = 'restarted (settings changed)';
+        } else if (created) action = 'created';
+        else if (previous?.desired === 'running') action = 'restarted (it had died)';
+        else action = 'started';
+        if (previous?.caps.cgroupDirs.length && !pid) await removeCgroups(previous.caps.cgroupDirs);
+        const started = await startServer(paths, bins, {
+          user: ctx.user,
+          cgroupName: `${ctx.labId}-${spec.name}`,
+          memoryBytes: spec.memoryBytes,
+          cpus: spec.cpus,
+          nodeName: spec.name,
+        });
+        pid = started.pid;
+        undo.push(async () => {
+          await stopServer(paths.dataDir);
+          if (started.caps.enforced) await removeCgroups(started.caps.placement.dirs);
+        });
+        caps = {
+          memoryBytes: spec.memoryBytes,
+          cpus: spec.cpus,
+          enforced: started.caps.enforced,
+          ...(started.caps.enforced ? { how: started.caps.how } : { reason: started.caps.reason }),
+          cgroupDirs: started.caps.enforced ? started.caps.placement.dirs : [],
+        };
+      }
+      const state: LocalNodeState = {
+        runtime: 'local',
+        ...paths,
+        port,
+        binDir: bins.binDir,
+        binSource: bins.source,
+        version: bins.version,
+        major: bins.major,
+        confHash,
+        caps: caps!,
+        desired: 'running',
+        pid,
+        startedAt: action === 'unchanged' ? previous?.startedAt : new Date().toISOString(),
+      };
+      return { state, action, connection, undo: () => runAll(undo) };
+    } catch (e) {
+      await runAll(undo);
+      throw e;
+    }
+  },
+
+  async down(_name: string, state: NodeState) {
+    if (state.runtime !== 'local') return 'left alone';
+    const stopped = await stopServer(state.dataDir);
+    await removeCgroups(state.caps.cgroupDirs);
+    return stopped ? 'stopped' : 'not running';
+  },
+
+  async inspect(_name: string, state: NodeState): Promise<NodeInspection> {
+    if (state.runtime !== 'local') throw new Error('localRuntime.inspect given an external node');
+    const pid = runningPid(state.dataDir);
+    const condition = pid ? 'running' : state.desired === 'running' ? 'died' : 'stopped';
+    return {
+      condition,
+      pid,
+      version: state.version,
+      address: `127.0.0.1:${state.port}`,
+      caps: describeCaps(state),
+      dataBytes: dirSize(state.dataDir),
+    };
+  },
+
+  async remove(state: NodeState) {
+    if (state.runtime !== 'local') return;
+    fs.rmSync(state.nodeDir, { recursive: true, force: true });
+  },
+};
+
+export function describeCaps(state: LocalNodeState): string {
+  const { memoryBytes, cpus, enforced, reason } = state.caps;
+  const parts = [memoryBytes !== undefined ? `mem ${formatBytes(memoryBytes)}` : '', cpus !== undefined ? `cpu ${cpus}` : ''].filter(Boolean);
+  if (parts.length === 0) return '-';
+  return enforced ? parts.join(', ') : `${parts.join(', ')} (not enforced: ${reason})`;
+}
+
+async function runAll(steps: (() => Promise<void>)[]): Promise<void> {
+  for (const step of steps.reverse()) {
+    try {
+      await step();
+    } catch {
+      // Best effort: a failed undo must not hide the error that caused it.
+    }
+  }
+}

@@ -1,0 +1,242 @@
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { NodeSpec } from '../config/index.js';
+import { ProdhomeError } from '../errors.js';
+import type { PgBinaries } from './binaries.js';
+import { prepareCgroups, removeCgroups, type CapsEnforcement } from './cgroups.js';
+import { processAlive, run, sleep, type OsUser } from './process.js';
+
+/**
+ * The local runtime: a Postgres server in a data directory on this machine, initialised with
+ * initdb, configured from prodhome.yaml, listening on 127.0.0.1 only with scram-sha-256
+ * passwords, run as an unprivileged user when prodhome is root, capped by cgroups where allowed.
+ */
+
+export const SUPERUSER = 'postgres';
+
+export interface LocalNodePaths {
+  nodeDir: string;
+  dataDir: string;
+  logFile: string;
+}
+
+export function nodePaths(nodeDir: string): LocalNodePaths {
+  return { nodeDir, dataDir: path.join(nodeDir, 'data'), logFile: path.join(nodeDir, 'postgres.log') };
+}
+
+/** True when `dataDir` holds an initialised cluster. */
+export function isInitialised(dataDir: string): boolean {
+  return fs.existsSync(path.join(dataDir, 'PG_VERSION'));
+}
+
+export function clusterMajor(dataDir: string): number | undefined {
+  try {
+    return Number(fs.readFileSync(path.join(dataDir, 'PG_VERSION'), 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+}
+
+/** Creates the node dir and runs initdb with a superuser password; the caller removes nodeDir on failure. */
+export async function initCluster(paths: LocalNodePaths, bins: PgBinaries, password: string, user: OsUser | undefined, nodeName: string): Promise<void> {
+  fs.mkdirSync(paths.nodeDir, { recursive: true, mode: 0o700 });
+  if (user) fs.chownSync(paths.nodeDir, user.uid, user.gid);
+  // The password reaches initdb through a 0600 file that only the server user can read, never argv.
+  const pwfile = path.join(paths.nodeDir, '.initdb-pw');
+  fs.writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
+  if (user) fs.chownSync(pwfile, user.uid, user.gid);
+  try {
+    const r = await run(
+      path.join(bins.binDir, 'initdb'),
+      ['-D', paths.dataDir, '-U', SUPERUSER, `--pwfile=${pwfile}`, '--auth=scram-sha-256', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions'],
+      { asUser: user, env: serverEnv(paths.nodeDir) },
+    );
+    if (r.code !== 0) {
+      throw new ProdhomeError('INITDB_FAILED', `${nodeName}: initdb failed (exit ${r.code}): ${lastLines(r.stderr || r.stdout, 5)}`, {
+        hint: `Check the binaries in ${bins.binDir} and that ${paths.nodeDir} is writable${user ? ` by ${user.name}` : ''}.`,
+      });
+    }
+  } finally {
+    fs.rmSync(pwfile, { force: true });
+  }
+  const conf = path.join(paths.dataDir, 'postgresql.conf');
+  fs.appendFileSync(conf, "\n# prodhome's settings (from prodhome.yaml) live in this file:\ninclude_if_exists = 'prodhome.conf'\n");
+}
+
+/** The postgresql.conf lines prodhome owns for a node. */
+export function renderConf(spec: NodeSpec, port: number, bins: PgBinaries): string {
+  const settings: Record<string, string> = {
+    listen_addresses: '127.0.0.1',
+    port: String(port),
+    // No Unix socket: every client, prodhome included, comes over TCP with a password.
+    unix_socket_directories: '',
+    password_encryption: 'scram-sha-256',
+    ...(bins.hasPgStatStatements ? { shared_preload_libraries: 'pg_stat_statements' } : {}),
+    ...spec.settings,
+  };
+  const lines = Object.entries(settings).map(([k, v]) => `${k} = '${v.replace(/'/g, "''")}'`);
+  return `# Written by prodhome from prodhome.yaml; edit that file, not this one.\n${lines.join('\n')}\n`;
+}
+
+const HBA = `# Written by prodhome: TCP on loopback only, scram-sha-256 passwords for everyone.
+# TYPE  DATABASE     USER  ADDRESS        METHOD
+host    all          all   127.0.0.1/32   scram-sha-256
+host    replication  all   127.0.0.1/32   scram-sha-256
+`;
+
+/** Writes prodhome.conf and pg_hba.conf; returns a hash of what a running server must have loaded. */
+export function writeServerConfig(paths: LocalNodePaths, conf: string, user: OsUser | undefined): string {
+  const files: [string, string][] = [
+    [path.join(paths.dataDir, 'prodhome.conf'), conf],
+    [path.join(paths.dataDir, 'pg_hba.conf'), HBA],
+  ];
+  for (const [file, text] of files) {
+    if (readOr(file) === text) continue;
+    fs.writeFileSync(file, text, { mode: 0o600 });
+    if (user) fs.chownSync(file, user.uid, user.gid);
+  }
+  return crypto.createHash('sha1').update(conf).update(HBA).digest('hex').slice(0, 16);
+}
+
+/** The postmaster's pid when the server in `dataDir` is running, else undefined. */
+export function runningPid(dataDir: string): number | undefined {
+  const text = readOr(path.join(dataDir, 'postmaster.pid'));
+  const pid = Number(text.split('\n')[0]);
+  return pid > 0 && processAlive(pid) ? pid : undefined;
+}
+
+export interface StartResult {
+  pid: number;
+  caps: CapsEnforcement;
+}
+
+/**
+ * Starts the postmaster directly (no pg_ctl: we read its readiness from postmaster.pid every
+ * 10 ms and can show the log's own words when it fails). With caps, a shell first joins the
+ * node's cgroups, then execs the server, so the postmaster and every backend it forks are capped.
+ */
+export async function startServer(
+  paths: LocalNodePaths,
+  bins: PgBinaries,
+  opts: { user?: OsUser; cgroupName: string; memoryBytes?: number; cpus?: number; nodeName: string; timeoutMs?: number },
+): Promise<StartResult> {
+  let caps = prepareCgroups(opts.cgroupName, { memoryBytes: opts.memoryBytes, cpus: opts.cpus });
+  if (caps.enforced && opts.user && !fs.existsSync('/usr/bin/setpriv') && !fs.existsSync('/bin/setpriv')) {
+    await removeCgroups(caps.placement.dirs);
+    caps = { enforced: false, reason: 'setpriv (util-linux) is missing, so a capped server cannot drop root' };
+  }
+  const postgresCmd = [path.join(bins.binDir, 'postgres'), '-D', paths.dataDir];
+  let command: string;
+  let args: string[];
+  const useShell = caps.enforced;
+  if (useShell) {
+    const dropRoot = opts.user ? ['setpriv', `--reuid=${opts.user.uid}`, `--regid=${opts.user.gid}`, '--clear-groups', '--'] : [];
+    command = '/bin/sh';
+    args = [
+      '-c',
+      'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 97; shift; done; shift; exec "$@"',
+      'sh',
+      ...(caps.enforced ? caps.placement.procsFiles : []),
+      '--',
+      ...dropRoot,
+      ...postgresCmd,
+    ];
+  } else {
+    [command, ...args] = postgresCmd as [string, ...string[]];
+  }
+  // A stale postmaster.pid from a killed server is fine: postgres checks and replaces it itself.
+  const logFd = fs.openSync(paths.logFile, 'a', 0o640);
+  if (opts.user) fs.fchownSync(logFd, opts.user.uid, opts.user.gid);
+  const logStart = fs.fstatSync(logFd).size;
+  let exited: number | null | undefined;
+  const child = spawn(command, args, {
+    detached: true,
+    stdio: ['ignore', logFd, logFd],
+    env: serverEnv(paths.nodeDir),
+    ...(opts.user && !useShell ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
+  });
+  fs.closeSync(logFd);
+  child.on('exit', (code) => (exited = code));
+  child.on('error', () => (exited = -1));
+  child.unref();
+
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+  for (;;) {
+    const lines = readOr(path.join(paths.dataDir, 'postmaster.pid')).split('\n');
+    if (Number(lines[0]) === child.pid && lines[7]?.trim() === 'ready') break;
+    if (exited !== undefined || Date.now() > deadline) {
+      if (exited === undefined) child.kill('SIGQUIT');
+      if (caps.enforced) await removeCgroups(caps.placement.dirs);
+      const log = readOr(paths.logFile).slice(logStart);
+      const why = exited === 97 ? 'it could not join its cgroup' : lastLines(log, 6) || `exit code ${exited}`;
+      throw new ProdhomeError('START_FAILED', `${opts.nodeName}: Postgres did not start: ${why}`, {
+        hint: `The server log is ${paths.logFile} (\`prodhome logs ${opts.nodeName}\`).`,
+      });
+    }
+    await sleep(10);
+  }
+  return { pid: child.pid!, caps };
+}
+
+/**
+ * Stops the server with a fast shutdown (SIGINT: disconnect clients, checkpoint, exit), as
+ * `pg_ctl stop -m fast` does; after `timeoutMs` an immediate one (SIGQUIT). Returns whether it ran.
+ */
+export async function stopServer(dataDir: string, timeoutMs = 30_000): Promise<boolean> {
+  const pid = runningPid(dataDir);
+  if (!pid) return false;
+  process.kill(pid, 'SIGINT');
+  const deadline = Date.now() + timeoutMs;
+  let escalated = false;
+  while (processAlive(pid)) {
+    if (!escalated && Date.now() > deadline) {
+      escalated = true;
+      process.kill(pid, 'SIGQUIT');
+    }
+    await sleep(10);
+  }
+  return true;
+}
+
+/** Bytes on disk under a directory (like `du -sb`). */
+export function dirSize(dir: string): number {
+  let total = 0;
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) total += dirSize(p);
+    else {
+      try {
+        total += fs.lstatSync(p).size;
+      } catch {
+        // a file removed while we walk (WAL recycling): skip it
+      }
+    }
+  }
+  return total;
+}
+
+function serverEnv(home: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, LC_ALL: 'C' };
+  if (process.env.TZ) env.TZ = process.env.TZ;
+  return env;
+}
+
+function readOr(file: string, fallback = ''): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return fallback;
+  }
+}
+
+function lastLines(text: string, n: number): string {
+  return text.trim().split('\n').slice(-n).join(' | ');
+}

@@ -1,0 +1,61 @@
+import fs from 'node:fs';
+import { spawn, spawnSync, type SpawnOptions } from 'node:child_process';
+
+/** An unprivileged OS user that servers run as when prodhome itself runs as root. */
+export interface OsUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion, as `asUser` when given; never throws on a non-zero exit. */
+export function run(command: string, args: string[], options: { asUser?: OsUser; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const spawnOptions: SpawnOptions = { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] };
+    if (options.asUser) {
+      spawnOptions.uid = options.asUser.uid;
+      spawnOptions.gid = options.asUser.gid;
+    }
+    const child = spawn(command, args, spawnOptions);
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** True when `user` may do `test <flag> path` (e.g. -x to traverse, -w to write, -r to read). */
+export function userCan(user: OsUser | undefined, flag: '-x' | '-w' | '-r', path: string): boolean {
+  const r = spawnSync('test', [flag, path], user ? { uid: user.uid, gid: user.gid } : {});
+  return r.status === 0;
+}
+
+/** Whether a process exists (a zombie counts as gone once its parent reaps it). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A zombie (exited, not yet reaped by its parent) answers kill(0) but is gone for our purposes.
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
