@@ -84,7 +84,9 @@ function shellQuote(v: string): string {
   return /^[A-Za-z0-9_./:@%+=,-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`;
 }
 
+/** psql to run: PRODHOME_PSQL if set, else beside the node's binaries, on PATH, or Debian's. */
 export function findPsql(binDir?: string): string | undefined {
+  if (process.env.PRODHOME_PSQL) return isExecutable(process.env.PRODHOME_PSQL) ? process.env.PRODHOME_PSQL : undefined;
   const candidates = [
     ...(binDir ? [path.join(binDir, 'psql')] : []),
     ...(process.env.PATH ?? '').split(path.delimiter).map((d) => path.join(d, 'psql')),
@@ -94,13 +96,15 @@ export function findPsql(binDir?: string): string | undefined {
   } catch {
     // not a Debian-style install
   }
-  return candidates.find((c) => {
-    try {
-      fs.accessSync(c, fs.constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  return candidates.find(isExecutable);
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 

@@ -61,7 +61,9 @@ export function parseConfigText(text: string, label: string): LabParsed {
   }
   const data = doc.toJS() ?? {};
   if (typeof data !== 'object' || Array.isArray(data)) {
-    throw new ProdhomeError('CONFIG_INVALID', `${label}:1: expected a mapping of settings (lab:, nodes:, …), got ${describe(data)}`);
+    throw new ProdhomeError('CONFIG_INVALID', `${label}:1: expected a mapping of settings (lab:, nodes:, …), got ${describe(data)}`, {
+      hint: 'Start from `prodhome init -f example.yaml`, which writes a commented example.',
+    });
   }
   const result = LabSchema.safeParse(data);
   if (result.success) return result.data;

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { LabConfig, NodeRole, NodeSpec } from '../config/index.js';
 import { ProdhomeError, messageOf } from '../errors.js';
-import { connectionUrl, serverVersion, withConnection, type ConnectionInfo } from '../pg/index.js';
+import { connectionUrl, parseConnectionUrl, serverVersion, withConnection, type ConnectionInfo } from '../pg/index.js';
 import {
   pickFreePort, portFree, reachableBinDir, resolveBinaries, runningPid, runtimes, serverUser, userCan,
   type NodeCondition, type NodeState, type OsUser, type PgBinaries, type UpOutcome,
@@ -305,7 +305,8 @@ export async function labStatus(config: LabConfig): Promise<StatusResult> {
       const spec = config.nodes.find((n) => n.name === name);
       const node = state?.nodes[name];
       if (!node) return { name, role: spec?.role ?? 'standalone', runtime: spec?.runtime ?? 'local', condition: 'absent', caps: '-' };
-      const seen = await runtimes[node.runtime].inspect(name, node, secrets.nodes[name]?.password);
+      const password = node.runtime === 'external' ? (spec?.url ? parseConnectionUrl(spec.url).password : undefined) : secrets.nodes[name]?.password;
+      const seen = await runtimes[node.runtime].inspect(name, node, password);
       const agentSaw = agentStatus?.nodes[name];
       return {
         name,
@@ -345,14 +346,7 @@ export function nodeConnection(config: LabConfig, name: string): ConnectionInfo 
   }
   if (node.runtime === 'external') {
     const spec = config.nodes.find((n) => n.name === name);
-    const u = new URL(spec?.url ?? node.url);
-    return {
-      host: u.hostname,
-      port: Number(u.port || 5432),
-      user: decodeURIComponent(u.username || 'postgres'),
-      password: u.password ? decodeURIComponent(u.password) : undefined,
-      database: decodeURIComponent(u.pathname.slice(1)) || 'postgres',
-    };
+    return parseConnectionUrl(spec?.url ?? node.url);
   }
   const secret = readSecrets(config.stateDir).nodes[name];
   return { host: '127.0.0.1', port: node.port, user: secret?.user ?? 'postgres', password: secret?.password, database: 'postgres' };

@@ -32,9 +32,9 @@ export const externalRuntime: NodeRuntime = {
     return 'left alone';
   },
 
-  async inspect(_name: string, state: NodeState): Promise<NodeInspection> {
+  async inspect(_name: string, state: NodeState, password?: string): Promise<NodeInspection> {
     if (state.runtime !== 'external') throw new Error('externalRuntime.inspect given a local node');
-    const connection = parseConnectionUrl(state.url);
+    const connection = { ...parseConnectionUrl(state.url), ...(password ? { password } : {}) };
     const address = `${connection.host}:${connection.port}`;
     try {
       const v = await withConnection(connection, serverVersion);

@@ -1,0 +1,302 @@
+#!/usr/bin/env node
+// Benchmark: `prodhome up` of the default 4-node lab against the floor it cannot beat — bare
+// initdb + `pg_ctl start` of four clusters in parallel with the same binaries and flags.
+// Also times `prodhome down`. Reports medians and PASS/MISS against the targets; never fails
+// on speed, only when something does not run.
+//
+//   node bench/up.mjs [--rounds N] [--json]      (or BENCH_ROUNDS=N; needs `npm run build`)
+
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = path.join(ROOT, 'bin', 'prodhome.js');
+const NODES = 4; // the default lab: publisher, two subscribers, metrics
+const RUN_AS = 'prodhome'; // the default lab's runAs:
+const REF_PORTS_FROM = 55400; // clear of the default lab's 54320-54399
+const TARGET_RATIO = 1.5;
+const TARGET_DOWN_S = 2;
+
+// ---- arguments ------------------------------------------------------------------------------
+
+const argv = process.argv.slice(2);
+const json = argv.includes('--json');
+const roundsArg = argv.includes('--rounds') ? argv[argv.indexOf('--rounds') + 1] : process.env.BENCH_ROUNDS;
+const rounds = roundsArg === undefined ? 5 : Number(roundsArg);
+if (!Number.isInteger(rounds) || rounds < 1) {
+  console.error(`bench: --rounds wants a positive integer, got ${roundsArg}`);
+  process.exit(2);
+}
+if (!fs.existsSync(path.join(ROOT, 'dist', 'runtime', 'binaries.js'))) {
+  console.error('bench: dist/ is missing; run `npm run build` first');
+  process.exit(2);
+}
+
+// Resolve the binaries exactly as `prodhome up` does, including the copy into a reachable cache
+// when the server user cannot traverse the install (an npm install under a 0700 /root).
+const { resolveBinaries, reachableBinDir } = await import('../dist/runtime/binaries.js');
+const { SYSTEM_ROOT } = await import('../dist/lab/lifecycle.js');
+
+// ---- helpers --------------------------------------------------------------------------------
+
+const log = (line) => (json ? process.stderr : process.stdout).write(`${line}\n`);
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const secs = (ms) => (ms / 1000).toFixed(2);
+
+// A Ctrl-C reaches our children too (same process group); they fail, and the finally blocks
+// clean up. We only note it here instead of dying on the spot with a lab left running.
+let interrupted;
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => (interrupted = sig));
+const checkInterrupted = () => {
+  if (interrupted) throw new Error(`interrupted by ${interrupted}`);
+};
+
+/**
+ * Runs a command to completion. `ms` is spawn-to-exit wall-clock. We resolve on 'close' (all
+ * output read) but give up waiting for it shortly after 'exit', in case a detached grandchild
+ * (the agent, a postmaster) kept a pipe open.
+ */
+function run(command, args, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    let stdout = '';
+    let stderr = '';
+    let ms;
+    let code;
+    let signal;
+    let timer;
+    const done = () => {
+      clearTimeout(timer);
+      resolve({ code, signal, ms, stdout, stderr });
+    };
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('exit', (c, s) => {
+      ms = performance.now() - started;
+      code = c;
+      signal = s;
+      timer = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        done();
+      }, 1000);
+    });
+    child.on('close', done);
+  });
+}
+
+/** Like run(), but throws with the command's own last words when it fails. */
+async function mustRun(what, command, args, opts) {
+  const r = await run(command, args, opts);
+  if (r.code !== 0) {
+    const tail = (r.stderr || r.stdout).trim().split('\n').slice(-6).join('\n    ');
+    throw new Error(`${what} failed (${r.signal ?? `exit ${r.code}`}):\n    ${tail}`);
+  }
+  return r;
+}
+
+function makeTempDir(prefix) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  fs.chmodSync(dir, 0o755); // the server user must traverse it to reach the data dirs
+  return dir;
+}
+
+function lookupUser(name) {
+  const u = spawnSync('id', ['-u', name], { encoding: 'utf8' });
+  if (u.status !== 0) return undefined;
+  const g = spawnSync('id', ['-g', name], { encoding: 'utf8' });
+  return { name, uid: Number(u.stdout.trim()), gid: Number(g.stdout.trim()) };
+}
+
+/** Postgres refuses root: as root, both sides run the servers as the `prodhome` OS user. */
+function serverUser() {
+  if (process.getuid?.() !== 0) return undefined;
+  let user = lookupUser(RUN_AS);
+  if (!user) {
+    // The same user `prodhome up` would create, made up front so round 1 may start either way.
+    spawnSync('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', RUN_AS]);
+    user = lookupUser(RUN_AS);
+    if (!user) throw new Error(`cannot find or create the OS user "${RUN_AS}"`);
+  }
+  return user;
+}
+
+function portFree(port) {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+async function freePorts(n, from) {
+  const ports = [];
+  for (let p = from; ports.length < n && p < from + 500; p++) if (await portFree(p)) ports.push(p);
+  if (ports.length < n) throw new Error(`no ${n} free ports from ${from}`);
+  return ports;
+}
+
+// ---- prodhome -------------------------------------------------------------------------------
+
+/** One fresh lab: up, down, destroy, each timed spawn-to-exit. Always destroys what it made. */
+async function benchProdhome(user) {
+  const cwd = makeTempDir('prodhome-bench-');
+  const cli = (...args) => mustRun(`prodhome ${args.join(' ')}`, process.execPath, [CLI, ...args], { cwd });
+  let destroyed = false;
+  try {
+    const up = await cli('up');
+    checkInterrupted();
+    const down = await cli('down');
+    checkInterrupted();
+    const destroy = await cli('destroy', '--yes');
+    destroyed = true;
+    return { up: up.ms, down: down.ms, destroy: destroy.ms };
+  } finally {
+    if (!destroyed) await rescueLab(cwd, user);
+    fs.rmSync(cwd, { recursive: true, force: true });
+  }
+}
+
+/** After a failure: destroy the lab; if even that fails, stop its servers and agent by hand. */
+async function rescueLab(cwd, user) {
+  const stateDir = path.join(cwd, '.prodhome', 'prodhome');
+  if (!fs.existsSync(stateDir)) return;
+  const r = await run(process.execPath, [CLI, 'destroy', '--yes'], { cwd }).catch(() => ({ code: -1 }));
+  if (r.code === 0) return;
+  let state;
+  try {
+    state = JSON.parse(fs.readFileSync(path.join(stateDir, 'state.json'), 'utf8'));
+  } catch {
+    state = undefined;
+  }
+  try {
+    const agentPid = Number(fs.readFileSync(path.join(stateDir, 'agent.pid'), 'utf8').trim());
+    if (agentPid > 0) process.kill(agentPid, 'SIGTERM');
+  } catch {
+    // no agent, or already gone
+  }
+  for (const node of Object.values(state?.nodes ?? {})) {
+    if (node.runtime !== 'local' || !node.dataDir || !node.binDir) continue;
+    await run(path.join(node.binDir, 'pg_ctl'), ['-D', node.dataDir, '-m', 'immediate', '-w', 'stop'], asUser(user)).catch(() => {});
+  }
+  // Data outside the state dir (a root-run lab under an unreachable home) lives here.
+  if (state?.dataRoot?.startsWith(path.join(SYSTEM_ROOT, 'labs') + path.sep)) fs.rmSync(state.dataRoot, { recursive: true, force: true });
+}
+
+// ---- reference: bare initdb + pg_ctl start ----------------------------------------------------
+
+const asUser = (user) => (user ? { uid: user.uid, gid: user.gid } : {});
+
+/** The environment prodhome gives initdb and postgres (serverEnv in src/runtime/local.ts). */
+const serverEnv = (home) => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, LC_ALL: 'C', ...(process.env.TZ ? { TZ: process.env.TZ } : {}) });
+
+/** Four clusters, initdb then start, in parallel; timed from first spawn to the last pg_ctl start. */
+async function benchReference(binDir, user) {
+  const root = makeTempDir('prodhome-bench-ref-');
+  const ports = await freePorts(NODES, REF_PORTS_FROM);
+  const clusters = ports.map((port, i) => {
+    const dir = path.join(root, `node${i}`);
+    fs.mkdirSync(dir, { mode: 0o700 });
+    const pwfile = path.join(dir, '.initdb-pw');
+    fs.writeFileSync(pwfile, 'bench-password\n', { mode: 0o600 });
+    if (user) for (const f of [dir, pwfile]) fs.chownSync(f, user.uid, user.gid);
+    return { dir, data: path.join(dir, 'data'), log: path.join(dir, 'postgres.log'), pwfile, port };
+  });
+  const opts = (c) => ({ ...asUser(user), env: serverEnv(c.dir) });
+  try {
+    const started = performance.now();
+    await Promise.all(
+      clusters.map(async (c) => {
+        // The flags initCluster (src/runtime/local.ts) gives initdb, so both sides do the same work.
+        await mustRun(`initdb (port ${c.port})`, path.join(binDir, 'initdb'), [
+          '-D', c.data, '-U', 'postgres', `--pwfile=${c.pwfile}`, '--auth=scram-sha-256', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions',
+        ], opts(c));
+        await mustRun(`pg_ctl start (port ${c.port})`, path.join(binDir, 'pg_ctl'), [
+          '-D', c.data, '-l', c.log, '-o', `-p ${c.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`, '-w', 'start',
+        ], opts(c));
+      }),
+    );
+    return performance.now() - started;
+  } finally {
+    // Stop whatever did start (a failed round may leave some clusters up), then delete it all.
+    await Promise.all(
+      clusters.map((c) =>
+        fs.existsSync(path.join(c.data, 'postmaster.pid'))
+          ? run(path.join(binDir, 'pg_ctl'), ['-D', c.data, '-m', 'fast', '-w', 'stop'], opts(c)).catch(() => {})
+          : undefined,
+      ),
+    );
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
+// ---- main -----------------------------------------------------------------------------------
+
+const user = serverUser();
+const found = resolveBinaries({}, 'bench');
+const binDir = reachableBinDir(found.binDir, user, SYSTEM_ROOT);
+log(`Postgres ${found.version} (${found.source}) from ${binDir}${user ? `; servers run as ${user.name} (uid ${user.uid})` : ''}`);
+log(`${rounds} round(s) of ${NODES} nodes on ${os.cpus().length} CPU(s); order alternates each round`);
+log('');
+log('round  first      prodhome up  reference  ratio  down    destroy');
+
+const results = [];
+try {
+  for (let i = 1; i <= rounds; i++) {
+    // Alternate who goes first, so neither side always gets the warmer (or colder) caches.
+    const prodhomeFirst = i % 2 === 1;
+    let p;
+    let ref;
+    if (prodhomeFirst) {
+      p = await benchProdhome(user);
+      checkInterrupted();
+      ref = await benchReference(binDir, user);
+    } else {
+      ref = await benchReference(binDir, user);
+      checkInterrupted();
+      p = await benchProdhome(user);
+    }
+    checkInterrupted();
+    const row = { round: i, first: prodhomeFirst ? 'prodhome' : 'reference', upMs: p.up, referenceMs: ref, ratio: p.up / ref, downMs: p.down, destroyMs: p.destroy };
+    results.push(row);
+    log(
+      `${String(i).padStart(5)}  ${row.first.padEnd(9)}  ${`${secs(row.upMs)} s`.padStart(11)}  ${`${secs(ref)} s`.padStart(9)}  ${row.ratio.toFixed(2).padStart(5)}  ${`${secs(row.downMs)} s`.padStart(6)}  ${`${secs(row.destroyMs)} s`.padStart(7)}`,
+    );
+  }
+} catch (e) {
+  console.error(`bench: ${e.message}`);
+  process.exitCode = 1;
+}
+
+if (results.length === rounds) {
+  const up = median(results.map((r) => r.upMs));
+  const ref = median(results.map((r) => r.referenceMs));
+  const down = median(results.map((r) => r.downMs));
+  const ratio = up / ref;
+  const ratioOk = ratio <= TARGET_RATIO;
+  const downOk = down < TARGET_DOWN_S * 1000;
+  log('');
+  log(`up: prodhome ${secs(up)} s, bare initdb+pg_ctl ${secs(ref)} s, ratio ${ratio.toFixed(2)} (target <= ${TARGET_RATIO}) ${ratioOk ? 'PASS' : 'MISS'}`);
+  log(`down: ${secs(down)} s (target < ${TARGET_DOWN_S} s) ${downOk ? 'PASS' : 'MISS'}`);
+  if (json) {
+    const summary = {
+      postgres: { version: found.version, source: found.source, binDir },
+      runAs: user?.name ?? null,
+      nodes: NODES,
+      rounds: results,
+      median: { upMs: up, referenceMs: ref, ratio, downMs: down, destroyMs: median(results.map((r) => r.destroyMs)) },
+      targets: { ratio: { max: TARGET_RATIO, pass: ratioOk }, downMs: { below: TARGET_DOWN_S * 1000, pass: downOk } },
+    };
+    console.log(JSON.stringify(summary, null, 2));
+  }
+}
