@@ -215,7 +215,9 @@ async function benchReference(binDir, user) {
   const opts = (c) => ({ ...asUser(user), env: serverEnv(c.dir) });
   try {
     const started = performance.now();
-    await Promise.all(
+    // allSettled, not all: on a failure the others must finish before the finally below stops
+    // and deletes them, or a late pg_ctl start would leave a server running in a deleted dir.
+    const settled = await Promise.allSettled(
       clusters.map(async (c) => {
         // The flags initCluster (src/runtime/local.ts) gives initdb, so both sides do the same work.
         await mustRun(`initdb (port ${c.port})`, path.join(binDir, 'initdb'), [
@@ -226,7 +228,10 @@ async function benchReference(binDir, user) {
         ], opts(c));
       }),
     );
-    return performance.now() - started;
+    const elapsed = performance.now() - started;
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return elapsed;
   } finally {
     // Stop whatever did start (a failed round may leave some clusters up), then delete it all.
     await Promise.all(
@@ -242,9 +247,17 @@ async function benchReference(binDir, user) {
 
 // ---- main -----------------------------------------------------------------------------------
 
-const user = serverUser();
-const found = resolveBinaries({}, 'bench');
-const binDir = reachableBinDir(found.binDir, user, SYSTEM_ROOT);
+let user;
+let found;
+let binDir;
+try {
+  user = serverUser();
+  found = resolveBinaries({}, 'bench');
+  binDir = reachableBinDir(found.binDir, user, SYSTEM_ROOT);
+} catch (e) {
+  console.error(`bench: ${e.message}`);
+  process.exit(1);
+}
 log(`Postgres ${found.version} (${found.source}) from ${binDir}${user ? `; servers run as ${user.name} (uid ${user.uid})` : ''}`);
 log(`${rounds} round(s) of ${NODES} nodes on ${os.cpus().length} CPU(s); order alternates each round`);
 log('');

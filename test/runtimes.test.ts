@@ -91,6 +91,7 @@ describe.runIf(IS_ROOT)('running as root with a config in a directory the server
     const hidden = fs.mkdtempSync(path.join(os.tmpdir(), 'prodhome-hidden-'));
     fs.chmodSync(hidden, 0o700);
     fs.cpSync(path.dirname(npm), path.join(hidden, 'native'), { recursive: true, verbatimSymlinks: true });
+    let cached: string | undefined;
     try {
       const l = lab(`lab: hiddenbin\n${portRange(56390)}nodes:\n  a:\n    postgres:\n      binDir: ${path.join(hidden, 'native', 'bin')}\n`);
       await labUp(l.config());
@@ -98,8 +99,12 @@ describe.runIf(IS_ROOT)('running as root with a config in a directory the server
       if (node.runtime !== 'local') throw new Error('expected local');
       expect(node.binDir.startsWith('/var/lib/prodhome/pg/')).toBe(true);
       expect(fs.readFileSync(`/proc/${node.pid}/cmdline`, 'utf8')).toContain('/var/lib/prodhome/pg/');
+      cached = path.dirname(node.binDir);
     } finally {
+      await labs.pop()?.cleanup();
       fs.rmSync(hidden, { recursive: true, force: true });
+      // The copy is keyed by this temp path, which no later run will use again.
+      if (cached) fs.rmSync(cached, { recursive: true, force: true });
     }
   });
 });
