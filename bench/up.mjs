@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// Benchmark: `prodhome up` of the default 4-node lab against the floor it cannot beat — bare
-// initdb + `pg_ctl start` of four clusters in parallel with the same binaries and flags.
-// Also times `prodhome down`. Reports medians and PASS/MISS against the targets; never fails
-// on speed, only when something does not run.
+// Benchmark: `prodhome up` of the default 4-node lab against what it cannot avoid doing — bare
+// initdb + `pg_ctl start` of four clusters in parallel, with the same binaries, initdb flags and
+// server user. Also times `prodhome down`. Reports medians and PASS/MISS against the targets;
+// exits non-zero only when something fails to run, never on speed.
 //
 //   node bench/up.mjs [--rounds N] [--json]      (or BENCH_ROUNDS=N; needs `npm run build`)
 
@@ -12,6 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'bin', 'prodhome.js');
@@ -23,10 +24,16 @@ const TARGET_DOWN_S = 2;
 
 // ---- arguments ------------------------------------------------------------------------------
 
-const argv = process.argv.slice(2);
-const json = argv.includes('--json');
-const roundsArg = argv.includes('--rounds') ? argv[argv.indexOf('--rounds') + 1] : process.env.BENCH_ROUNDS;
-const rounds = roundsArg === undefined ? 5 : Number(roundsArg);
+let args;
+try {
+  args = parseArgs({ options: { rounds: { type: 'string' }, json: { type: 'boolean', default: false } } }).values;
+} catch (e) {
+  console.error(`bench: ${e.message}\nusage: node bench/up.mjs [--rounds N] [--json]`);
+  process.exit(2);
+}
+const json = args.json;
+const roundsArg = args.rounds ?? process.env.BENCH_ROUNDS ?? '5';
+const rounds = Number(roundsArg);
 if (!Number.isInteger(rounds) || rounds < 1) {
   console.error(`bench: --rounds wants a positive integer, got ${roundsArg}`);
   process.exit(2);
@@ -40,6 +47,9 @@ if (!fs.existsSync(path.join(ROOT, 'dist', 'runtime', 'binaries.js'))) {
 // when the server user cannot traverse the install (an npm install under a 0700 /root).
 const { resolveBinaries, reachableBinDir } = await import('../dist/runtime/binaries.js');
 const { SYSTEM_ROOT } = await import('../dist/lab/lifecycle.js');
+// Only for cleaning up after an interrupted up (see rescueLab).
+const { labIdFor } = await import('../dist/lab/state.js');
+const { removeCgroups } = await import('../dist/runtime/cgroups.js');
 
 // ---- helpers --------------------------------------------------------------------------------
 
@@ -52,9 +62,15 @@ const median = (xs) => {
 const secs = (ms) => (ms / 1000).toFixed(2);
 
 // A Ctrl-C reaches our children too (same process group); they fail, and the finally blocks
-// clean up. We only note it here instead of dying on the spot with a lab left running.
+// clean up. We only note it here instead of dying on the spot with a lab left running; a
+// second one quits at once.
 let interrupted;
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => (interrupted = sig));
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    if (interrupted) process.exit(130);
+    interrupted = sig;
+  });
+}
 const checkInterrupted = () => {
   if (interrupted) throw new Error(`interrupted by ${interrupted}`);
 };
@@ -111,6 +127,58 @@ function makeTempDir(prefix) {
   return dir;
 }
 
+/** Retries because an interrupted initdb may still be deleting its own data dir beside us. */
+function removeDir(dir) {
+  fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
+}
+
+/** Pids of live processes with an argument inside `dir` (postmasters, initdbs, their shells). */
+function processesUnder(dir) {
+  const inside = dir + path.sep;
+  let entries = [];
+  try {
+    entries = fs.readdirSync('/proc');
+  } catch {
+    return []; // no /proc (macOS): nothing more we can find
+  }
+  const pids = [];
+  for (const name of entries) {
+    const pid = Number(name);
+    if (!pid || pid === process.pid) continue;
+    try {
+      // A zombie's cmdline is empty, so exited-but-unreaped servers do not count.
+      if (fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(inside)) pids.push(pid);
+    } catch {
+      // exited while we looked
+    }
+  }
+  return pids;
+}
+
+/**
+ * Last resort, after a failure: a detached postmaster that had not yet written postmaster.pid
+ * is invisible to pg_ctl and prodhome, and would outlive its deleted data dir. Each is ended by
+ * pid with SIGINT (Postgres' fast shutdown), and SIGKILL if it is still there after 10 s.
+ */
+async function stopStragglers(dir) {
+  const signal = (pids, sig) => pids.forEach((pid) => {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // already gone
+    }
+  });
+  // Rescan each time: a shell may exec a server after we look. A repeated SIGINT is harmless.
+  let pids = processesUnder(dir);
+  for (const deadline = Date.now() + 10_000; pids.length && Date.now() < deadline; pids = processesUnder(dir)) {
+    signal(pids, 'SIGINT');
+    await sleep(50);
+  }
+  signal(pids, 'SIGKILL');
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
 function lookupUser(name) {
   const u = spawnSync('id', ['-u', name], { encoding: 'utf8' });
   if (u.status !== 0) return undefined;
@@ -149,7 +217,7 @@ async function freePorts(n, from) {
 // ---- prodhome -------------------------------------------------------------------------------
 
 /** One fresh lab: up, down, destroy, each timed spawn-to-exit. Always destroys what it made. */
-async function benchProdhome(user) {
+async function benchProdhome() {
   const cwd = makeTempDir('prodhome-bench-');
   const cli = (...args) => mustRun(`prodhome ${args.join(' ')}`, process.execPath, [CLI, ...args], { cwd });
   let destroyed = false;
@@ -162,35 +230,47 @@ async function benchProdhome(user) {
     destroyed = true;
     return { up: up.ms, down: down.ms, destroy: destroy.ms };
   } finally {
-    if (!destroyed) await rescueLab(cwd, user);
-    fs.rmSync(cwd, { recursive: true, force: true });
+    try {
+      if (!destroyed) await rescueLab(cwd).catch((e) => console.error(`bench: cleaning up the lab: ${e.message}`));
+    } finally {
+      removeDir(cwd);
+    }
   }
 }
 
-/** After a failure: destroy the lab; if even that fails, stop its servers and agent by hand. */
-async function rescueLab(cwd, user) {
+/**
+ * After a failure: stop every server the lab holds, then destroy it. Servers are stopped first
+ * because an up killed between starting them and writing state.json leaves postmasters that
+ * `destroy` cannot know about (they are detached, so our Ctrl-C does not reach them either).
+ */
+async function rescueLab(cwd) {
   const stateDir = path.join(cwd, '.prodhome', 'prodhome');
   if (!fs.existsSync(stateDir)) return;
-  const r = await run(process.execPath, [CLI, 'destroy', '--yes'], { cwd }).catch(() => ({ code: -1 }));
-  if (r.code === 0) return;
   let state;
   try {
     state = JSON.parse(fs.readFileSync(path.join(stateDir, 'state.json'), 'utf8'));
   } catch {
     state = undefined;
   }
+  await stopStragglers(stateDir);
+  if (state?.dataRoot) await stopStragglers(state.dataRoot);
+  // Their cgroups (<labId>-<node>, under the v2 root or each v1 controller) go with them.
+  const labId = labIdFor('prodhome', stateDir);
+  const cgroupParents = ['', 'memory', 'cpu', 'cpu,cpuacct'].map((c) => path.join('/sys/fs/cgroup', c, 'prodhome'));
+  await removeCgroups(
+    cgroupParents.flatMap((parent) => (fs.existsSync(parent) ? fs.readdirSync(parent).filter((n) => n.startsWith(`${labId}-`)).map((n) => path.join(parent, n)) : [])),
+  );
+  const r = await run(process.execPath, [CLI, 'destroy', '--yes'], { cwd }).catch(() => ({ code: -1 }));
+  if (r.code === 0) return;
+  // destroy failed too: stop the agent ourselves, and remove data kept outside the temp dir
+  // (a root-run lab under an unreachable home keeps it under SYSTEM_ROOT/labs).
   try {
     const agentPid = Number(fs.readFileSync(path.join(stateDir, 'agent.pid'), 'utf8').trim());
     if (agentPid > 0) process.kill(agentPid, 'SIGTERM');
   } catch {
     // no agent, or already gone
   }
-  for (const node of Object.values(state?.nodes ?? {})) {
-    if (node.runtime !== 'local' || !node.dataDir || !node.binDir) continue;
-    await run(path.join(node.binDir, 'pg_ctl'), ['-D', node.dataDir, '-m', 'immediate', '-w', 'stop'], asUser(user)).catch(() => {});
-  }
-  // Data outside the state dir (a root-run lab under an unreachable home) lives here.
-  if (state?.dataRoot?.startsWith(path.join(SYSTEM_ROOT, 'labs') + path.sep)) fs.rmSync(state.dataRoot, { recursive: true, force: true });
+  if (state?.dataRoot?.startsWith(path.join(SYSTEM_ROOT, 'labs') + path.sep)) removeDir(state.dataRoot);
 }
 
 // ---- reference: bare initdb + pg_ctl start ----------------------------------------------------
@@ -241,7 +321,8 @@ async function benchReference(binDir, user) {
           : undefined,
       ),
     );
-    fs.rmSync(root, { recursive: true, force: true });
+    await stopStragglers(root); // a postmaster that had not yet written postmaster.pid
+    removeDir(root);
   }
 }
 
@@ -255,7 +336,7 @@ try {
   found = resolveBinaries({}, 'bench');
   binDir = reachableBinDir(found.binDir, user, SYSTEM_ROOT);
 } catch (e) {
-  console.error(`bench: ${e.message}`);
+  console.error(`bench: ${e.message.replace(/^bench: /, '')}`);
   process.exit(1);
 }
 log(`Postgres ${found.version} (${found.source}) from ${binDir}${user ? `; servers run as ${user.name} (uid ${user.uid})` : ''}`);
@@ -271,13 +352,13 @@ try {
     let p;
     let ref;
     if (prodhomeFirst) {
-      p = await benchProdhome(user);
+      p = await benchProdhome();
       checkInterrupted();
       ref = await benchReference(binDir, user);
     } else {
       ref = await benchReference(binDir, user);
       checkInterrupted();
-      p = await benchProdhome(user);
+      p = await benchProdhome();
     }
     checkInterrupted();
     const row = { round: i, first: prodhomeFirst ? 'prodhome' : 'reference', upMs: p.up, referenceMs: ref, ratio: p.up / ref, downMs: p.down, destroyMs: p.destroy };

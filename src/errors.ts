@@ -20,6 +20,9 @@ export type ErrorCode =
   | 'STOP_FAILED'
   | 'EXTERNAL_UNREACHABLE'
   | 'CONFIRMATION_REQUIRED'
+  | 'REPLICATION_PREFLIGHT'
+  | 'REPLICATION_FAILED'
+  | 'VERIFY_MISMATCH'
   | 'USAGE';
 
 export class ProdhomeError extends Error {

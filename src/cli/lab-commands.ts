@@ -24,6 +24,9 @@ export function registerLabCommands(program: Command): void {
           result.nodes.map((n) => [n.name, n.role, n.version, n.address, n.url, n.action]),
         ),
       );
+      if (result.replication?.steps.length) {
+        console.log(`\nreplication: applied ${result.replication.steps.length} steps (\`prodhome replicate --dry-run\` shows a plan; \`prodhome verify\` checks the rows)`);
+      }
       console.log(
         result.changed
           ? `\nlab "${result.lab}" is up (${took}s). Agent pid ${result.agent.pid}. State: ${result.stateDir}`

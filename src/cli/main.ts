@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { isProdhomeError } from '../errors.js';
 import { registerLabCommands } from './lab-commands.js';
 import { registerNodeCommands } from './node-commands.js';
+import { registerReplicationCommands } from './replication-commands.js';
 import { registerSetupCommands } from './setup-commands.js';
 
 /** The command table. Each command lives with its group; this file only wires them up. */
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (text, write) => write(text) });
   registerLabCommands(program);
   registerNodeCommands(program);
+  registerReplicationCommands(program);
   registerSetupCommands(program);
   return program;
 }

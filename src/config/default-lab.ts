@@ -52,4 +52,54 @@ nodes:
   # legacy:
   #   role: publisher
   #   url: postgres://app@127.0.0.1:5432/app
+
+# Tables, created once on each publisher (or on node:). Subscribers get their copy from the
+# publisher's catalog when a subscription needs it. sql: inline, or file: schema.sql.
+schema:
+  - sql: |
+      CREATE TABLE IF NOT EXISTS books (
+        id bigint PRIMARY KEY,
+        sku int,
+        title text,
+        topic text
+      );
+
+# Rows loaded into a table while it is empty. csv: inline, or file: books.csv (header row first).
+seed:
+  - table: books
+    csv: |
+      id,sku,title,topic
+      1,1001,The Five Dysfunctions of a Team,leadership
+      2,1002,Designing Data-Intensive Applications,technical
+      3,1003,Turn the Ship Around!,leadership
+      4,1004,The Art of PostgreSQL,technical
+      5,1005,Database Internals,technical
+
+# Row-filtered publications (Postgres 15+ publishers). The filter is on topic, which is not the
+# primary key: with updates and deletes published, Postgres then needs the whole old row in the
+# WAL, hence replicaIdentity: full (without it every UPDATE and DELETE of books would fail).
+publications:
+  leadership_pub:
+    node: publisher
+    tables:
+      books:
+        where: topic = 'leadership'
+        replicaIdentity: full
+  technical_pub:
+    node: publisher
+    tables:
+      books:
+        where: topic = 'technical'
+        replicaIdentity: full
+    # publish: [insert, update, delete, truncate]   # the default
+    # columns: [id, title]                          # a column list, per table
+
+subscriptions:
+  leadership_sub:
+    node: subscriber1
+    publications: [leadership_pub]
+    # options: { copy_data: true, streaming: on, binary: false, disable_on_error: false }
+  technical_sub:
+    node: subscriber2
+    publications: [technical_pub]
 `;

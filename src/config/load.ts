@@ -6,7 +6,7 @@ import { ProdhomeError } from '../errors.js';
 import { DEFAULT_CONFIG_YAML } from './default-lab.js';
 import { LabSchema, type LabParsed, type NodeParsed } from './schema.js';
 import { parsePgMemory, parseSize } from './sizes.js';
-import type { LabConfig, NodeSpec } from './types.js';
+import type { LabConfig, NodeSpec, PublicationSpec, ReplicationConfig, SubscriptionSpec, TableRef } from './types.js';
 
 export const CONFIG_FILE_NAME = 'prodhome.yaml';
 
@@ -227,7 +227,51 @@ function normalise(parsed: LabParsed, file: string | undefined, baseDir: string)
     configFile: file,
     baseDir,
     stateDir: path.join(baseDir, '.prodhome', parsed.lab),
+    replication: normaliseReplication(parsed, baseDir, file),
   };
+}
+
+export function parseTableRef(text: string): TableRef {
+  const dot = text.indexOf('.');
+  return dot === -1 ? { schema: 'public', name: text } : { schema: text.slice(0, dot), name: text.slice(dot + 1) };
+}
+
+function normaliseReplication(parsed: LabParsed, baseDir: string, file: string | undefined): ReplicationConfig {
+  const label = file ? path.basename(file) : '<default lab>';
+  const publishers = Object.entries(parsed.nodes).filter(([, n]) => n.role === 'publisher').map(([name]) => name);
+  const readFile = (rel: string, where: string) => {
+    const full = path.resolve(baseDir, rel);
+    try {
+      return fs.readFileSync(full, 'utf8');
+    } catch (e) {
+      throw new ProdhomeError('CONFIG_INVALID', `${label}: ${where}: cannot read ${full}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, {
+        hint: 'Paths in prodhome.yaml are relative to the config file.',
+      });
+    }
+  };
+  const schema = (parsed.schema ?? []).flatMap((e, i) => {
+    const sql = e.sql ?? readFile(e.file!, `schema[${i}].file`);
+    return (e.node ? [e.node] : publishers).map((node) => ({ node, sql, origin: e.file ?? `schema[${i}]` }));
+  });
+  const seed = (parsed.seed ?? []).flatMap((e, i) => {
+    const csv = e.csv ?? readFile(e.file!, `seed[${i}].file`);
+    return (e.node ? [e.node] : publishers).map((node) => ({ node, table: parseTableRef(e.table), csv, origin: e.file ?? `seed[${i}]` }));
+  });
+  const publications: PublicationSpec[] = Object.entries(parsed.publications ?? {}).map(([name, p]) => ({
+    name,
+    node: p.node,
+    allTables: p.allTables ?? false,
+    tables: Object.entries(p.tables ?? {}).map(([t, opts]) => ({ table: parseTableRef(t), ...(opts ?? {}) })),
+    publish: p.publish ?? ['insert', 'update', 'delete', 'truncate'],
+  }));
+  const subscriptions: SubscriptionSpec[] = Object.entries(parsed.subscriptions ?? {}).map(([name, s]) => ({
+    name,
+    node: s.node,
+    publisher: publications.find((p) => p.name === s.publications[0])!.node,
+    publications: s.publications,
+    options: s.options ?? {},
+  }));
+  return { schema, seed, publications, subscriptions };
 }
 
 /** The postgresql.conf lines a node's config asks for (the named shortcuts, then `settings:`). */

@@ -74,6 +74,74 @@ export const NodeSchema = z.strictObject({
   postgres: PostgresBinariesSchema.optional(),
 });
 
+/** A Postgres identifier from config: used verbatim (case kept) and always quoted in SQL. */
+const pgName = (what: string) =>
+  z
+    .string()
+    .min(1, `${what} names cannot be empty`)
+    .max(63, `${what} names are at most 63 bytes in Postgres`)
+    .refine((s) => !s.includes('\u0000'), `${what} names cannot contain NUL`);
+
+/** `table` or `schema.table`; each part is taken literally and quoted. */
+const tableName = z.string().regex(/^[^.]{1,63}(\.[^.]{1,63})?$/, 'expected a table name, or schema.table');
+
+export const PublishedTableSchema = z.strictObject({
+  /** Row filter (Postgres 15+ publishers): an SQL boolean expression over the table's columns. */
+  where: z.string().min(1).optional(),
+  /** Column list (Postgres 15+ publishers); default all columns. */
+  columns: z.array(pgName('column')).min(1).optional(),
+  /**
+   * REPLICA IDENTITY to set on the publisher. `full` is what a row filter on columns outside the
+   * primary key needs when updates and deletes are published.
+   */
+  replicaIdentity: z.enum(['default', 'full']).optional(),
+});
+
+export const PUBLISH_OPERATIONS = ['insert', 'update', 'delete', 'truncate'] as const;
+
+export const PublicationSchema = z.strictObject({
+  node: z.string(),
+  /** Tables published, each with an optional filter and column list; `{}` for the whole table. */
+  tables: z.record(tableName, PublishedTableSchema.nullable()).optional(),
+  allTables: z.boolean().optional(),
+  publish: z.array(z.enum(PUBLISH_OPERATIONS)).min(1).optional(),
+});
+
+export const SubscriptionSchema = z.strictObject({
+  /** The subscriber node. */
+  node: z.string(),
+  publications: z.array(z.string()).min(1, 'a subscription needs at least one publication'),
+  options: z
+    .strictObject({
+      copy_data: z.boolean().optional(),
+      streaming: z.union([z.boolean(), z.enum(['on', 'off', 'parallel'])]).optional(),
+      binary: z.boolean().optional(),
+      disable_on_error: z.boolean().optional(),
+    })
+    .optional(),
+});
+
+export const SchemaEntrySchema = z
+  .strictObject({
+    /** Node to run it on; default every node with role publisher. */
+    node: z.string().optional(),
+    sql: z.string().optional(),
+    /** An .sql file, relative to the config file. */
+    file: z.string().optional(),
+  })
+  .refine((e) => (e.sql === undefined) !== (e.file === undefined), { message: 'give exactly one of sql: or file:' });
+
+export const SeedEntrySchema = z
+  .strictObject({
+    node: z.string().optional(),
+    table: tableName,
+    /** CSV text with a header row, loaded when the table is empty. */
+    csv: z.string().optional(),
+    /** A CSV file with a header row, relative to the config file. */
+    file: z.string().optional(),
+  })
+  .refine((e) => (e.csv === undefined) !== (e.file === undefined), { message: 'give exactly one of csv: or file:' });
+
 const nodeName = z.string().regex(/^[a-z][a-z0-9_-]{0,30}$/, 'node names are lower-case letters, digits, - and _, starting with a letter');
 
 export const LabSchema = z.strictObject({
@@ -92,6 +160,12 @@ export const LabSchema = z.strictObject({
     .refine((r) => r.from <= r.to, { message: 'ports.from must not be above ports.to' })
     .default({ from: 54320, to: 54399 }),
   nodes: z.record(nodeName, NodeSchema).refine((n) => Object.keys(n).length > 0, { message: 'a lab needs at least one node' }),
+  /** SQL run once on publishers before replication is set up (the lab's own tables). */
+  schema: z.array(SchemaEntrySchema).optional(),
+  /** Rows loaded into empty tables. */
+  seed: z.array(SeedEntrySchema).optional(),
+  publications: z.record(pgName('publication'), PublicationSchema).optional(),
+  subscriptions: z.record(pgName('subscription'), SubscriptionSchema).optional(),
 }).superRefine(checkLab);
 
 export type LabInput = z.input<typeof LabSchema>;
@@ -100,7 +174,55 @@ export type NodeParsed = z.output<typeof NodeSchema>;
 
 const LOCAL_ONLY_KEYS = ['port', 'memory', 'cpus', 'max_connections', 'shared_buffers', 'work_mem', 'settings', 'postgres'] as const;
 
-function checkLab(lab: { nodes: Record<string, NodeParsed> }, ctx: z.RefinementCtx): void {
+type LabShape = {
+  nodes: Record<string, NodeParsed>;
+  schema?: { node?: string }[];
+  seed?: { node?: string }[];
+  publications?: Record<string, z.output<typeof PublicationSchema>>;
+  subscriptions?: Record<string, z.output<typeof SubscriptionSchema>>;
+};
+
+function checkLab(lab: LabShape, ctx: z.RefinementCtx): void {
+  checkNodes(lab, ctx);
+  checkReplication(lab, ctx);
+}
+
+/** Every node name a replication entry mentions exists; names that must differ do. */
+function checkReplication(lab: LabShape, ctx: z.RefinementCtx): void {
+  const nodes = Object.keys(lab.nodes);
+  const unknownNode = (name: string, path: (string | number)[]) => {
+    if (nodes.includes(name)) return false;
+    const guess = nodes.find((n) => n.startsWith(name.slice(0, 3)));
+    ctx.addIssue({ code: 'custom', path, message: `no node "${name}" in this lab (nodes: ${nodes.join(', ')})${guess ? ` — did you mean "${guess}"?` : ''}` });
+    return true;
+  };
+  lab.schema?.forEach((e, i) => e.node && unknownNode(e.node, ['schema', i, 'node']));
+  lab.seed?.forEach((e, i) => e.node && unknownNode(e.node, ['seed', i, 'node']));
+  const pubs = lab.publications ?? {};
+  for (const [name, pub] of Object.entries(pubs)) {
+    unknownNode(pub.node, ['publications', name, 'node']);
+    if (!pub.allTables && !pub.tables) ctx.addIssue({ code: 'custom', path: ['publications', name], message: 'a publication needs tables: or allTables: true' });
+    if (pub.allTables && pub.tables) ctx.addIssue({ code: 'custom', path: ['publications', name, 'allTables'], message: 'give tables: or allTables: true, not both' });
+  }
+  for (const [name, sub] of Object.entries(lab.subscriptions ?? {})) {
+    if (unknownNode(sub.node, ['subscriptions', name, 'node'])) continue;
+    if (name in pubs) ctx.addIssue({ code: 'custom', path: ['subscriptions', name], message: `"${name}" is also a publication's name; give the subscription its own name (for example ${name}_sub)` });
+    const publishers = new Set<string>();
+    sub.publications.forEach((p, i) => {
+      const pub = pubs[p];
+      if (!pub) {
+        const names = Object.keys(pubs);
+        ctx.addIssue({ code: 'custom', path: ['subscriptions', name, 'publications', i], message: `no publication "${p}" in this lab${names.length ? ` (publications: ${names.join(', ')})` : ''}` });
+        return;
+      }
+      publishers.add(pub.node);
+      if (pub.node === sub.node) ctx.addIssue({ code: 'custom', path: ['subscriptions', name, 'node'], message: `subscription "${name}" would subscribe node "${sub.node}" to its own publication "${p}"` });
+    });
+    if (publishers.size > 1) ctx.addIssue({ code: 'custom', path: ['subscriptions', name, 'publications'], message: `one subscription connects to one publisher, but these publications live on ${[...publishers].join(' and ')}; split it in two` });
+  }
+}
+
+function checkNodes(lab: LabShape, ctx: z.RefinementCtx): void {
   const portOwner = new Map<number, string>();
   for (const [name, node] of Object.entries(lab.nodes)) {
     if (node.url) {

@@ -29,4 +29,43 @@ export interface LabConfig {
   baseDir: string;
   /** `<baseDir>/.prodhome/<lab>`: data dirs, logs, secrets, pidfiles. */
   stateDir: string;
+  replication: ReplicationConfig;
+}
+
+/** A table as config names it: `books` is public.books; both parts are quoted in SQL. */
+export interface TableRef {
+  schema: string;
+  name: string;
+}
+
+export interface PublishedTable {
+  table: TableRef;
+  where?: string;
+  columns?: string[];
+  replicaIdentity?: 'default' | 'full';
+}
+
+export interface PublicationSpec {
+  name: string;
+  node: string;
+  allTables: boolean;
+  tables: PublishedTable[];
+  publish: ('insert' | 'update' | 'delete' | 'truncate')[];
+}
+
+export interface SubscriptionSpec {
+  name: string;
+  node: string;
+  /** The node its publications live on. */
+  publisher: string;
+  publications: string[];
+  options: { copy_data?: boolean; streaming?: boolean | 'on' | 'off' | 'parallel'; binary?: boolean; disable_on_error?: boolean };
+}
+
+export interface ReplicationConfig {
+  /** SQL to run once per node, in order (files already read). */
+  schema: { node: string; sql: string; origin: string }[];
+  seed: { node: string; table: TableRef; csv: string; origin: string }[];
+  publications: PublicationSpec[];
+  subscriptions: SubscriptionSpec[];
 }

@@ -5,8 +5,10 @@ import { ProdhomeError, messageOf } from '../errors.js';
 import { connectionUrl, parseConnectionUrl, serverVersion, withConnection, type ConnectionInfo } from '../pg/index.js';
 import {
   pickFreePort, portFree, reachableBinDir, resolveBinaries, runningPid, runtimes, serverUser, userCan,
-  type NodeCondition, type NodeState, type OsUser, type PgBinaries, type UpOutcome,
+  type NodeCondition, type NodeState, type OsUser, type PgBinaries, type UpContext, type UpOutcome,
 } from '../runtime/index.js';
+import { applyReplication, type ApplyResult } from '../replication/index.js';
+import { replicationFile, replicationPasswords } from './replication.js';
 import { agentPid, ensureAgent, readAgentStatus, stopAgent } from './agent.js';
 import { acquireLock } from './lock.js';
 import { files, labIdFor, newPassword, readSecrets, readState, writeSecrets, writeState, type LabState, type Secrets } from './state.js';
@@ -34,6 +36,8 @@ export interface UpResult {
   agent: { pid: number; started: boolean };
   /** False when the lab was already up exactly as configured. */
   changed: boolean;
+  /** Replication steps this run applied (none when it was already in place). */
+  replication?: ApplyResult;
 }
 
 /** `prodhome up`: make every node exist and run as configured. Idempotent; all-or-nothing per run. */
@@ -65,20 +69,17 @@ export async function labUp(config: LabConfig, log: Log = () => {}): Promise<UpR
     for (const spec of local) secrets.nodes[spec.name] ??= { user: 'postgres', password: newPassword() };
     writeSecrets(config.stateDir, secrets);
 
-    const settled = await Promise.allSettled(
-      config.nodes.map((spec) =>
-        runtimes[spec.runtime].up(spec, {
-          labId,
-          user,
-          dataRoot,
-          password: secrets.nodes[spec.name]?.password,
-          binaries: binaries.get(spec.name),
-          port: ports.get(spec.name),
-          previous: previous?.nodes[spec.name],
-          log,
-        }),
-      ),
-    );
+    const contextFor = (spec: NodeSpec, prev: NodeState | undefined): UpContext => ({
+      labId,
+      user,
+      dataRoot,
+      password: secrets.nodes[spec.name]?.password,
+      binaries: binaries.get(spec.name),
+      port: ports.get(spec.name),
+      previous: prev,
+      log,
+    });
+    const settled = await Promise.allSettled(config.nodes.map((spec) => runtimes[spec.runtime].up(spec, contextFor(spec, previous?.nodes[spec.name]))));
     for (const s of settled) if (s.status === 'fulfilled') outcomes.push(s.value);
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) throw failed.reason;
@@ -93,6 +94,28 @@ export async function labUp(config: LabConfig, log: Log = () => {}): Promise<UpR
         }
       }),
     );
+
+    let replication: ApplyResult | undefined;
+    const r = config.replication;
+    if (r.schema.length || r.seed.length || r.publications.length || r.subscriptions.length) {
+      replication = await applyReplication({
+        config: r,
+        nodes: new Map(outcomes.map((o, i) => [config.nodes[i]!.name, { connection: o.connection, runtime: o.state.runtime }])),
+        stateFile: replicationFile(config.stateDir),
+        replicationPassword: replicationPasswords(secrets),
+        restart: async (name) => {
+          const i = config.nodes.findIndex((n) => n.name === name);
+          const current = outcomes[i]!;
+          if (current.state.runtime !== 'local') throw new ProdhomeError('USAGE', `${name} is external; prodhome cannot restart it`);
+          log(`${name}: restarting`);
+          await runtimes.local.down(name, current.state);
+          const again = await runtimes.local.up(config.nodes[i]!, contextFor(config.nodes[i]!, { ...current.state, desired: 'stopped' }));
+          outcomes[i] = { ...again, undo: current.undo };
+        },
+        log,
+      });
+      writeSecrets(config.stateDir, secrets);
+    }
 
     const state: LabState = {
       format: 1,
@@ -118,8 +141,8 @@ export async function labUp(config: LabConfig, log: Log = () => {}): Promise<UpR
       address: `${outcomes[i]!.connection.host}:${outcomes[i]!.connection.port}`,
       url: connectionUrl(outcomes[i]!.connection),
     }));
-    const changed = agent.started || nodes.some((n) => n.action !== 'unchanged' && n.runtime === 'local');
-    return { lab: config.lab, stateDir: config.stateDir, nodes, agent, changed };
+    const changed = agent.started || nodes.some((n) => n.action !== 'unchanged' && n.runtime === 'local') || !!replication?.steps.length;
+    return { lab: config.lab, stateDir: config.stateDir, nodes, agent, changed, replication };
   } catch (e) {
     for (const o of outcomes.reverse()) await o.undo();
     if (secretsBefore && !madeDirs.length) writeSecrets(config.stateDir, secretsBefore);

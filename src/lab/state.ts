@@ -24,6 +24,8 @@ export interface LabState {
 
 export interface Secrets {
   nodes: Record<string, { user: string; password: string }>;
+  /** The replication role's password, per publisher node. */
+  replication?: Record<string, string>;
 }
 
 export const files = (stateDir: string) => ({

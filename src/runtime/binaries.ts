@@ -156,6 +156,12 @@ export function resolveBinaries(req: BinaryRequest, nodeName: string): PgBinarie
   });
 }
 
+/** The binaries in a directory already chosen (e.g. recorded in state.json). */
+export function binariesAt(binDir: string, source: PgBinaries['source']): PgBinaries | undefined {
+  const found = probe(binDir);
+  return found ? withExtras(binDir, found, source) : undefined;
+}
+
 function withExtras(binDir: string, v: { version: string; major: number }, source: PgBinaries['source']): PgBinaries {
   const libCandidates = [path.join(binDir, '..', 'lib', 'postgresql'), path.join(binDir, '..', 'lib')];
   const hasPgStatStatements = libCandidates.some((d) => fs.existsSync(path.join(d, 'pg_stat_statements.so')) || fs.existsSync(path.join(d, 'pg_stat_statements.dylib')));

@@ -8,11 +8,11 @@ export const runtimes = {
   external: externalRuntime,
 } satisfies Record<NodeState['runtime'], NodeRuntime>;
 
-export { resolveBinaries, reachableBinDir, npmBinDir, platformPackage, type PgBinaries } from './binaries.js';
+export { binariesAt, resolveBinaries, reachableBinDir, npmBinDir, platformPackage, type PgBinaries } from './binaries.js';
 export { cgroupSupport, appliedMemoryLimit, cgroupsOf } from './cgroups.js';
 export { describeCaps } from './local-runtime.js';
 export { runningPid, SUPERUSER } from './local.js';
 export { portFree, pickFreePort } from './ports.js';
 export { serverUser, lookupUser } from './osuser.js';
 export { isRoot, processAlive, sleep, userCan, type OsUser } from './process.js';
-export type { NodeState, LocalNodeState, ExternalNodeState, NodeInspection, NodeCondition, UpOutcome } from './types.js';
+export type { UpContext, NodeState, LocalNodeState, ExternalNodeState, NodeInspection, NodeCondition, UpOutcome } from './types.js';

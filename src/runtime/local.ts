@@ -74,6 +74,8 @@ export function renderConf(spec: NodeSpec, port: number, bins: PgBinaries): stri
     unix_socket_directories: '',
     password_encryption: 'scram-sha-256',
     ...(bins.hasPgStatStatements ? { shared_preload_libraries: 'pg_stat_statements' } : {}),
+    // A lab publisher is born ready for logical replication (no restart when subscribers come).
+    ...(spec.role === 'publisher' ? { wal_level: 'logical' } : {}),
     ...spec.settings,
   };
   const lines = Object.entries(settings).map(([k, v]) => `${k} = '${v.replace(/'/g, "''")}'`);

@@ -1,0 +1,131 @@
+import type { Command } from 'commander';
+import { ProdhomeError } from '../errors.js';
+import { labReplicate, labReplicationStatus, labSetSubscriptionEnabled, labVerify } from '../lab/index.js';
+import type { ApplyResult, SubscriptionStatus, VerifyResult } from '../replication/index.js';
+import { sleep } from '../runtime/index.js';
+import { printJson, table } from './render.js';
+import { configFrom } from './shared.js';
+
+/** replicate, verify, replication status|pause|resume. */
+export function registerReplicationCommands(program: Command): void {
+  program
+    .command('replicate')
+    .description('plan and apply publications and subscriptions from the config (up does this too); `replicate check` runs only the preflight')
+    .argument('[what]', '"check" for preflight only')
+    .option('--dry-run', 'print every step and its SQL without changing anything')
+    .option('--json', 'print the result as JSON')
+    .action(async (what: string | undefined, opts: { dryRun?: boolean; json?: boolean }, cmd: Command) => {
+      if (what !== undefined && what !== 'check') throw new ProdhomeError('USAGE', `unknown replicate action "${what}" (expected: check)`);
+      const checkOnly = what === 'check';
+      const result = await labReplicate(configFrom(cmd), { dryRun: opts.dryRun, checkOnly, log: opts.json ? undefined : (l) => process.stderr.write(`${l}\n`) });
+      if (opts.json) return printJson(result);
+      if (checkOnly) {
+        if (!result.problems.length) return console.log('preflight: no problems found.');
+        for (const p of result.problems) console.log(`${p.node}: ${p.what}.\n    Fix: ${p.fix}.`);
+        process.exitCode = 2;
+        return;
+      }
+      console.log(renderPlan(result, opts.dryRun ? 'plan (nothing applied)' : 'applied'));
+    });
+
+  program
+    .command('verify')
+    .description('prove every row arrived: counts and checksums per subscription and table')
+    .option('--wait <duration>', 'how long to wait for subscriptions to catch up first', '30s')
+    .option('--max-keys <n>', 'primary keys to show per mismatch', (v) => Number(v), 10)
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { wait: string; maxKeys: number; json?: boolean }, cmd: Command) => {
+      const result = await labVerify(configFrom(cmd), { waitMs: parseDuration(opts.wait, '--wait'), maxKeys: opts.maxKeys });
+      if (opts.json) printJson(result);
+      else console.log(renderVerify(result));
+      if (!result.ok) process.exitCode = 1;
+    });
+
+  const replication = program.command('replication').description('inspect and operate subscriptions');
+  replication
+    .command('status')
+    .description('per subscription: state, worker, lag in bytes and seconds, slot, table sync, errors')
+    .option('--json', 'print as JSON')
+    .option('--watch [seconds]', 'refresh every N seconds (default 2) until Ctrl-C')
+    .action(async (opts: { json?: boolean; watch?: boolean | string }, cmd: Command) => {
+      const config = configFrom(cmd);
+      for (;;) {
+        const status = await labReplicationStatus(config);
+        if (opts.json) printJson(status);
+        else {
+          if (opts.watch) process.stdout.write('\x1b[2J\x1b[H');
+          console.log(renderStatus(status));
+        }
+        if (!opts.watch) return;
+        await sleep((typeof opts.watch === 'string' ? Number(opts.watch) : 2) * 1000);
+      }
+    });
+  for (const [verb, enabled] of [['pause', false], ['resume', true]] as const) {
+    replication
+      .command(verb)
+      .description(`${enabled ? 'enable' : 'disable'} a subscription (ALTER SUBSCRIPTION … ${enabled ? 'ENABLE' : 'DISABLE'})`)
+      .argument('<subscription>')
+      .action(async (name: string, _opts: unknown, cmd: Command) => {
+        console.log(await labSetSubscriptionEnabled(configFrom(cmd), name, enabled));
+      });
+  }
+}
+
+export function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  if (!m) throw new ProdhomeError('USAGE', `${flag} ${text}: expected a duration such as 500ms, 30s or 2m`);
+  return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
+}
+
+export function renderPlan(result: ApplyResult, title: string): string {
+  if (!result.steps.length) return 'replication: already as configured; nothing to do.';
+  const out = [`-- replication ${title}: ${result.steps.length} step${result.steps.length > 1 ? 's' : ''}`];
+  result.steps.forEach((s, i) => {
+    out.push('', `-- ${i + 1}. on ${s.node}: ${s.reason}`, s.show);
+  });
+  for (const p of result.problems) out.push('', `-- PROBLEM on ${p.node}: ${p.what}. Fix: ${p.fix}.`);
+  return out.join('\n');
+}
+
+function renderVerify(r: VerifyResult): string {
+  const lines: string[] = [];
+  for (const c of r.caughtUp) if (!c.caughtUp) lines.push(`${c.subscription}: not caught up after ${(c.waitedMs / 1000).toFixed(1)}s; compared anyway`);
+  lines.push(
+    table(
+      ['SUBSCRIBER', 'TABLE', 'SUBSCRIPTIONS', 'PUBLISHER ROWS', 'SUBSCRIBER ROWS', 'RESULT'],
+      r.tables.map((t) => [t.subscriber, t.table, t.subscriptions.join(','), t.publisherRows, t.subscriberRows, t.match ? 'match' : 'MISMATCH']),
+    ),
+  );
+  for (const t of r.tables.filter((x) => !x.match)) {
+    if (t.note) lines.push(`${t.subscriber} ${t.table}: ${t.note}`);
+    if (t.missing.length) lines.push(`${t.subscriber} ${t.table}: missing keys ${t.missing.join(', ')}`);
+    if (t.extra.length) lines.push(`${t.subscriber} ${t.table}: extra keys ${t.extra.join(', ')}`);
+    if (t.changed.length) lines.push(`${t.subscriber} ${t.table}: changed keys ${t.changed.join(', ')}`);
+  }
+  lines.push(r.ok ? 'verify: every row arrived.' : 'verify: MISMATCH (exit 1)');
+  return lines.join('\n');
+}
+
+function renderStatus(rows: SubscriptionStatus[]): string {
+  const bytes = (n: number | null) => (n === null ? '-' : String(n));
+  const secs = (n: number | null) => (n === null ? '-' : n.toFixed(3));
+  const main = table(
+    ['SUBSCRIPTION', 'SUBSCRIBER', 'PUBLISHER', 'STATE', 'PID', 'LAG BYTES w/f/r', 'LAG SECONDS w/f/r', 'SLOT RETAINED', 'ERRORS apply/sync'],
+    rows.map((s) => [
+      s.subscription,
+      s.subscriber,
+      s.publisher,
+      s.state,
+      s.workerPid ?? undefined,
+      `${bytes(s.lagBytes.write)}/${bytes(s.lagBytes.flush)}/${bytes(s.lagBytes.replay)}`,
+      `${secs(s.lagSeconds.write)}/${secs(s.lagSeconds.flush)}/${secs(s.lagSeconds.replay)}`,
+      s.slot ? `${s.slot.retainedWalBytes ?? '-'} B${s.slot.active ? '' : ' (inactive)'}` : '-',
+      `${s.applyErrors ?? '-'}/${s.syncErrors ?? '-'}`,
+    ]),
+  );
+  const details = rows.flatMap((s) => [
+    `${s.subscription} tables: ${s.tables.map((t) => `${t.table}=${t.state}`).join(', ') || '-'}`,
+    ...(s.lastError ? [`${s.subscription} last error: ${s.lastError}`] : []),
+  ]);
+  return [main, '', ...details].join('\n');
+}
