@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'REPLICATION_PREFLIGHT'
   | 'REPLICATION_FAILED'
   | 'VERIFY_MISMATCH'
+  | 'INTERRUPTED'
   | 'USAGE';
 
 export class ProdhomeError extends Error {

@@ -15,7 +15,12 @@ export function registerLabCommands(program: Command): void {
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const config = configFrom(cmd);
       const started = Date.now();
-      const result = await labUp(config, opts.json ? undefined : (line) => process.stderr.write(`${line}\n`));
+      const interrupt = new AbortController();
+      process.once('SIGINT', () => {
+        process.stderr.write('interrupted: undoing what this run created (Ctrl-C again to quit at once)\n');
+        interrupt.abort();
+      });
+      const result = await labUp(config, opts.json ? undefined : (line) => process.stderr.write(`${line}\n`), interrupt.signal);
       if (opts.json) return printJson(result);
       const took = ((Date.now() - started) / 1000).toFixed(1);
       console.log(

@@ -41,7 +41,11 @@ export interface UpResult {
 }
 
 /** `prodhome up`: make every node exist and run as configured. Idempotent; all-or-nothing per run. */
-export async function labUp(config: LabConfig, log: Log = () => {}): Promise<UpResult> {
+export async function labUp(config: LabConfig, log: Log = () => {}, signal?: AbortSignal): Promise<UpResult> {
+  // An interrupt (Ctrl-C) is honoured between phases, so the rollback below still runs.
+  const checkpoint = () => {
+    if (signal?.aborted) throw new ProdhomeError('INTERRUPTED', 'interrupted; what this run created has been removed', { exitCode: 130 });
+  };
   const madeDirs = makeStateDir(config.stateDir);
   let release: (() => void) | undefined;
   const outcomes: UpOutcome[] = [];
@@ -83,6 +87,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}): Promise<UpR
     for (const s of settled) if (s.status === 'fulfilled') outcomes.push(s.value);
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) throw failed.reason;
+    checkpoint();
 
     // Prove each server takes a password login over TCP, and learn its real version.
     const versions = await Promise.all(
@@ -95,6 +100,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}): Promise<UpR
       }),
     );
 
+    checkpoint();
     let replication: ApplyResult | undefined;
     const r = config.replication;
     if (r.schema.length || r.seed.length || r.publications.length || r.subscriptions.length) {
@@ -117,6 +123,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}): Promise<UpR
       writeSecrets(config.stateDir, secrets);
     }
 
+    checkpoint();
     const state: LabState = {
       format: 1,
       lab: config.lab,

@@ -4,7 +4,7 @@ import type { LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { parseConnectionUrl, quoteIdent, type ConnectionInfo } from '../pg/index.js';
 import {
-  applyReplication, pools, readApplied, replicationStatus, verify, type ApplyResult, type PlanNode, type SubscriptionStatus, type VerifyResult,
+  applyReplication, pools, replicationStatus, verify, type ApplyResult, type PlanNode, type SubscriptionStatus, type VerifyResult,
 } from '../replication/index.js';
 import { binariesAt, runningPid, runtimes, type LocalNodeState, type NodeState } from '../runtime/index.js';
 import { acquireLock } from './lock.js';
@@ -163,4 +163,3 @@ export async function labSetSubscriptionEnabled(config: LabConfig, name: string,
   return `${text};`;
 }
 
-export { readApplied };

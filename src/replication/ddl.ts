@@ -37,7 +37,7 @@ export async function tableDdl(sql: Sql, table: TableInfo, columnList?: string[]
   }
   statements.push(`CREATE TABLE ${qualified(table.ref)} (\n${lines.join(',\n')}\n);`);
   const indexes = await sql<{ def: string; keys: number[] }[]>`
-    select pg_get_indexdef(i.indexrelid) as def, i.indkey::int2[]::int[] as keys from pg_index i
+    select pg_get_indexdef(i.indexrelid) as def, string_to_array(i.indkey::text, ' ')::int[] as keys from pg_index i
     where i.indrelid = ${table.oid} and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid)`;
   for (const ix of indexes) {
     if (ix.keys.every((k) => k === 0 || includedNums.has(k))) statements.push(`${ix.def};`);

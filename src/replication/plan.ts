@@ -447,11 +447,22 @@ function conninfo(c: PlanContext, publisher: string, masked: boolean): string {
   const info = c.nodes.get(publisher)!.connection;
   const q = (v: string) => `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
   const password = masked ? '********' : c.replicationPassword(publisher);
-  return `host=${q(info.host)} port=${info.port} dbname=${q(info.database)} user=${REPLICATION_ROLE} password=${masked ? password : q(password)} application_name=%s`;
+  return `host=${q(info.host)} port=${info.port} dbname=${q(info.database)} user=${REPLICATION_ROLE} password=${masked ? password : q(password)}`;
 }
 
-function optionsClause(o: SubscriptionSpec['options'], creating: boolean): string {
+/**
+ * The replication slot a subscription uses. Slot names allow only a-z, 0-9 and _, while
+ * subscription names may be any identifier; other names get a sanitised slot with a short hash.
+ */
+export function slotName(subscription: string): string {
+  if (/^[a-z0-9_]{1,63}$/.test(subscription)) return subscription;
+  const base = subscription.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 50);
+  return `${base}_${hash(subscription).slice(0, 8)}`;
+}
+
+function optionsClause(o: SubscriptionSpec['options'], creating: boolean, name?: string): string {
   const parts: string[] = [];
+  if (creating && name && slotName(name) !== name) parts.push(`slot_name = ${lit(slotName(name))}`);
   if (creating && o.copy_data !== undefined) parts.push(`copy_data = ${o.copy_data}`);
   if (o.streaming !== undefined) parts.push(`streaming = ${typeof o.streaming === 'boolean' ? o.streaming : o.streaming}`);
   if (o.binary !== undefined) parts.push(`binary = ${o.binary}`);
@@ -520,9 +531,9 @@ async function planSubscriptions(ctx: PlanContext): Promise<StagePlan> {
     };
     const pubList = sub.publications.map(quoteIdent).join(', ');
     if (!existing) {
-      const opts = optionsClause(sub.options, true);
+      const opts = optionsClause(sub.options, true, sub.name);
       const build = (masked: boolean) =>
-        `CREATE SUBSCRIPTION ${quoteIdent(sub.name)} CONNECTION ${lit(conninfo(ctx, sub.publisher, masked).replace('%s', sub.name))} PUBLICATION ${pubList}${opts ? ` WITH (${opts})` : ''}`;
+        `CREATE SUBSCRIPTION ${quoteIdent(sub.name)} CONNECTION ${lit(conninfo(ctx, sub.publisher, masked))} PUBLICATION ${pubList}${opts ? ` WITH (${opts})` : ''}`;
       steps.push({
         node: sub.node,
         kind: 'sql',

@@ -1,5 +1,6 @@
 import type { ReplicationConfig } from '../config/index.js';
 import type { Sql } from '../pg/index.js';
+import { slotName } from './plan.js';
 
 /** One subscription as both ends see it. Lags are null when the sender is not connected. */
 export interface SubscriptionStatus {
@@ -70,7 +71,7 @@ export async function replicationStatus(config: ReplicationConfig, sql: (node: s
           base.lagSeconds = { write: rep.wl ?? 0, flush: rep.fl ?? 0, replay: rep.rl ?? 0 };
         }
         const [slot] = await pub<{ active: boolean; retained: string | null }[]>`
-          select active, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text as retained from pg_replication_slots where slot_name = ${s.name}`;
+          select active, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text as retained from pg_replication_slots where slot_name = ${slotName(s.name)}`;
         if (slot) base.slot = { active: slot.active, retainedWalBytes: num(slot.retained) };
       } catch {
         base.state = 'publisher down';

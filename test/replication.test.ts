@@ -1,0 +1,237 @@
+import fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_CONFIG_YAML } from '../src/config/index.js';
+import { labReplicate, labSetSubscriptionEnabled, labUp, labVerify, nodeConnection, replicationFile } from '../src/lab/index.js';
+import { readApplied } from '../src/replication/index.js';
+import { withConnection } from '../src/pg/index.js';
+import { resolveBinaries } from '../src/runtime/index.js';
+import { IN_CI, cli, tempLab, waitFor, type TempLab } from './helpers.js';
+
+const VERIFY = { waitMs: 20_000, maxKeys: 10 };
+
+/** Runs SQL on a node of a lab, as its superuser. */
+function onNode(lab: TempLab, node: string, text: string) {
+  return withConnection(nodeConnection(lab.config(), node), (sql) => sql.unsafe(text));
+}
+
+describe('the default lab: the origin replication, with updates and deletes that work', () => {
+  let lab: TempLab;
+  beforeAll(async () => {
+    lab = tempLab(DEFAULT_CONFIG_YAML.replace('from: 54320', 'from: 56500').replace('to: 54399', 'to: 56549'));
+    await labUp(lab.config());
+  });
+  afterAll(() => lab.cleanup());
+
+  it('ends up with 2 leadership rows on subscriber1 and 3 technical rows on subscriber2', async () => {
+    const result = await labVerify(lab.config(), VERIFY);
+    expect(result.ok).toBe(true);
+    expect(result.tables.map((t) => [t.subscriber, t.table, t.publisherRows, t.subscriberRows, t.match])).toEqual([
+      ['subscriber1', 'public.books', 2, 2, true],
+      ['subscriber2', 'public.books', 3, 3, true],
+    ]);
+    expect(await onNode(lab, 'publisher', 'select count(*)::int as n from books')).toEqual([{ n: 5 }]);
+  });
+
+  it('subscribers connect as a replication role that is not a superuser', async () => {
+    const [role] = await onNode(lab, 'publisher', "select rolsuper, rolreplication from pg_roles where rolname = 'prodhome_replication'");
+    expect(role).toEqual({ rolsuper: false, rolreplication: true });
+    const [conn] = await onNode(lab, 'subscriber1', "select subconninfo from pg_subscription where subname = 'leadership_sub'");
+    expect(conn!.subconninfo).toMatch(/user=prodhome_replication/);
+  });
+
+  it('INSERT, UPDATE, DELETE propagate, and an UPDATE of topic moves the row between subscribers', async () => {
+    await onNode(lab, 'publisher', `
+      insert into books values (6, 1006, 'Leaders Eat Last', 'leadership');
+      update books set title = 'DDIA' where id = 2;
+      update books set topic = 'technical' where id = 3;
+      delete from books where id = 5`);
+    const result = await labVerify(lab.config(), VERIFY);
+    expect(result.ok).toBe(true);
+    expect(await onNode(lab, 'subscriber1', 'select id::int from books order by id')).toEqual([{ id: 1 }, { id: 6 }]);
+    expect(await onNode(lab, 'subscriber2', 'select id::int, title from books order by id')).toEqual([
+      { id: 2, title: 'DDIA' },
+      { id: 3, title: 'Turn the Ship Around!' },
+      { id: 4, title: 'The Art of PostgreSQL' },
+    ]);
+  });
+
+  it('verify finds a divergence made on purpose and names its key', async () => {
+    expect(await labSetSubscriptionEnabled(lab.config(), 'leadership_sub', false)).toBe('ALTER SUBSCRIPTION "leadership_sub" DISABLE;');
+    await onNode(lab, 'subscriber1', 'delete from books where id = 6');
+    await onNode(lab, 'publisher', "insert into books values (7, 1007, 'Extreme Ownership', 'leadership')");
+    const r = cli(['verify', '--wait', '1s', '--json'], { cwd: lab.dir });
+    expect(r.code).toBe(1);
+    const result = JSON.parse(r.stdout);
+    const s1 = result.tables.find((t: { subscriber: string }) => t.subscriber === 'subscriber1');
+    expect(s1).toMatchObject({ match: false, missing: ['6', '7'], extra: [], changed: [] });
+    expect(result.caughtUp.find((c: { subscription: string }) => c.subscription === 'leadership_sub').caughtUp).toBe(false);
+
+    await labSetSubscriptionEnabled(lab.config(), 'leadership_sub', true);
+    await onNode(lab, 'subscriber1', "insert into books values (6, 1006, 'Leaders Eat Last', 'leadership')");
+    // After ENABLE, Postgres may take up to wal_retrieve_retry_interval (5 s) to restart the worker.
+    const healed = await waitFor(async () => {
+      const v = await labVerify(lab.config(), VERIFY);
+      return v.ok ? v : undefined;
+    }, 30_000, 'leadership_sub to catch up');
+    expect(healed.tables.find((t) => t.subscriber === 'subscriber1')!.subscriberRows).toBe(3);
+  });
+
+  it('a second apply does nothing', async () => {
+    const again = await labReplicate(lab.config());
+    expect(again.steps).toEqual([]);
+    const up = cli(['up'], { cwd: lab.dir });
+    expect(up.stdout).toContain('already up; nothing changed');
+  });
+
+  it('converges on config edits with ALTER, not by rebuilding: a table added, a subscription removed', async () => {
+    const yaml = fs.readFileSync(lab.file, 'utf8');
+    const withAuthors = yaml
+      .replace('schema:\n  - sql: |\n', 'schema:\n  - sql: |\n      CREATE TABLE IF NOT EXISTS authors (id int PRIMARY KEY, name text NOT NULL DEFAULT \'anon\');\n      CREATE INDEX IF NOT EXISTS authors_name ON authors (name);\n')
+      .replace("        where: topic = 'leadership'\n        replicaIdentity: full\n", "        where: topic = 'leadership'\n        replicaIdentity: full\n      authors: {}\n")
+      .replace(/ {2}technical_sub:\n {4}node: subscriber2\n {4}publications: \[technical_pub\]\n/, '');
+    fs.writeFileSync(lab.file, withAuthors);
+    const plan = await labReplicate(lab.config(), { dryRun: true });
+    const shown = plan.steps.map((s) => s.show).join('\n');
+    expect(shown).toContain('DROP SUBSCRIPTION IF EXISTS "technical_sub";');
+    expect(shown).toContain('ALTER PUBLICATION "leadership_pub" ADD TABLE "public"."authors";');
+    expect(shown).not.toMatch(/CREATE PUBLICATION/);
+
+    const applied = await labReplicate(lab.config());
+    expect(applied.steps.map((s) => s.show.split('\n')[0])).toEqual(
+      expect.arrayContaining(['DROP SUBSCRIPTION IF EXISTS "technical_sub";', 'ALTER SUBSCRIPTION "leadership_sub" REFRESH PUBLICATION;', 'CREATE TABLE "public"."authors" (']),
+    );
+    await onNode(lab, 'publisher', "insert into authors values (1, 'Simon Sinek')");
+    const v = await labVerify(lab.config(), VERIFY);
+    expect(v.ok).toBe(true);
+    expect(v.tables.map((t) => `${t.subscriber}:${t.table}:${t.subscriberRows}`).sort()).toEqual(['subscriber1:public.authors:1', 'subscriber1:public.books:3']);
+    // The subscriber's copy came from the publisher's catalog: default and index included.
+    const [col] = await onNode(lab, 'subscriber1', "select column_default from information_schema.columns where table_name = 'authors' and column_name = 'name'");
+    expect(col!.column_default).toBe("'anon'::text");
+    expect(await onNode(lab, 'subscriber1', "select indexname from pg_indexes where tablename = 'authors' order by 1")).toEqual([{ indexname: 'authors_name' }, { indexname: 'authors_pkey' }]);
+    expect(await onNode(lab, 'publisher', "select slot_name from pg_replication_slots order by 1")).toEqual([{ slot_name: 'leadership_sub' }]);
+    expect(Object.keys(readApplied(replicationFile(lab.config().stateDir)).subscriptions)).toEqual(['leadership_sub']);
+  });
+});
+
+const TRAPS = `lab: traps
+ports: { from: 56560, to: 56579 }
+nodes:
+  pub: { role: publisher }
+  sub: { role: subscriber }
+schema:
+  - sql: |
+      CREATE TABLE IF NOT EXISTS events (at timestamptz, kind text);
+      CREATE TABLE IF NOT EXISTS books (id bigint PRIMARY KEY, topic text);
+publications:
+  p:
+    node: pub
+    tables:
+      events: {}
+      books: { where: "topic = 'x'" }
+subscriptions:
+  s: { node: sub, publications: [p] }
+`;
+
+describe('preflight catches the traps before they bite', () => {
+  it('a keyless table and a row filter outside the replica identity: up fails with both fixes, nothing left', () => {
+    const lab = tempLab(TRAPS);
+    try {
+      const r = cli(['up'], { cwd: lab.dir });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('replication preflight found 2 problems');
+      expect(r.stderr).toContain('publication p, table public.events: the table has no primary key or replica identity, so once published its UPDATE and DELETE fail on pub');
+      expect(r.stderr).toMatch(/Fix: add a primary key, or set replicaIdentity: full for public.events, or publish: \[insert\]/);
+      expect(r.stderr).toContain('publication p, table public.books: the row filter uses topic, outside the replica identity (id), so every UPDATE and DELETE of public.books would fail on pub');
+      expect(r.stderr).toMatch(/Fix: set replicaIdentity: full for public.books in publication p/);
+      expect(fs.readdirSync(lab.dir)).toEqual(['prodhome.yaml']);
+    } finally {
+      fs.rmSync(lab.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('an invalid row filter shows Postgres\'s message and the publication', async () => {
+    const lab = tempLab(TRAPS.replace("topic = 'x'", 'topik = 1').replace('events: {}', 'events: { replicaIdentity: full }'));
+    try {
+      const r = cli(['up'], { cwd: lab.dir });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('publication p, table public.books: the row filter (topik = 1) is not valid: column "topik" does not exist');
+    } finally {
+      await lab.cleanup();
+    }
+  });
+});
+
+describe('identifiers that need quoting, composite keys, and settings set with ALTER SYSTEM', () => {
+  const yaml = `lab: quoting
+ports: { from: 56580, to: 56599 }
+nodes:
+  origin: { role: standalone }
+  copy: { role: subscriber }
+schema:
+  - node: origin
+    sql: |
+      CREATE SCHEMA IF NOT EXISTS "Sales";
+      CREATE TABLE IF NOT EXISTS "Sales"."Order Items" ("Order Id" int, "Line No" int, "Note's" text, PRIMARY KEY ("Order Id", "Line No"));
+      INSERT INTO "Sales"."Order Items" SELECT o, l, 'n' FROM generate_series(1, 3) o, generate_series(1, 2) l ON CONFLICT DO NOTHING;
+publications:
+  "Mixed Pub":
+    node: origin
+    tables:
+      Sales.Order Items: { where: '"Line No" > 1' }
+subscriptions:
+  "Mixed Sub": { node: copy, publications: [Mixed Pub] }
+`;
+  let lab: TempLab;
+  beforeAll(() => {
+    lab = tempLab(yaml);
+  });
+  afterAll(() => lab.cleanup());
+
+  it('plans wal_level=logical with ALTER SYSTEM and a restart for a node not born a publisher', async () => {
+    const up = await labUp(lab.config());
+    const shown = up.replication!.steps.map((s) => s.show);
+    expect(shown).toContain("ALTER SYSTEM SET wal_level = 'logical';");
+    expect(shown).toContain('-- prodhome restarts origin now (like: pg_ctl restart -m fast)');
+    expect(readApplied(replicationFile(lab.config().stateDir)).previousSettings.origin).toEqual({ wal_level: 'replica' });
+    expect(await onNode(lab, 'origin', 'show wal_level')).toEqual([{ wal_level: 'logical' }]);
+  });
+
+  it('replicates and verifies a mixed-case, spaced, quoted table with a composite key', async () => {
+    const v = await labVerify(lab.config(), VERIFY);
+    expect(v.ok).toBe(true);
+    expect(v.tables[0]).toMatchObject({ table: 'Sales.Order Items', publisherRows: 3, subscriberRows: 3 });
+    await labSetSubscriptionEnabled(lab.config(), 'Mixed Sub', false);
+    await onNode(lab, 'copy', 'update "Sales"."Order Items" set "Note\'s" = \'changed\' where "Order Id" = 2');
+    const bad = await labVerify(lab.config(), { waitMs: 500, maxKeys: 10 });
+    expect(bad.tables[0]).toMatchObject({ match: false, changed: ['(2,2)'], missing: [], extra: [] });
+  });
+});
+
+let system15: string | undefined;
+try {
+  system15 = resolveBinaries({ version: 15 }, 'probe').binDir;
+} catch {
+  if (IN_CI) throw new Error('CI machines have the system Postgres 15; it was not found');
+  console.warn('\n*** SKIPPING the Postgres 15 → 17 replication test: no Postgres 15 binaries here ***\n');
+}
+
+describe.runIf(system15)('a system Postgres 15 publisher to a Postgres 17 subscriber', () => {
+  it('replicates the row-filtered books and verifies', async () => {
+    const yaml = DEFAULT_CONFIG_YAML.replace('from: 54320', 'from: 56600')
+      .replace('to: 54399', 'to: 56649')
+      .replace('  publisher:\n    role: publisher\n', '  publisher:\n    role: publisher\n    postgres:\n      version: 15\n')
+      .replace(/ {2}metrics:\n {4}role: metrics\n {4}memory: 512MiB\n/, '');
+    const lab = tempLab(yaml);
+    try {
+      const up = await labUp(lab.config());
+      expect(up.nodes.find((n) => n.name === 'publisher')!.version).toMatch(/^15\./);
+      expect(up.nodes.find((n) => n.name === 'subscriber1')!.version).toMatch(/^17\./);
+      await onNode(lab, 'publisher', "update books set topic = 'leadership' where id = 2");
+      const v = await labVerify(lab.config(), VERIFY);
+      expect(v.ok).toBe(true);
+      expect(v.tables.map((t) => t.subscriberRows)).toEqual([3, 2]);
+    } finally {
+      await lab.cleanup();
+    }
+  });
+});
