@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { ProdhomeError } from '../errors.js';
-import { labReplicate, labReplicationStatus, labSetSubscriptionEnabled, labVerify } from '../lab/index.js';
-import type { ApplyResult, SubscriptionStatus, VerifyResult } from '../replication/index.js';
+import {
+  addSubscriptionToConfig, labDropSubscriptions, labReplicate, labReplicationStatus, labResync, labRevert, labSetSubscriptionEnabled, labUp, labVerify,
+} from '../lab/index.js';
+import type { ApplyResult, OperationReport, SubscriptionStatus, VerifyResult } from '../replication/index.js';
 import { sleep } from '../runtime/index.js';
 import { printJson, table } from './render.js';
 import { configFrom } from './shared.js';
@@ -10,12 +12,16 @@ import { configFrom } from './shared.js';
 export function registerReplicationCommands(program: Command): void {
   program
     .command('replicate')
-    .description('plan and apply publications and subscriptions from the config (up does this too); `replicate check` runs only the preflight')
-    .argument('[what]', '"check" for preflight only')
+    .description('plan and apply publications and subscriptions from the config (up does this too); `replicate check` runs only the preflight; `replicate revert` removes it all and restores settings')
+    .argument('[what]', '"check" for preflight only, "revert" to undo')
     .option('--dry-run', 'print every step and its SQL without changing anything')
     .option('--json', 'print the result as JSON')
     .action(async (what: string | undefined, opts: { dryRun?: boolean; json?: boolean }, cmd: Command) => {
-      if (what !== undefined && what !== 'check') throw new ProdhomeError('USAGE', `unknown replicate action "${what}" (expected: check)`);
+      if (what !== undefined && what !== 'check' && what !== 'revert') throw new ProdhomeError('USAGE', `unknown replicate action "${what}" (expected: check or revert)`);
+      if (what === 'revert') {
+        const report = await labRevert(configFrom(cmd), (l) => process.stderr.write(`${l}\n`));
+        return opts.json ? printJson(report) : console.log(renderReport(report));
+      }
       const checkOnly = what === 'check';
       const result = await labReplicate(configFrom(cmd), { dryRun: opts.dryRun, checkOnly, log: opts.json ? undefined : (l) => process.stderr.write(`${l}\n`) });
       if (opts.json) return printJson(result);
@@ -69,6 +75,37 @@ export function registerReplicationCommands(program: Command): void {
         console.log(await labSetSubscriptionEnabled(configFrom(cmd), name, enabled));
       });
   }
+  replication
+    .command('drop')
+    .description('drop a subscription (or all) and its slot — cleanly, even when the publisher is down')
+    .argument('[subscription]')
+    .action(async (name: string | undefined, _opts: unknown, cmd: Command) => {
+      console.log(renderReport(await labDropSubscriptions(configFrom(cmd), name)));
+    });
+  replication
+    .command('resync')
+    .description("copy a subscription's tables (or one table) afresh from the publisher")
+    .argument('<subscription>')
+    .argument('[table]', 'table or schema.table')
+    .action(async (name: string, table: string | undefined, _opts: unknown, cmd: Command) => {
+      console.log(renderReport(await labResync(configFrom(cmd), name, table)));
+    });
+  replication
+    .command('add')
+    .description('add a subscription (and its subscriber node if new) to prodhome.yaml, then bring it up')
+    .argument('<subscription>', 'name of the new subscription')
+    .requiredOption('--node <node>', 'the subscriber node (created as role: subscriber if new)')
+    .requiredOption('--publication <name...>', 'publication(s) to subscribe to')
+    .action(async (name: string, opts: { node: string; publication: string[] }, cmd: Command) => {
+      const changes = addSubscriptionToConfig(configFrom(cmd), { name, node: opts.node, publications: opts.publication });
+      for (const c of changes) console.log(`prodhome.yaml: ${c}`);
+      const result = await labUp(configFrom(cmd), (l) => process.stderr.write(`${l}\n`));
+      console.log(renderPlan(result.replication ?? { steps: [], problems: [] }, 'applied'));
+    });
+}
+
+function renderReport(r: OperationReport): string {
+  return [...r.ran.map((x) => `-- on ${x.node}\n${x.sql}`), ...r.notes.map((n) => `note: ${n}`)].join('\n') || 'nothing to do.';
 }
 
 export function parseDuration(text: string, flag: string): number {

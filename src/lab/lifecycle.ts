@@ -69,7 +69,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
     if (!previous && !dataRoot.startsWith(config.stateDir)) madeDirs.push(dataRoot);
 
     secretsBefore = readSecrets(config.stateDir);
-    const secrets: Secrets = { nodes: { ...secretsBefore.nodes } };
+    const secrets: Secrets = { ...secretsBefore, nodes: { ...secretsBefore.nodes }, replication: { ...secretsBefore.replication } };
     for (const spec of local) secrets.nodes[spec.name] ??= { user: 'postgres', password: newPassword() };
     writeSecrets(config.stateDir, secrets);
 
@@ -109,6 +109,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
         nodes: new Map(outcomes.map((o, i) => [config.nodes[i]!.name, { connection: o.connection, runtime: o.state.runtime }])),
         stateFile: replicationFile(config.stateDir),
         replicationPassword: replicationPasswords(secrets),
+        hasReplicationPassword: (p) => !!secrets.replication?.[p],
         restart: async (name) => {
           const i = config.nodes.findIndex((n) => n.name === name);
           const current = outcomes[i]!;

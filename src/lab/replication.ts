@@ -3,7 +3,10 @@ import path from 'node:path';
 import type { LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { parseConnectionUrl, quoteIdent, type ConnectionInfo } from '../pg/index.js';
+import { parseDocument } from 'yaml';
+import { parseConfigText, parseTableRef } from '../config/index.js';
 import {
+  dropSubscription, pgMessage, readApplied, resetSubscription, resyncTable, revertReplication, writeApplied, type OperationReport,
   applyReplication, pools, replicationStatus, verify, type ApplyResult, type PlanNode, type SubscriptionStatus, type VerifyResult,
 } from '../replication/index.js';
 import { binariesAt, runningPid, runtimes, type LocalNodeState, type NodeState } from '../runtime/index.js';
@@ -61,9 +64,9 @@ export async function restartLocal(config: LabConfig, state: LabState, name: str
   return outcome.state as LocalNodeState;
 }
 
-function requireUp(config: LabConfig): LabState {
+function requireUp(config: LabConfig, only?: string[]): LabState {
   const state = readState(config.stateDir);
-  const down = config.nodes.filter((n) => {
+  const down = config.nodes.filter((n) => !only || only.includes(n.name)).filter((n) => {
     const s = state?.nodes[n.name];
     return !s || (s.runtime === 'local' && !runningPid(s.dataDir));
   });
@@ -88,6 +91,7 @@ export async function labReplicate(config: LabConfig, opts: { dryRun?: boolean; 
         nodes: planNodes(config, state, secrets),
         stateFile: replicationFile(config.stateDir),
         replicationPassword: replicationPasswords(secrets),
+        hasReplicationPassword: (p) => !!secrets.replication?.[p],
         restart: async (name) => {
           state.nodes[name] = await restartLocal(config, state, name, secrets.nodes[name]?.password, opts.log ?? (() => {}));
           writeState(config.stateDir, state);
@@ -104,8 +108,8 @@ export async function labReplicate(config: LabConfig, opts: { dryRun?: boolean; 
 }
 
 /** Runs `fn` with one pool per node of a lab that is up. */
-async function withLabPools<T>(config: LabConfig, fn: (sql: ReturnType<typeof pools>['sql'], state: LabState) => Promise<T>): Promise<T> {
-  const state = requireUp(config);
+async function withLabPools<T>(config: LabConfig, fn: (sql: ReturnType<typeof pools>['sql'], state: LabState) => Promise<T>, only?: string[]): Promise<T> {
+  const state = requireUp(config, only);
   const db = pools(planNodes(config, state, readSecrets(config.stateDir)));
   try {
     return await fn(db.sql, state);
@@ -163,3 +167,106 @@ export async function labSetSubscriptionEnabled(config: LabConfig, name: string,
   return `${text};`;
 }
 
+
+/** `replication drop [SUB]`: drop one subscription (or all) with its slot, even with the publisher down. */
+export async function labDropSubscriptions(config: LabConfig, name?: string): Promise<OperationReport> {
+  const subs = name ? [subscriptionOf(config, name)] : config.replication.subscriptions;
+  const release = acquireLock(files(config.stateDir).lock, config.lab, 'replication drop');
+  try {
+    const report: OperationReport = { ran: [], notes: [] };
+    await withLabPools(
+      config,
+      async (sql) => {
+        const applied = readApplied(replicationFile(config.stateDir));
+        for (const sub of subs) {
+          await dropSubscription(sub, sql(sub.node), sql(sub.publisher), report);
+          delete applied.subscriptions[sub.name];
+        }
+        writeApplied(replicationFile(config.stateDir), applied);
+      },
+      subs.map((s) => s.node),
+    );
+    report.notes.push(`${subs.map((s) => s.name).join(', ')} ${subs.length > 1 ? 'are' : 'is'} still in the config: the next \`prodhome up\` creates ${subs.length > 1 ? 'them' : 'it'} again; remove ${subs.length > 1 ? 'them' : 'it'} there to keep ${subs.length > 1 ? 'them' : 'it'} gone`);
+    return report;
+  } finally {
+    release();
+  }
+}
+
+/** `replication resync SUB [TABLE]`: copy a subscription's tables (or one table) afresh. */
+export async function labResync(config: LabConfig, name: string, table?: string): Promise<OperationReport> {
+  const sub = subscriptionOf(config, name);
+  const report: OperationReport = { ran: [], notes: [] };
+  if (table) {
+    const ref = parseTableRef(table);
+    await withLabPools(config, async (sql) => {
+      try {
+        await resyncTable(config.replication, sub, ref, sql(sub.node), sql(sub.publisher), report);
+      } catch (e) {
+        throw new ProdhomeError('USAGE', `cannot resync ${table} of ${name}: ${pgMessage(e)}`);
+      }
+    });
+    return report;
+  }
+  await withLabPools(config, async (sql) => {
+    const applied = readApplied(replicationFile(config.stateDir));
+    await resetSubscription(sub, sql(sub.node), sql(sub.publisher), applied, report);
+    writeApplied(replicationFile(config.stateDir), applied);
+  });
+  const again = await labReplicate(config);
+  report.ran.push(...again.steps.map((s) => ({ node: s.node, sql: s.show })));
+  return report;
+}
+
+/** `replicate revert`: remove the replication prodhome made and restore the settings it changed. */
+export async function labRevert(config: LabConfig, log: (l: string) => void = () => {}): Promise<OperationReport> {
+  const state = requireUp(config);
+  const release = acquireLock(files(config.stateDir).lock, config.lab, 'replicate revert');
+  const report: OperationReport = { ran: [], notes: [] };
+  try {
+    const secrets = readSecrets(config.stateDir);
+    const db = pools(planNodes(config, state, secrets));
+    const applied = readApplied(replicationFile(config.stateDir));
+    let restart: string[];
+    try {
+      restart = await revertReplication(applied, db.sql, report);
+    } finally {
+      writeApplied(replicationFile(config.stateDir), applied);
+      await db.end();
+    }
+    for (const node of restart) {
+      if (state.nodes[node]?.runtime === 'local') {
+        state.nodes[node] = await restartLocal(config, state, node, secrets.nodes[node]?.password, log);
+        report.ran.push({ node, sql: `-- restarted ${node} so the restored settings take effect` });
+      } else report.notes.push(`restart ${node} yourself so its restored settings take effect`);
+    }
+    writeState(config.stateDir, state);
+    report.notes.push('tables and their rows are kept; the next `prodhome up` applies the replication in the config again');
+    return report;
+  } finally {
+    release();
+  }
+}
+
+/** `replication add`: a new subscription (and subscriber node if needed) written into prodhome.yaml. */
+export function addSubscriptionToConfig(config: LabConfig, sub: { name: string; node: string; publications: string[] }): string[] {
+  if (!config.configFile) {
+    throw new ProdhomeError('USAGE', 'the default lab has no prodhome.yaml to add a subscription to', { hint: 'Run `prodhome init` first, then add it.' });
+  }
+  const text = fs.readFileSync(config.configFile, 'utf8');
+  const doc = parseDocument(text);
+  const changes: string[] = [];
+  if (!config.nodes.some((n) => n.name === sub.node)) {
+    doc.setIn(['nodes', sub.node], doc.createNode({ role: 'subscriber' }));
+    changes.push(`nodes.${sub.node}: a new subscriber node`);
+  }
+  if (doc.hasIn(['subscriptions', sub.name])) throw new ProdhomeError('USAGE', `subscription "${sub.name}" is already in ${config.configFile}`);
+  const entry = doc.createNode({ node: sub.node, publications: sub.publications });
+  doc.setIn(['subscriptions', sub.name], entry);
+  changes.push(`subscriptions.${sub.name}: ${sub.node} subscribes to ${sub.publications.join(', ')}`);
+  const updated = doc.toString();
+  // Validate before writing: a bad addition must not leave a broken config behind.
+  parseConfigText(updated, config.configFile);
+  fs.writeFileSync(config.configFile, updated);
+  return changes;
+}

@@ -10,6 +10,7 @@ export interface ReplicationEnv {
   /** replication.json in the lab's state dir. */
   stateFile: string;
   replicationPassword: (publisher: string) => string;
+  hasReplicationPassword: (publisher: string) => boolean;
   restart: (node: string) => Promise<void>;
   log?: (line: string) => void;
 }
@@ -34,7 +35,7 @@ export function readApplied(stateFile: string): AppliedState {
   }
 }
 
-function writeApplied(stateFile: string, applied: AppliedState): void {
+export function writeApplied(stateFile: string, applied: AppliedState): void {
   fs.writeFileSync(`${stateFile}.tmp`, `${JSON.stringify(applied, null, 2)}\n`);
   fs.renameSync(`${stateFile}.tmp`, stateFile);
 }
@@ -78,7 +79,7 @@ export function problemsError(problems: Problem[]): ProdhomeError {
 export async function applyReplication(env: ReplicationEnv, { dryRun = false, checkOnly = false } = {}): Promise<ApplyResult> {
   const applied = readApplied(env.stateFile);
   const db = pools(env.nodes);
-  const ctx: PlanContext = { config: env.config, nodes: env.nodes, sql: db.sql, replicationPassword: env.replicationPassword, restart: env.restart, applied, dryRun };
+  const ctx: PlanContext = { config: env.config, nodes: env.nodes, sql: db.sql, replicationPassword: env.replicationPassword, hasReplicationPassword: env.hasReplicationPassword, restart: env.restart, applied, dryRun };
   const done: Step[] = [];
   const steps: StepReport[] = [];
   const problems: Problem[] = [];

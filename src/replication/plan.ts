@@ -62,6 +62,8 @@ export interface PlanContext {
   sql: (node: string) => Sql;
   /** The replication role's password on a publisher (created and stored if missing). */
   replicationPassword: (publisher: string) => string;
+  /** Whether a password for the replication role on this publisher is already stored. */
+  hasReplicationPassword: (publisher: string) => boolean;
   restart: (node: string) => Promise<void>;
   applied: AppliedState;
   dryRun: boolean;
@@ -340,6 +342,20 @@ async function planPublications(ctx: PlanContext): Promise<StagePlan> {
       });
     }
 
+    if (hasSubscribers && role?.exists && !ctx.hasReplicationPassword(node)) {
+      // The role is there but its password is not in this lab's secrets (state lost, or made by hand).
+      steps.push({
+        node,
+        kind: 'sql',
+        reason: `${REPLICATION_ROLE} exists but this lab does not know its password; give it a new one`,
+        show: `ALTER ROLE ${REPLICATION_ROLE} PASSWORD '********';`,
+        exec: async (c) => {
+          const [q] = await c.sql(node)<{ q: string }[]>`select format('ALTER ROLE %I PASSWORD %L', ${REPLICATION_ROLE}::text, ${c.replicationPassword(node)}::text) as q`;
+          await c.sql(node).unsafe(q!.q);
+        },
+      });
+    }
+
     for (const pub of pubs) {
       const tableInfos = new Map<string, TableInfo | undefined>();
       for (const t of pub.tables) {
@@ -531,6 +547,28 @@ async function planSubscriptions(ctx: PlanContext): Promise<StagePlan> {
     };
     const pubList = sub.publications.map(quoteIdent).join(', ');
     if (!existing) {
+      // A slot of this name left behind (its subscription was dropped while the publisher was
+      // down) would make CREATE SUBSCRIPTION fail; it belongs to no one now.
+      const [orphan] = await pubSql<{ active: boolean }[]>`select active from pg_replication_slots where slot_name = ${slotName(sub.name)}`;
+      if (orphan && !orphan.active) {
+        const text = `SELECT pg_drop_replication_slot(${lit(slotName(sub.name))})`;
+        steps.push({ node: sub.publisher, kind: 'sql', reason: `a slot left from an earlier drop of ${sub.name} (its publisher was down then)`, show: `${text};`, exec: async (c) => void (await c.sql(sub.publisher).unsafe(text)) });
+      }
+      if (sub.options.copy_data !== false) {
+        // The initial copy starts from empty tables; rows already there (left by an earlier
+        // subscription) would collide with it. Lab nodes are emptied; external ones are not touched.
+        for (const [k, t] of tables) {
+          if (!(await tableInfo(subSql, t.ref))) continue;
+          const [row] = await subSql.unsafe(`select exists (select from ${qualified(t.ref)}) as has_rows`);
+          if (!row?.has_rows) continue;
+          if (ctx.nodes.get(sub.node)!.runtime === 'external') {
+            problems.push({ node: sub.node, what: `subscription ${sub.name}: ${k} on ${sub.node} already has rows, which the initial copy would collide with`, fix: `empty it yourself, or set options: { copy_data: false } if the rows are already right` });
+            continue;
+          }
+          const text = `TRUNCATE ${qualified(t.ref)}`;
+          steps.push({ node: sub.node, kind: 'sql', reason: `${k} on ${sub.node} has rows from before; ${sub.name}'s initial copy starts from empty`, show: `${text};`, exec: async (c) => void (await c.sql(sub.node).unsafe(text)) });
+        }
+      }
       const opts = optionsClause(sub.options, true, sub.name);
       const build = (masked: boolean) =>
         `CREATE SUBSCRIPTION ${quoteIdent(sub.name)} CONNECTION ${lit(conninfo(ctx, sub.publisher, masked))} PUBLICATION ${pubList}${opts ? ` WITH (${opts})` : ''}`;
