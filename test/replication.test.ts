@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG_YAML } from '../src/config/index.js';
 import { labReplicate, labSetSubscriptionEnabled, labUp, labVerify, nodeConnection, replicationFile } from '../src/lab/index.js';
 import { readApplied } from '../src/replication/index.js';
-import { withConnection } from '../src/pg/index.js';
+import { connectionUrl, withConnection } from '../src/pg/index.js';
 import { resolveBinaries } from '../src/runtime/index.js';
 import { IN_CI, cli, tempLab, waitFor, type TempLab } from './helpers.js';
 
@@ -355,5 +355,71 @@ subscriptions:
     expect(await onNode(lab, 'pub', "select (select count(*) from pg_publication)::int as pubs, (select count(*) from pg_replication_slots)::int as slots, (select count(*) from pg_roles where rolname = 'prodhome_replication')::int as roles")).toEqual([{ pubs: 0, slots: 0, roles: 0 }]);
     for (const node of ['sub1', 'sub2']) expect(await onNode(lab, node, 'select count(*)::int as n from pg_subscription')).toEqual([{ n: 0 }]);
     expect(await onNode(lab, 'sub1', 'select count(*)::int as n from items')).toEqual([{ n: 100 }]);
+  });
+});
+
+describe('external servers: a user\'s Postgres as publisher, a lab subscriber', () => {
+  let host: TempLab;
+  let lab: TempLab | undefined;
+  beforeAll(async () => {
+    // Stands in for "your own server": a node of another lab, which this lab only knows by URL.
+    host = tempLab(`lab: yours\nports: { from: 56700, to: 56709 }\nnodes:\n  db:\n    role: publisher\n${system15 ? '    postgres:\n      version: 15\n' : ''}  plain:\n    role: standalone\n`);
+    await labUp(host.config());
+    await onNode(host, 'db', "create table books (id bigint primary key, sku int, title text, topic text); insert into books select g, g, 't' || g, case when g % 3 = 0 then 'technical' else 'leadership' end from generate_series(1, 30) g");
+  });
+  afterAll(async () => {
+    await lab?.cleanup();
+    await host.cleanup();
+  });
+
+  it('publishes from the external server with a row filter and verifies on the lab subscriber', async () => {
+    const url = connectionUrl(nodeConnection(host.config(), 'db'), { withPassword: true });
+    lab = tempLab(`lab: mine
+ports: { from: 56710, to: 56719 }
+nodes:
+  legacy: { role: publisher, url: "${url}" }
+  sub: { role: subscriber }
+publications:
+  tech: { node: legacy, tables: { books: { where: "topic = 'technical'", replicaIdentity: full } } }
+subscriptions:
+  tech_sub: { node: sub, publications: [tech] }
+`);
+    const up = await labUp(lab.config());
+    expect(up.nodes.find((n) => n.name === 'legacy')!.action).toBe('checked (external: left as it is)');
+    const v = await labVerify(lab.config(), VERIFY);
+    expect(v.ok).toBe(true);
+    expect(v.tables[0]).toMatchObject({ subscriber: 'sub', publisherRows: 10, subscriberRows: 10 });
+    await onNode(host, 'db', "update books set topic = 'technical' where id = 1");
+    expect((await labVerify(lab.config(), VERIFY)).tables[0]!.subscriberRows).toBe(11);
+    // destroy removes what the lab made on the external server (subscription slot, publication,
+    // role) and leaves the server and its data as they were.
+    await lab.cleanup();
+    lab = undefined;
+    expect(await onNode(host, 'db', 'select count(*)::int as n from books')).toEqual([{ n: 30 }]);
+    expect(await onNode(host, 'db', "select (select count(*) from pg_replication_slots)::int as slots, (select count(*) from pg_publication)::int as pubs, (select count(*) from pg_roles where rolname = 'prodhome_replication')::int as roles")).toEqual([{ slots: 0, pubs: 0, roles: 0 }]);
+  });
+
+  it('an external publisher that needs a restart is a preflight problem, not a surprise restart', () => {
+    const url = connectionUrl(nodeConnection(host.config(), 'plain'), { withPassword: true });
+    const l = tempLab(`lab: needsrestart
+ports: { from: 56720, to: 56729 }
+nodes:
+  legacy: { url: "${url}" }
+  sub: { role: subscriber }
+schema:
+  - { node: legacy, sql: "create table if not exists t (id int primary key)" }
+publications:
+  p: { node: legacy, tables: { t: {} } }
+subscriptions:
+  s: { node: sub, publications: [p] }
+`);
+    try {
+      const r = cli(['up'], { cwd: l.dir });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('legacy: wal_level takes effect only after a restart, and prodhome does not restart external servers');
+      expect(r.stderr).toContain('Fix: set them, restart legacy yourself, then run prodhome replicate again');
+    } finally {
+      fs.rmSync(l.dir, { recursive: true, force: true });
+    }
   });
 });

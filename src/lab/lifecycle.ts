@@ -7,8 +7,8 @@ import {
   pickFreePort, portFree, reachableBinDir, resolveBinaries, runningPid, runtimes, serverUser, userCan,
   type NodeCondition, type NodeState, type OsUser, type PgBinaries, type UpContext, type UpOutcome,
 } from '../runtime/index.js';
-import { applyReplication, type ApplyResult } from '../replication/index.js';
-import { replicationFile, replicationPasswords } from './replication.js';
+import { applyReplication, pools, readApplied, revertReplication, type ApplyResult, type OperationReport } from '../replication/index.js';
+import { planNodes, replicationFile, replicationPasswords } from './replication.js';
 import { agentPid, ensureAgent, readAgentStatus, stopAgent } from './agent.js';
 import { acquireLock } from './lock.js';
 import { files, labIdFor, newPassword, readSecrets, readState, writeSecrets, writeState, type LabState, type Secrets } from './state.js';
@@ -284,6 +284,8 @@ export async function labDestroy(config: LabConfig): Promise<DestroyResult> {
   try {
     await stopAgent(config.stateDir);
     if (state) {
+      // What replication made on external servers (slots, publications, role) is the lab's too.
+      if (Object.values(state.nodes).some((n) => n.runtime === 'external')) await undoReplicationOnExternal(config, state, removed);
       await Promise.all(Object.entries(state.nodes).map(([name, node]) => runtimes[node.runtime].down(name, node)));
       for (const node of Object.values(state.nodes)) await runtimes[node.runtime].remove(node);
       // Data kept outside the state dir is removed only at the exact path this lab recorded.
@@ -299,6 +301,21 @@ export async function labDestroy(config: LabConfig): Promise<DestroyResult> {
     return { lab: config.lab, existed: true, removed };
   } finally {
     release();
+  }
+}
+
+/** Best effort before destroy: revert replication so external servers keep no slot of ours. */
+async function undoReplicationOnExternal(config: LabConfig, state: LabState, removed: string[]): Promise<void> {
+  const applied = readApplied(replicationFile(config.stateDir));
+  const db = pools(planNodes(config, state, readSecrets(config.stateDir)));
+  try {
+    const report: OperationReport = { ran: [], notes: [] };
+    await revertReplication(applied, db.sql, report);
+    for (const r of report.ran) if (state.nodes[r.node]?.runtime === 'external') removed.push(`${r.node}: ${r.sql}`);
+  } catch {
+    // A node that is down keeps what it has; destroy goes on.
+  } finally {
+    await db.end();
   }
 }
 

@@ -175,7 +175,7 @@ async function planSettings(ctx: PlanContext): Promise<StagePlan> {
       });
     }
     if (ctx.nodes.get(node)!.runtime === 'external') {
-      problems.push({ node, what: `${changes.map(([n]) => n).join(', ')} only take effect after a restart, and prodhome does not restart external servers`, fix: `set them, restart ${node} yourself, then run prodhome replicate again` });
+      problems.push({ node, what: `${changes.map(([n]) => n).join(', ')} ${changes.length > 1 ? 'take' : 'takes'} effect only after a restart, and prodhome does not restart external servers`, fix: `set them, restart ${node} yourself, then run prodhome replicate again` });
     } else {
       steps.push({
         node,
