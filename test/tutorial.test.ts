@@ -1,0 +1,42 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { findPsql } from '../src/cli/node-commands.js';
+import { CLI, IN_CI, ROOT } from './helpers.js';
+
+// docs/tutorial.md promises every block is pasteable: run them all, in order, as a reader would.
+const psql = findPsql();
+if (!psql && !IN_CI) console.warn('\n*** SKIPPING the tutorial test: it needs psql, which is not installed here ***\n');
+
+describe.runIf(psql || IN_CI)('docs/tutorial.md', () => {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'prodhome-tutorial-test-'));
+  fs.chmodSync(work, 0o755);
+  afterAll(() => {
+    spawnSync(process.execPath, [CLI, 'destroy', '--yes'], { cwd: path.join(work, 'tutorial') });
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('runs from top to bottom and shows the rows moving through the filter', () => {
+    const text = fs.readFileSync(path.join(ROOT, 'docs', 'tutorial.md'), 'utf8');
+    const blocks = [...text.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    expect(blocks.length).toBeGreaterThanOrEqual(8);
+    // The reader's `npx prodhome` is this checkout's CLI; the tutorial's directory is moved into our temp dir.
+    const script = [
+      'set -euo pipefail',
+      `npx() { if [ "$1" = prodhome ]; then shift; "${process.execPath}" "${CLI}" "$@"; else command npx "$@"; fi; }`,
+      ...(psql ? [`export PATH="${path.dirname(psql)}:$PATH"`] : []),
+      ...blocks.map((b) => b.replaceAll('/tmp/prodhome-tutorial', path.join(work, 'tutorial'))),
+    ].join('\n');
+    const r = spawnSync('bash', ['-c', script], { cwd: work, encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^replica\n/m);
+    expect(r.stdout).toMatch(/^logical$/m);
+    expect(r.stdout).toContain('1|The Five Dysfunctions of a Team\n3|Turn the Ship Around!\n');
+    expect(r.stdout).toContain('3|Turn the Ship Around!\n4|The Art of PostgreSQL\n6|Leaders Eat Last\n');
+    expect(r.stdout).toMatch(/leadership_sub +\| streaming/);
+    expect(r.stdout + r.stderr).not.toMatch(/password=\w/);
+    expect(fs.existsSync(path.join(work, 'tutorial'))).toBe(false);
+  });
+});
