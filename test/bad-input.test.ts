@@ -3,7 +3,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { processAlive } from '../src/runtime/index.js';
-import { cli, portRange, tempLab, type TempLab } from './helpers.js';
+import { spawn } from 'node:child_process';
+import { CLI, cli, portRange, tempLab, waitFor, type TempLab } from './helpers.js';
 
 // Every user mistake through the real command: one clear message, exit code 2, nothing half-made.
 const labs: TempLab[] = [];
@@ -141,6 +142,21 @@ describe('bad input: `prodhome up` fails cleanly', () => {
     ]);
     expect(status.nodes[0].pid).toBe(pidBefore);
     expect(processAlive(pidBefore)).toBe(true);
+  });
+
+  it('Ctrl-C during up undoes what that run created', async () => {
+    const l = lab(`${portRange(56100)}nodes:\n  a: {}\n  b: {}\n`);
+    const child = spawn(process.execPath, [CLI, 'up'], { cwd: l.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    // Interrupt once initdb is under way, i.e. after this run has created things.
+    await waitFor(() => stderr.includes('initdb'), 20_000, 'up to start initdb');
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(code).toBe(130);
+    expect(stderr).toContain('interrupted: undoing what this run created');
+    expect(stderr).toContain("prodhome: interrupted; what this run created has been removed");
+    expectNothingLeft(l);
   });
 
   it('unknown commands and options exit 2', () => {

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG_YAML } from '../src/config/index.js';
-import { labReplicate, labSetSubscriptionEnabled, labUp, labVerify, nodeConnection, replicationFile } from '../src/lab/index.js';
+import { labReplicate, labReplicationStatus, labSetSubscriptionEnabled, labUp, labVerify, nodeConnection, replicationFile } from '../src/lab/index.js';
 import { readApplied } from '../src/replication/index.js';
 import { connectionUrl, withConnection } from '../src/pg/index.js';
 import { resolveBinaries } from '../src/runtime/index.js';
@@ -30,6 +30,26 @@ describe('the default lab: the origin replication, with updates and deletes that
       ['subscriber2', 'public.books', 3, 3, true],
     ]);
     expect(await onNode(lab, 'publisher', 'select count(*)::int as n from books')).toEqual([{ n: 5 }]);
+  });
+
+  it('replication status shows each subscription streaming, its tables ready, lag and slot', async () => {
+    const status = await waitFor(async () => {
+      const st = await labReplicationStatus(lab.config());
+      return st.every((x) => x.state === 'streaming' && x.tables.every((t) => t.state === 'ready')) ? st : undefined;
+    }, 20_000, 'both subscriptions to stream');
+    expect(status.map((x) => [x.subscription, x.subscriber, x.publisher, x.enabled])).toEqual([
+      ['leadership_sub', 'subscriber1', 'publisher', true],
+      ['technical_sub', 'subscriber2', 'publisher', true],
+    ]);
+    for (const x of status) {
+      expect(x.workerPid).toBeGreaterThan(0);
+      expect(x.tables).toEqual([{ table: 'public.books', state: 'ready' }]);
+      expect(x.slot?.active).toBe(true);
+      expect(x.lagBytes.replay).toBeGreaterThanOrEqual(0);
+      expect([x.applyErrors, x.syncErrors]).toEqual([0, 0]);
+    }
+    const r = cli(['replication', 'status'], { cwd: lab.dir });
+    expect(r.stdout).toMatch(/leadership_sub\s+subscriber1\s+publisher\s+streaming/);
   });
 
   it('subscribers connect as a replication role that is not a superuser', async () => {
