@@ -38,6 +38,18 @@ describe('config: the default lab', () => {
     }
   });
 
+  it('a schema file that does not exist is named, relative to the config', () => {
+    const dir = fs.mkdtempSync(path.join(ROOT, '.tmp-config-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'prodhome.yaml'), 'nodes:\n  a: { role: publisher }\nschema:\n  - file: tables.sql\n');
+      expect(() => loadConfig({ cwd: dir })).toThrow(`prodhome.yaml: schema[0].file: cannot read ${path.join(dir, 'tables.sql')}: ENOENT`);
+      fs.writeFileSync(path.join(dir, 'tables.sql'), 'create table t (id int primary key);');
+      expect(loadConfig({ cwd: dir }).replication.schema).toEqual([{ node: 'a', sql: 'create table t (id int primary key);', origin: 'tables.sql' }]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('-f FILE that does not exist is a clear error', () => {
     expect(() => loadConfig({ file: '/nonexistent/lab.yaml' })).toThrow(/config file \/nonexistent\/lab.yaml does not exist/);
   });
@@ -73,6 +85,14 @@ describe('config: bad input is named with file:line, field path and what to do',
     { name: 'no nodes', yaml: 'nodes: {}\n', code: 'CONFIG_INVALID', expect: [/nodes: a lab needs at least one node/] },
     { name: 'not a mapping', yaml: '- a\n- b\n', code: 'CONFIG_INVALID', expect: [/expected a mapping of settings/] },
     { name: 'ports range reversed', yaml: 'ports:\n  from: 6000\n  to: 5000\nnodes:\n  a: {}\n', code: 'CONFIG_INVALID', expect: [/ports.from must not be above ports.to/] },
+    { name: 'publication on an unknown node', yaml: 'nodes:\n  pub: {}\npublications:\n  p: { node: pubb, tables: { t: {} } }\n', code: 'CONFIG_INVALID', expect: [/publications.p.node: no node "pubb" in this lab \(nodes: pub\) — did you mean "pub"\?/] },
+    { name: 'subscription to an unknown publication', yaml: 'nodes:\n  a: {}\n  b: {}\npublications:\n  p: { node: a, tables: { t: {} } }\nsubscriptions:\n  s: { node: b, publications: [q] }\n', code: 'CONFIG_INVALID', expect: [/subscriptions.s.publications.0: no publication "q" in this lab \(publications: p\)/] },
+    { name: 'a subscription named like a publication', yaml: 'nodes:\n  a: {}\n  b: {}\npublications:\n  p: { node: a, tables: { t: {} } }\nsubscriptions:\n  p: { node: b, publications: [p] }\n', code: 'CONFIG_INVALID', expect: [/"p" is also a publication's name; give the subscription its own name/] },
+    { name: 'a node subscribing to itself', yaml: 'nodes:\n  a: {}\npublications:\n  p: { node: a, tables: { t: {} } }\nsubscriptions:\n  s: { node: a, publications: [p] }\n', code: 'CONFIG_INVALID', expect: [/would subscribe node "a" to its own publication "p"/] },
+    { name: 'one subscription across two publishers', yaml: 'nodes:\n  a: {}\n  b: {}\n  c: {}\npublications:\n  p: { node: a, tables: { t: {} } }\n  q: { node: b, tables: { t: {} } }\nsubscriptions:\n  s: { node: c, publications: [p, q] }\n', code: 'CONFIG_INVALID', expect: [/one subscription connects to one publisher, but these publications live on a and b; split it in two/] },
+    { name: 'a publication with neither tables nor allTables', yaml: 'nodes:\n  a: {}\npublications:\n  p: { node: a }\n', code: 'CONFIG_INVALID', expect: [/publications.p: a publication needs tables: or allTables: true/] },
+    { name: 'an unknown publish operation', yaml: 'nodes:\n  a: {}\npublications:\n  p: { node: a, allTables: true, publish: [insert, upsert] }\n', code: 'CONFIG_INVALID', expect: [/publications.p.publish.1: expected one of insert, update, delete, truncate, got "upsert"/] },
+    { name: 'a schema entry with both sql and file', yaml: 'nodes:\n  a: {}\nschema:\n  - { sql: "select 1", file: x.sql }\n', code: 'CONFIG_INVALID', expect: [/schema.0: give exactly one of sql: or file:/] },
     { name: 'several problems at once are all listed', yaml: 'nodes:\n  a:\n    port: 1\n    cpus: -1\n', code: 'CONFIG_INVALID', expect: [/has 2 problems/, /nodes.a.port/, /nodes.a.cpus/] },
   ];
   it.each(cases)('$name', ({ yaml, code, expect: patterns }) => {
