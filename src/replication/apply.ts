@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type { ReplicationConfig } from '../config/index.js';
 import { ProdhomeError, messageOf } from '../errors.js';
 import { connect, type Sql } from '../pg/index.js';
-import { STAGES, emptyApplied, planStage, type AppliedState, type PlanContext, type PlanNode, type Problem, type Step } from './plan.js';
+import { STAGES, emptyApplied, planStage, type AppliedState, type PlanContext, type PlanNode, type Problem, type Step } from './plan/index.js';
 
 export interface ReplicationEnv {
   config: ReplicationConfig;

@@ -1,7 +1,7 @@
 import type { ReplicationConfig, SubscriptionSpec } from '../config/index.js';
 import { quoteIdent, type Sql } from '../pg/index.js';
 import { qualified, tableKey } from './catalog.js';
-import { REPLICATION_ROLE, slotName, type AppliedState } from './plan.js';
+import { REPLICATION_ROLE, slotName, type AppliedState } from './plan/index.js';
 
 /**
  * Operations on running replication: drop, resync, revert. Each returns the statements it ran

@@ -1,6 +1,6 @@
 import type { ReplicationConfig } from '../config/index.js';
 import type { Sql } from '../pg/index.js';
-import { slotName } from './plan.js';
+import { slotName } from './plan/index.js';
 
 /** One subscription as both ends see it. Lags are null when the sender is not connected. */
 export interface SubscriptionStatus {
