@@ -93,7 +93,13 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
     const versions = await Promise.all(
       outcomes.map(async (o, i) => {
         try {
-          return (await withConnection(o.connection, serverVersion)).version;
+          return await withConnection(o.connection, async (sql) => {
+            // Lab nodes preload pg_stat_statements; its view needs the extension in the database.
+            if (o.state.runtime === 'local' && o.action !== 'unchanged' && binaries.get(config.nodes[i]!.name)?.hasPgStatStatements) {
+              await sql`create extension if not exists pg_stat_statements`;
+            }
+            return (await serverVersion(sql)).version;
+          });
         } catch (e) {
           throw new ProdhomeError('START_FAILED', `${config.nodes[i]!.name}: started, but a password login over TCP failed: ${messageOf(e)}`);
         }

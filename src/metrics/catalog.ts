@@ -1,0 +1,77 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+import { z } from 'zod';
+import { NODE_ROLES, type NodeRole } from '../config/index.js';
+
+/**
+ * The metric catalog: metrics as data, one YAML file per family under src/metrics/catalog/.
+ * Each metric has SQL per *minimum* Postgres major (the largest key at or below the server's
+ * applies), the node roles it is for, which result columns are tags, and which are fields —
+ * gauges, or counters that the collector turns into per-second rates. Adding a metric or a
+ * version is a data edit.
+ */
+
+const FieldSchema = z.strictObject({
+  kind: z.enum(['gauge', 'counter']),
+  unit: z.string().min(1),
+});
+
+const MetricSchema = z.strictObject({
+  name: z.string().regex(/^[a-z][a-z0-9_]*$/, 'metric names are lower_snake_case'),
+  help: z.string().min(1),
+  roles: z.array(z.enum(NODE_ROLES)).optional(),
+  sql: z.record(z.string().regex(/^\d+$/, 'SQL keys are minimum Postgres major versions, such as "10" or "17"'), z.string().min(1)),
+  tags: z.array(z.string()).optional(),
+  fields: z.record(z.string(), FieldSchema),
+});
+
+export type MetricField = z.output<typeof FieldSchema>;
+
+export interface MetricDefinition {
+  name: string;
+  help: string;
+  /** Roles it applies to; every role when absent. */
+  roles?: NodeRole[];
+  /** SQL by minimum major version. */
+  sql: Record<string, string>;
+  tags: string[];
+  fields: Record<string, MetricField>;
+  /** The catalog file it came from, for messages. */
+  family: string;
+}
+
+export const CATALOG_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'metrics', 'catalog');
+
+let cached: MetricDefinition[] | undefined;
+
+/** Every metric in the catalog, validated; a broken catalog file is a bug, reported with its name. */
+export function loadCatalog(dir = CATALOG_DIR): MetricDefinition[] {
+  if (cached && dir === CATALOG_DIR) return cached;
+  const metrics: MetricDefinition[] = [];
+  for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()) {
+    const family = path.basename(file, '.yaml');
+    const parsed = z.array(MetricSchema).safeParse(parse(fs.readFileSync(path.join(dir, file), 'utf8')));
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new Error(`metric catalog ${file}: ${issue.path.join('.')}: ${issue.message}`);
+    }
+    for (const m of parsed.data) {
+      if (metrics.some((x) => x.name === m.name)) throw new Error(`metric catalog ${file}: metric ${m.name} is defined twice`);
+      metrics.push({ ...m, tags: m.tags ?? [], family });
+    }
+  }
+  if (dir === CATALOG_DIR) cached = metrics;
+  return metrics;
+}
+
+/** The SQL a metric runs on a server of this major version, or undefined when none applies. */
+export function sqlFor(metric: MetricDefinition, major: number): string | undefined {
+  const keys = Object.keys(metric.sql).map(Number).filter((v) => v <= major).sort((a, b) => b - a);
+  return keys.length ? metric.sql[String(keys[0])] : undefined;
+}
+
+export function appliesTo(metric: MetricDefinition, role: NodeRole): boolean {
+  return !metric.roles || metric.roles.includes(role);
+}

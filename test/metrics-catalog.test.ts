@@ -1,0 +1,58 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { labUp, nodeConnection } from '../src/lab/index.js';
+import { loadCatalog, sqlFor } from '../src/metrics/catalog.js';
+import { withConnection } from '../src/pg/index.js';
+import { resolveBinaries } from '../src/runtime/index.js';
+import { IN_CI, tempLab, type TempLab } from './helpers.js';
+
+// Every metric's SQL runs on every supported major (the system 15 and the npm 17) and returns
+// exactly the columns its definition declares: the catalog cannot drift from Postgres.
+let has15 = true;
+try {
+  resolveBinaries({ version: 15 }, 'probe');
+} catch {
+  has15 = false;
+  if (IN_CI) throw new Error('CI machines have the system Postgres 15; it was not found');
+  console.warn('\n*** metric catalog: testing Postgres 17 only — no Postgres 15 binaries here ***\n');
+}
+
+describe('metric catalog', () => {
+  it('loads, with unique names and SQL for some version', () => {
+    const catalog = loadCatalog();
+    expect(catalog.length).toBeGreaterThanOrEqual(14);
+    for (const m of catalog) expect(Object.keys(m.sql).length).toBeGreaterThan(0);
+    expect(catalog.map((m) => m.name)).toEqual(expect.arrayContaining(['pg_locks', 'pg_stat_database', 'pg_cache_hit', 'pg_database_size', 'pg_checkpoints', 'pg_replication', 'pg_statements', 'pg_connections']));
+  });
+
+  it('picks the SQL of the largest version key at or below the server', () => {
+    const m = loadCatalog().find((x) => x.name === 'pg_checkpoints')!;
+    expect(sqlFor(m, 16)).toContain('pg_stat_bgwriter');
+    expect(sqlFor(m, 16)).not.toContain('pg_stat_checkpointer');
+    expect(sqlFor(m, 17)).toContain('pg_stat_checkpointer');
+    expect(sqlFor(loadCatalog().find((x) => x.name === 'pg_subscription_errors')!, 14)).toBeUndefined();
+  });
+
+  let lab: TempLab;
+  const majors = has15 ? [15, 17] : [17];
+  beforeAll(async () => {
+    lab = tempLab(`lab: catalog\nports: { from: 56750, to: 56759 }\nnodes:\n${majors.map((v) => `  pg${v}:\n    role: standalone\n    postgres: { version: ${v} }\n`).join('')}`);
+    await labUp(lab.config());
+  });
+  afterAll(() => lab.cleanup());
+
+  for (const major of majors) {
+    it(`every metric's SQL runs on Postgres ${major} and returns the declared columns`, async () => {
+      await withConnection(nodeConnection(lab.config(), `pg${major}`), async (sql) => {
+        for (const m of loadCatalog()) {
+          const text = sqlFor(m, major);
+          if (!text) continue;
+          const result = await sql.unsafe(text).catch((e: Error) => {
+            throw new Error(`${m.family}.yaml ${m.name} on Postgres ${major}: ${e.message}`);
+          });
+          const columns = result.columns.map((c) => c.name).sort();
+          expect(columns, `${m.name} on ${major}`).toEqual([...m.tags, ...Object.keys(m.fields)].sort());
+        }
+      });
+    });
+  }
+});
