@@ -1,0 +1,129 @@
+import type { NodeRole } from '../config/index.js';
+import { connect, serverVersion, type ConnectionInfo, type Sql } from '../pg/index.js';
+import { appliesTo, loadCatalog, sqlFor, type MetricDefinition } from './catalog.js';
+
+/**
+ * The sampler's collector: one persistent connection per node (application_name
+ * prodhome-sampler, a statement timeout), every catalog metric that applies to the node's role
+ * and version, nodes scraped in parallel. Counters become per-second rates (`<field>_rate`)
+ * from the previous scrape, skipping a scrape after a counter reset. A node that does not answer
+ * is reported `pg_up up=0` and reconnected with backoff; it never stops the others. A metric
+ * whose SQL fails on a node is disabled for that node with one warning.
+ */
+
+export interface Point {
+  measurement: string;
+  tags: Record<string, string>;
+  fields: Record<string, number>;
+  /** ms since the epoch */
+  time: number;
+}
+
+export interface CollectorNode {
+  name: string;
+  role: NodeRole;
+  connection: ConnectionInfo;
+}
+
+interface NodeState {
+  node: CollectorNode;
+  sql?: Sql;
+  major?: number;
+  disabled: Set<string>;
+  counters: Map<string, { value: number; time: number }>;
+  failures: number;
+  retryAt: number;
+}
+
+export interface CollectorOptions {
+  statementTimeoutMs?: number;
+  metrics?: MetricDefinition[];
+  warn?: (message: string) => void;
+}
+
+export class Collector {
+  private readonly nodes: NodeState[];
+  private readonly metrics: MetricDefinition[];
+  private readonly warn: (message: string) => void;
+
+  constructor(nodes: CollectorNode[], private readonly options: CollectorOptions = {}) {
+    this.nodes = nodes.map((node) => ({ node, disabled: new Set(), counters: new Map(), failures: 0, retryAt: 0 }));
+    this.metrics = options.metrics ?? loadCatalog();
+    this.warn = options.warn ?? (() => {});
+  }
+
+  /** Scrapes every node once, in parallel. Never throws: failures become points. */
+  async scrape(now = Date.now()): Promise<Point[]> {
+    const perNode = await Promise.all(this.nodes.map((n) => this.scrapeNode(n, now)));
+    return perNode.flat();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.sql?.end({ timeout: 1 })));
+  }
+
+  private async scrapeNode(n: NodeState, now: number): Promise<Point[]> {
+    const base = { node: n.node.name, role: n.node.role };
+    const started = performance.now();
+    if (now < n.retryAt) return [{ measurement: 'pg_up', tags: base, fields: { up: 0 }, time: now }];
+    try {
+      if (!n.sql) {
+        n.sql = connect(n.node.connection, { max: 1, connectTimeoutSeconds: 2 });
+        n.major = (await serverVersion(n.sql)).major;
+        await n.sql`select set_config('statement_timeout', ${String(this.options.statementTimeoutMs ?? 2000)}, false)`;
+      }
+      const points: Point[] = [];
+      for (const metric of this.metrics) {
+        if (n.disabled.has(metric.name) || !appliesTo(metric, n.node.role)) continue;
+        const text = sqlFor(metric, n.major!);
+        if (!text) continue;
+        let rows: readonly Record<string, unknown>[];
+        try {
+          rows = await n.sql.unsafe(text);
+        } catch (e) {
+          if (isConnectionError(e)) throw e;
+          n.disabled.add(metric.name);
+          this.warn(`${n.node.name}: metric ${metric.name} disabled on this node: ${(e as Error).message}`);
+          continue;
+        }
+        for (const row of rows) points.push(this.toPoint(n, metric, row, base, now));
+      }
+      n.failures = 0;
+      points.push({ measurement: 'pg_up', tags: base, fields: { up: 1, scrape_seconds: (performance.now() - started) / 1000 }, time: now });
+      return points;
+    } catch (e) {
+      // Reconnect next time, after a backoff that grows to 30 s while the node stays away.
+      const sql = n.sql;
+      n.sql = undefined;
+      void sql?.end({ timeout: 0 }).catch(() => {});
+      n.failures++;
+      n.retryAt = now + Math.min(30_000, 500 * 2 ** Math.min(n.failures - 1, 6));
+      if (n.failures === 1) this.warn(`${n.node.name}: not answering (${(e as Error).message}); retrying with backoff`);
+      return [{ measurement: 'pg_up', tags: base, fields: { up: 0 }, time: now }];
+    }
+  }
+
+  private toPoint(n: NodeState, metric: MetricDefinition, row: Record<string, unknown>, base: Record<string, string>, now: number): Point {
+    const tags: Record<string, string> = { ...base };
+    for (const t of metric.tags) tags[t] = String(row[t] ?? '');
+    const fields: Record<string, number> = {};
+    const seriesKey = `${metric.name}|${JSON.stringify(tags)}`;
+    for (const [name, def] of Object.entries(metric.fields)) {
+      const value = Number(row[name]);
+      if (!Number.isFinite(value)) continue;
+      fields[name] = value;
+      if (def.kind !== 'counter') continue;
+      const key = `${seriesKey}|${name}`;
+      const prev = n.counters.get(key);
+      n.counters.set(key, { value, time: now });
+      // A counter that went down was reset (stats reset, server restart): no rate this time.
+      if (prev && value >= prev.value && now > prev.time) fields[`${name}_rate`] = ((value - prev.value) * 1000) / (now - prev.time);
+    }
+    return { measurement: metric.name, tags, fields, time: now };
+  }
+}
+
+function isConnectionError(e: unknown): boolean {
+  const code = (e as { code?: string }).code ?? '';
+  return /^(ECONNREFUSED|ECONNRESET|CONNECTION_|EPIPE|ETIMEDOUT)/.test(code) || code.startsWith('08') || code === '57P01';
+}

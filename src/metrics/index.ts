@@ -1,0 +1,2 @@
+export { loadCatalog, sqlFor, appliesTo, CATALOG_DIR, type MetricDefinition, type MetricField } from './catalog.js';
+export { Collector, type CollectorNode, type CollectorOptions, type Point } from './collector.js';

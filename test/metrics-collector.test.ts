@@ -1,0 +1,80 @@
+import fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { labUp, nodeConnection, readState } from '../src/lab/index.js';
+import { Collector, type Point } from '../src/metrics/index.js';
+import { withConnection } from '../src/pg/index.js';
+import { processAlive } from '../src/runtime/index.js';
+import { tempLab, waitFor, type TempLab } from './helpers.js';
+
+const find = (points: Point[], measurement: string, tags: Record<string, string> = {}) =>
+  points.find((p) => p.measurement === measurement && Object.entries(tags).every(([k, v]) => p.tags[k] === v));
+
+describe('collector on real servers', () => {
+  let lab: TempLab;
+  let collector: Collector;
+  const warnings: string[] = [];
+  beforeAll(async () => {
+    lab = tempLab('lab: sampler\nports: { from: 56760, to: 56769 }\nnodes:\n  a: { role: publisher }\n  b: { role: subscriber }\n');
+    await labUp(lab.config());
+    collector = new Collector(
+      ['a', 'b'].map((name) => ({ name, role: name === 'a' ? 'publisher' : 'subscriber', connection: nodeConnection(lab.config(), name) })),
+      { warn: (w) => warnings.push(w) },
+    );
+  });
+  afterAll(async () => {
+    await collector.close();
+    await lab.cleanup();
+  });
+
+  it('turns commit counters into the rate of a known number of transactions', async () => {
+    const t0 = Date.now();
+    const first = await collector.scrape(t0);
+    const before = find(first, 'pg_stat_database', { node: 'a', datname: 'postgres' })!;
+    expect(before.fields.xact_commit_rate).toBeUndefined(); // no previous scrape yet
+    await withConnection(nodeConnection(lab.config(), 'a'), async (sql) => {
+      await sql`create table if not exists t (x int)`;
+      for (let i = 0; i < 300; i++) await sql`insert into t values (${i})`;
+    });
+    // Pretend 2 s passed: the rate is the counter delta over the time between scrapes.
+    const second = await collector.scrape(t0 + 2000);
+    const after = find(second, 'pg_stat_database', { node: 'a', datname: 'postgres' })!;
+    const delta = after.fields.xact_commit! - before.fields.xact_commit!;
+    expect(delta).toBeGreaterThanOrEqual(301);
+    expect(delta).toBeLessThan(301 + 40); // the collector's own and the lab's few transactions
+    expect(after.fields.xact_commit_rate).toBeCloseTo(delta / 2, 5);
+    expect(find(second, 'pg_up', { node: 'a' })!.fields.up).toBe(1);
+    expect(find(second, 'pg_connections_limit', { node: 'a' })!.fields.max).toBe(100);
+    // Role decides which metrics apply: replication sender views on the publisher only.
+    expect(second.some((p) => p.measurement === 'pg_subscription' && p.tags.node === 'a')).toBe(false);
+  });
+
+  it('a stopped node is up=0 without stopping the others, and comes back', async () => {
+    const state = readState(lab.config().stateDir)!.nodes.b!;
+    if (state.runtime !== 'local') throw new Error('expected local');
+    const pid = Number(fs.readFileSync(`${state.dataDir}/postmaster.pid`, 'utf8').split('\n')[0]);
+    process.kill(pid, 'SIGINT');
+    await waitFor(() => !processAlive(pid), 10_000, 'b to stop');
+    const down = await collector.scrape();
+    expect(find(down, 'pg_up', { node: 'b' })!.fields.up).toBe(0);
+    expect(find(down, 'pg_up', { node: 'a' })!.fields.up).toBe(1);
+    expect(find(down, 'pg_stat_database', { node: 'a' })).toBeDefined();
+    expect(warnings.some((w) => w.startsWith('b: not answering'))).toBe(true);
+
+    await labUp(lab.config());
+    const back = await waitFor(async () => {
+      const p = await collector.scrape();
+      return find(p, 'pg_up', { node: 'b' })!.fields.up === 1 ? p : undefined;
+    }, 15_000, 'b to be sampled again');
+    expect(find(back, 'pg_stat_database', { node: 'b', datname: 'postgres' })).toBeDefined();
+  });
+
+  it('a metric whose SQL fails is disabled for that node with one warning; the rest go on', async () => {
+    await withConnection(nodeConnection(lab.config(), 'a'), (sql) => sql`drop extension pg_stat_statements`);
+    const points = await collector.scrape();
+    await collector.scrape();
+    const statementWarnings = warnings.filter((w) => w.startsWith('a: metric pg_statements disabled'));
+    expect(statementWarnings).toHaveLength(1);
+    expect(find(points, 'pg_locks', { node: 'a' })).toBeDefined();
+    expect(find(points, 'pg_statements', { node: 'b' })).toBeDefined();
+  });
+});
