@@ -4,7 +4,7 @@ import { labUp, nodeConnection, readState } from '../src/lab/index.js';
 import { Collector, type Point } from '../src/metrics/index.js';
 import { withConnection } from '../src/pg/index.js';
 import { processAlive } from '../src/runtime/index.js';
-import { tempLab, waitFor, type TempLab } from './helpers.js';
+import { cli, tempLab, waitFor, type TempLab } from './helpers.js';
 
 const find = (points: Point[], measurement: string, tags: Record<string, string> = {}) =>
   points.find((p) => p.measurement === measurement && Object.entries(tags).every(([k, v]) => p.tags[k] === v));
@@ -76,5 +76,39 @@ describe('collector on real servers', () => {
     expect(statementWarnings).toHaveLength(1);
     expect(find(points, 'pg_locks', { node: 'a' })).toBeDefined();
     expect(find(points, 'pg_statements', { node: 'b' })).toBeDefined();
+  });
+});
+
+describe('sample and metrics list commands', () => {
+  let lab: TempLab;
+  beforeAll(async () => {
+    lab = tempLab('lab: samplecli\nports: { from: 56770, to: 56779 }\nnodes:\n  one: { role: publisher }\n');
+    await labUp(lab.config());
+  });
+  afterAll(() => lab.cleanup());
+
+  it('sample prints a live summary per interval, or every point as JSON', () => {
+    const r = cli(['sample', '--interval', '250ms', '--duration', '1s'], { cwd: lab.dir });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.length).toBeGreaterThanOrEqual(3);
+    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} {2}one: \d+ tps, \d+\/100 conn, hit [\d.]+%$/);
+    const json = cli(['sample', '--interval', '250ms', '--duration', '300ms', '--json'], { cwd: lab.dir });
+    const points = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as Point);
+    expect(points.find((p) => p.measurement === 'pg_up')).toMatchObject({ tags: { node: 'one', role: 'publisher' }, fields: { up: 1 } });
+    expect(new Set(points.map((p) => p.measurement)).size).toBeGreaterThanOrEqual(10);
+  });
+
+  it('refuses an interval under 250ms', () => {
+    const r = cli(['sample', '--interval', '100ms'], { cwd: lab.dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--interval 100ms: 250ms is the shortest interval');
+  });
+
+  it('metrics list prints the catalog', () => {
+    const r = cli(['metrics', 'list', '--json'], { cwd: lab.dir });
+    const catalog = JSON.parse(r.stdout) as { name: string }[];
+    expect(catalog.map((m) => m.name)).toContain('pg_stat_database');
+    expect(cli(['metrics', 'list'], { cwd: lab.dir }).stdout).toMatch(/^pg_stat_database\s+database\s+all\s+10\+\s+datname\s+xact_commit\(c\)/m);
   });
 });

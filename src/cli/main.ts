@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { isProdhomeError } from '../errors.js';
 import { registerLabCommands } from './lab-commands.js';
+import { registerMetricsCommands } from './metrics-commands.js';
 import { registerNodeCommands } from './node-commands.js';
 import { registerReplicationCommands } from './replication-commands.js';
 import { registerSetupCommands } from './setup-commands.js';
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerLabCommands(program);
   registerNodeCommands(program);
   registerReplicationCommands(program);
+  registerMetricsCommands(program);
   registerSetupCommands(program);
   return program;
 }

@@ -72,22 +72,26 @@ export class Collector {
         n.major = (await serverVersion(n.sql)).major;
         await n.sql`select set_config('statement_timeout', ${String(this.options.statementTimeoutMs ?? 2000)}, false)`;
       }
+      // One read-only transaction per scrape: a consistent snapshot, and one commit in the
+      // counters instead of one per metric (the sampler should not show up as load).
       const points: Point[] = [];
-      for (const metric of this.metrics) {
-        if (n.disabled.has(metric.name) || !appliesTo(metric, n.node.role)) continue;
-        const text = sqlFor(metric, n.major!);
-        if (!text) continue;
-        let rows: readonly Record<string, unknown>[];
-        try {
-          rows = await n.sql.unsafe(text);
-        } catch (e) {
-          if (isConnectionError(e)) throw e;
-          n.disabled.add(metric.name);
-          this.warn(`${n.node.name}: metric ${metric.name} disabled on this node: ${(e as Error).message}`);
-          continue;
+      await n.sql.begin('read only', async (tx) => {
+        for (const metric of this.metrics) {
+          if (n.disabled.has(metric.name) || !appliesTo(metric, n.node.role)) continue;
+          const text = sqlFor(metric, n.major!);
+          if (!text) continue;
+          let rows: readonly Record<string, unknown>[];
+          try {
+            rows = await tx.savepoint((sp) => sp.unsafe(text));
+          } catch (e) {
+            if (isConnectionError(e)) throw e;
+            n.disabled.add(metric.name);
+            this.warn(`${n.node.name}: metric ${metric.name} disabled on this node: ${(e as Error).message}`);
+            continue;
+          }
+          for (const row of rows) points.push(this.toPoint(n, metric, row, base, now));
         }
-        for (const row of rows) points.push(this.toPoint(n, metric, row, base, now));
-      }
+      });
       n.failures = 0;
       points.push({ measurement: 'pg_up', tags: base, fields: { up: 1, scrape_seconds: (performance.now() - started) / 1000 }, time: now });
       return points;

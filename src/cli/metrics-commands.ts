@@ -1,0 +1,82 @@
+import type { Command } from 'commander';
+import { readState } from '../lab/index.js';
+import { nodeConnection } from '../lab/index.js';
+import { Collector, loadCatalog, type Point } from '../metrics/index.js';
+import { ProdhomeError } from '../errors.js';
+import { sleep } from '../runtime/index.js';
+import { parseDuration } from './replication-commands.js';
+import { printJson, table } from './render.js';
+import { configFrom } from './shared.js';
+
+/** metrics list, sample: the origin's pg_sampler, done right. */
+export function registerMetricsCommands(program: Command): void {
+  const metrics = program.command('metrics').description('the metric catalog');
+  metrics
+    .command('list')
+    .description('every metric: family, roles, Postgres versions, tags and fields')
+    .option('--json', 'print as JSON')
+    .action((opts: { json?: boolean }) => {
+      const catalog = loadCatalog();
+      if (opts.json) return printJson(catalog);
+      console.log(
+        table(
+          ['METRIC', 'FAMILY', 'ROLES', 'POSTGRES', 'TAGS', 'FIELDS'],
+          catalog.map((m) => [
+            m.name,
+            m.family,
+            m.roles?.join(',') ?? 'all',
+            `${Math.min(...Object.keys(m.sql).map(Number))}+`,
+            m.tags.join(',') || '-',
+            Object.entries(m.fields).map(([f, d]) => `${f}${d.kind === 'counter' ? '(c)' : ''}`).join(','),
+          ]),
+        ),
+      );
+      console.log('\n(c) counter: sampled as the cumulative value and as <field>_rate per second. `--json` adds each metric\'s help and SQL.');
+    });
+
+  program
+    .command('sample')
+    .description("sample every node's statistics in the foreground with a live summary (the origin's pg_sampler)")
+    .option('--interval <duration>', 'time between samples (250ms at the least)', '1s')
+    .option('--duration <duration>', 'stop after this long (default: until Ctrl-C)')
+    .option('--json', 'print every point as one JSON line instead of the summary')
+    .action(async (opts: { interval: string; duration?: string; json?: boolean }, cmd: Command) => {
+      const config = configFrom(cmd);
+      const interval = parseDuration(opts.interval, '--interval');
+      if (interval < 250) throw new ProdhomeError('USAGE', `--interval ${opts.interval}: 250ms is the shortest interval`);
+      const until = opts.duration ? Date.now() + parseDuration(opts.duration, '--duration') : Infinity;
+      const state = readState(config.stateDir);
+      if (!state) throw new ProdhomeError('LAB_NOT_UP', `lab "${config.lab}" has not been brought up here`, { hint: 'Run `prodhome up` first.' });
+      const nodes = config.nodes.filter((n) => state.nodes[n.name]).map((n) => ({ name: n.name, role: n.role, connection: nodeConnection(config, n.name) }));
+      const collector = new Collector(nodes, { warn: (w) => process.stderr.write(`warning: ${w}\n`) });
+      let stop = false;
+      process.once('SIGINT', () => (stop = true));
+      try {
+        let next = Date.now();
+        while (!stop && Date.now() < until) {
+          const points = await collector.scrape();
+          if (opts.json) for (const p of points) process.stdout.write(`${JSON.stringify(p)}\n`);
+          else console.log(summaryLine(points, nodes.map((n) => n.name)));
+          next += interval;
+          await sleep(Math.max(0, next - Date.now()));
+        }
+      } finally {
+        await collector.close();
+      }
+    });
+}
+
+/** One line per sample: per node up, commits/s, connections, cache hit, worst replication lag. */
+function summaryLine(points: Point[], nodes: string[]): string {
+  const time = new Date(points[0]?.time ?? Date.now()).toISOString().slice(11, 23);
+  const parts = nodes.map((node) => {
+    const of = (m: string) => points.filter((p) => p.measurement === m && p.tags.node === node);
+    if (of('pg_up')[0]?.fields.up !== 1) return `${node}: DOWN`;
+    const tps = of('pg_stat_database').reduce((s, p) => s + (p.fields.xact_commit_rate ?? 0), 0);
+    const conns = of('pg_connections_limit')[0]?.fields;
+    const hit = of('pg_cache_hit').find((p) => p.tags.datname === 'postgres')?.fields.ratio;
+    const lag = Math.max(0, ...of('pg_replication').map((p) => p.fields.replay_lag_bytes ?? 0));
+    return `${node}: ${tps.toFixed(0)} tps, ${conns ? `${conns.used}/${conns.max}` : '?'} conn, hit ${hit !== undefined ? (hit * 100).toFixed(1) : '?'}%${lag ? `, lag ${lag} B` : ''}`;
+  });
+  return `${time}  ${parts.join(' | ')}`;
+}
