@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { labStatus, labUp, readState } from '../src/lab/index.js';
-import { appliedMemoryLimit, cgroupSupport, cgroupsOf } from '../src/runtime/index.js';
+import { appliedMemoryLimit, cgroupSupport, cgroupsOf, runningPid } from '../src/runtime/index.js';
+import { ProcessSampler } from '../src/metrics/index.js';
 import { withConnection } from '../src/pg/index.js';
 import { IN_CI, portRange, tempLab, waitFor } from './helpers.js';
 
@@ -67,6 +68,14 @@ describe('resource caps', () => {
     expect(back).toBe(true);
     const log = fs.readFileSync((readState(config.stateDir)!.nodes.tiny as { logFile: string }).logFile, 'utf8');
     expect(log).toMatch(/was terminated by signal 9: Killed/);
+
+    // The sampler sees the cap, the OOM kill and the CPU quota from the node's cgroups.
+    const node = readState(config.stateDir)!.nodes.tiny as { pid: number; caps: { cgroupDirs: string[] } };
+    const [point] = new ProcessSampler().sample([{ name: 'tiny', role: 'standalone', pid: runningPid((readState(config.stateDir)!.nodes.tiny as { dataDir: string }).dataDir), cgroupDirs: node.caps.cgroupDirs }]);
+    expect(point!.fields.memory_limit_bytes).toBe(160 * 1024 * 1024);
+    expect(point!.fields.oom_kills).toBeGreaterThanOrEqual(1);
+    expect(point!.fields.memory_bytes).toBeLessThanOrEqual(160 * 1024 * 1024);
+    expect(point!.fields.cpu_throttled_periods).toBeGreaterThanOrEqual(0);
   });
 
   it.runIf(!support.usable)('where cgroups are not usable, status says the caps are not enforced', async () => {

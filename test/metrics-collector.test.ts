@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, nodeConnection, readState } from '../src/lab/index.js';
-import { Collector, type Point } from '../src/metrics/index.js';
+import { Collector, ProcessSampler, type Point } from '../src/metrics/index.js';
 import { withConnection } from '../src/pg/index.js';
 import { processAlive } from '../src/runtime/index.js';
 import { cli, tempLab, waitFor, type TempLab } from './helpers.js';
@@ -92,7 +92,8 @@ describe('sample and metrics list commands', () => {
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines.length).toBeGreaterThanOrEqual(3);
-    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} {2}one: \d+ tps, \d+\/100 conn, hit [\d.]+%$/);
+    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} {2}one: \d+ tps, \d+\/100 conn, hit [\d.]+%, mem [\d.]+MiB$/);
+    expect(lines[2]).toMatch(/, cpu \d+%, mem [\d.]+MiB$/);
     const json = cli(['sample', '--interval', '250ms', '--duration', '300ms', '--json'], { cwd: lab.dir });
     const points = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as Point);
     expect(points.find((p) => p.measurement === 'pg_up')).toMatchObject({ tags: { node: 'one', role: 'publisher' }, fields: { up: 1 } });
@@ -110,5 +111,34 @@ describe('sample and metrics list commands', () => {
     const catalog = JSON.parse(r.stdout) as { name: string }[];
     expect(catalog.map((m) => m.name)).toContain('pg_stat_database');
     expect(cli(['metrics', 'list'], { cwd: lab.dir }).stdout).toMatch(/^pg_stat_database\s+database\s+all\s+10\+\s+datname\s+xact_commit\(c\)/m);
+  });
+});
+
+describe('process stats of local nodes', () => {
+  let lab: TempLab;
+  beforeAll(async () => {
+    lab = tempLab('lab: procs\nports: { from: 56780, to: 56789 }\nnodes:\n  busy: { role: standalone }\n');
+    await labUp(lab.config());
+  });
+  afterAll(() => lab.cleanup());
+
+  it.runIf(process.platform === 'linux')('report the server processes, their memory and the CPU a busy query used', async () => {
+    const state = readState(lab.config().stateDir)!.nodes.busy!;
+    if (state.runtime !== 'local') throw new Error('expected local');
+    const sampler = new ProcessSampler();
+    const target = [{ name: 'busy', role: 'standalone' as const, pid: state.pid, cgroupDirs: [] }];
+    const t0 = Date.now();
+    const first = sampler.sample(target, t0)[0]!;
+    expect(first.fields.processes).toBeGreaterThanOrEqual(5); // postmaster, checkpointer, walwriter, …
+    expect(first.fields.memory_bytes).toBeGreaterThan(1024 * 1024);
+    expect(first.fields.cpu_percent).toBeUndefined();
+    const started = Date.now();
+    await withConnection(nodeConnection(lab.config(), 'busy'), (sql) => sql`select count(*) from generate_series(1, 4000000)`);
+    const busyMs = Date.now() - started;
+    const elapsed = Date.now() - t0;
+    const second = sampler.sample(target, Date.now())[0]!;
+    // The backend ran the query for most of busyMs: that CPU shows up in the node's share.
+    expect(second.fields.cpu_percent).toBeGreaterThan(((busyMs / elapsed) * 100) / 4);
+    expect(second.fields.read_bytes_rate).toBeGreaterThanOrEqual(0);
   });
 });

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { readState } from '../lab/index.js';
 import { nodeConnection } from '../lab/index.js';
-import { Collector, loadCatalog, type Point } from '../metrics/index.js';
+import { formatBytes } from '../config/index.js';
+import { Collector, ProcessSampler, loadCatalog, type Point } from '../metrics/index.js';
 import { ProdhomeError } from '../errors.js';
-import { sleep } from '../runtime/index.js';
+import { runningPid, sleep } from '../runtime/index.js';
 import { parseDuration } from './replication-commands.js';
 import { printJson, table } from './render.js';
 import { configFrom } from './shared.js';
@@ -49,12 +50,18 @@ export function registerMetricsCommands(program: Command): void {
       if (!state) throw new ProdhomeError('LAB_NOT_UP', `lab "${config.lab}" has not been brought up here`, { hint: 'Run `prodhome up` first.' });
       const nodes = config.nodes.filter((n) => state.nodes[n.name]).map((n) => ({ name: n.name, role: n.role, connection: nodeConnection(config, n.name) }));
       const collector = new Collector(nodes, { warn: (w) => process.stderr.write(`warning: ${w}\n`) });
+      const processes = new ProcessSampler();
+      const targets = () =>
+        config.nodes.flatMap((n) => {
+          const s = readState(config.stateDir)?.nodes[n.name];
+          return s?.runtime === 'local' ? [{ name: n.name, role: n.role, pid: runningPid(s.dataDir), cgroupDirs: s.caps.cgroupDirs }] : [];
+        });
       let stop = false;
       process.once('SIGINT', () => (stop = true));
       try {
         let next = Date.now();
         while (!stop && Date.now() < until) {
-          const points = await collector.scrape();
+          const points = [...(await collector.scrape()), ...processes.sample(targets())];
           if (opts.json) for (const p of points) process.stdout.write(`${JSON.stringify(p)}\n`);
           else console.log(summaryLine(points, nodes.map((n) => n.name)));
           next += interval;
@@ -76,7 +83,10 @@ function summaryLine(points: Point[], nodes: string[]): string {
     const conns = of('pg_connections_limit')[0]?.fields;
     const hit = of('pg_cache_hit').find((p) => p.tags.datname === 'postgres')?.fields.ratio;
     const lag = Math.max(0, ...of('pg_replication').map((p) => p.fields.replay_lag_bytes ?? 0));
-    return `${node}: ${tps.toFixed(0)} tps, ${conns ? `${conns.used}/${conns.max}` : '?'} conn, hit ${hit !== undefined ? (hit * 100).toFixed(1) : '?'}%${lag ? `, lag ${lag} B` : ''}`;
+    const proc = of('process')[0]?.fields;
+    const cpu = proc?.cpu_percent !== undefined ? `, cpu ${proc.cpu_percent.toFixed(0)}%` : '';
+    const mem = proc ? `, mem ${formatBytes(proc.memory_bytes ?? 0)}${proc.memory_limit_bytes ? `/${formatBytes(proc.memory_limit_bytes)}` : ''}` : '';
+    return `${node}: ${tps.toFixed(0)} tps, ${conns ? `${conns.used}/${conns.max}` : '?'} conn, hit ${hit !== undefined ? (hit * 100).toFixed(1) : '?'}%${lag ? `, lag ${lag} B` : ''}${cpu}${mem}`;
   });
   return `${time}  ${parts.join(' | ')}`;
 }
