@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, nodeConnection } from '../src/lab/index.js';
 import { loadCatalog, sqlFor } from '../src/metrics/catalog.js';
 import { withConnection } from '../src/pg/index.js';
+import { HEARTBEAT_SUBSCRIBER_SQL } from '../src/replication/index.js';
 import { resolveBinaries } from '../src/runtime/index.js';
 import { IN_CI, tempLab, type TempLab } from './helpers.js';
 
@@ -37,6 +38,13 @@ describe('metric catalog', () => {
   beforeAll(async () => {
     lab = tempLab(`lab: catalog\nports: { from: 56750, to: 56759 }\nnodes:\n${majors.map((v) => `  pg${v}:\n    role: standalone\n    postgres: { version: ${v} }\n`).join('')}`);
     await labUp(lab.config());
+    for (const v of majors) {
+      // Metrics that need the heartbeat table read it on subscribers: give every node one.
+      await withConnection(nodeConnection(lab.config(), `pg${v}`), async (sql) => {
+        await sql.unsafe('create table prodhome_heartbeat (publication text primary key, beat timestamptz not null)');
+        for (const stmt of HEARTBEAT_SUBSCRIBER_SQL.filter((x) => !x.startsWith('--'))) await sql.unsafe(stmt);
+      });
+    }
   });
   afterAll(() => lab.cleanup());
 

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, nodeConnection, readState } from '../src/lab/index.js';
 import { Collector, ProcessSampler, type Point } from '../src/metrics/index.js';
 import { withConnection } from '../src/pg/index.js';
+import { heartbeatPublications } from '../src/replication/index.js';
 import { processAlive } from '../src/runtime/index.js';
 import { cli, tempLab, waitFor, type TempLab } from './helpers.js';
 
@@ -140,5 +141,45 @@ describe('process stats of local nodes', () => {
     // The backend ran the query for most of busyMs: that CPU shows up in the node's share.
     expect(second.fields.cpu_percent).toBeGreaterThan(((busyMs / elapsed) * 100) / 4);
     expect(second.fields.read_bytes_rate).toBeGreaterThanOrEqual(0);
+  });
+});
+
+describe('end-to-end replication latency from the heartbeat', () => {
+  let lab: TempLab;
+  beforeAll(async () => {
+    lab = tempLab(`lab: beat
+ports: { from: 56790, to: 56799 }
+nodes:
+  pub: { role: publisher }
+  sub: { role: subscriber }
+schema:
+  - sql: "create table if not exists t (id int primary key, topic text)"
+publications:
+  only_a: { node: pub, tables: { t: { where: "topic = 'a'", replicaIdentity: full } } }
+subscriptions:
+  s: { node: sub, publications: [only_a] }
+`);
+    await labUp(lab.config());
+  });
+  afterAll(() => lab.cleanup());
+
+  it('measures commit-to-apply time per subscription, outside the row filter', async () => {
+    const config = lab.config();
+    const collector = new Collector(
+      (['pub', 'sub'] as const).map((name) => ({ name, role: name === 'pub' ? 'publisher' : 'subscriber', connection: nodeConnection(config, name) })),
+      { heartbeats: heartbeatPublications(config.replication) },
+    );
+    try {
+      await collector.scrape();
+      const point = await waitFor(async () => {
+        const p = find(await collector.scrape(), 'replication_heartbeat', { node: 'sub', subscription: 's' });
+        return p && p.fields.age_seconds! < 5 ? p : undefined;
+      }, 20_000, 'a heartbeat to arrive');
+      expect(point.tags.publication).toBe('only_a');
+      expect(point.fields.lag_seconds).toBeGreaterThan(0);
+      expect(point.fields.lag_seconds).toBeLessThan(5);
+    } finally {
+      await collector.close();
+    }
   });
 });

@@ -43,7 +43,11 @@ describe('the default lab: the origin replication, with updates and deletes that
     ]);
     for (const x of status) {
       expect(x.workerPid).toBeGreaterThan(0);
-      expect(x.tables).toEqual([{ table: 'public.books', state: 'ready' }]);
+      // books, and the heartbeat that measures commit-to-apply latency
+      expect(x.tables).toEqual([
+        { table: 'public.books', state: 'ready' },
+        { table: 'public.prodhome_heartbeat', state: 'ready' },
+      ]);
       expect(x.slot?.active).toBe(true);
       expect(x.lagBytes.replay).toBeGreaterThanOrEqual(0);
       expect([x.applyErrors, x.syncErrors]).toEqual([0, 0]);
@@ -305,7 +309,7 @@ subscriptions:
     const r = cli(['replication', 'resync', 's1'], { cwd: lab.dir });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('DROP SUBSCRIPTION "s1";');
-    expect(r.stdout).toContain('TRUNCATE public.items, public.solo;');
+    expect(r.stdout).toContain('TRUNCATE public.items, public.prodhome_heartbeat, public.solo;');
     expect(r.stdout).toContain('CREATE SUBSCRIPTION "s1"');
     const v = await waitFor(async () => {
       const x = await labVerify(lab.config(), VERIFY);

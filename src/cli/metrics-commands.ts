@@ -4,6 +4,7 @@ import { nodeConnection } from '../lab/index.js';
 import { formatBytes } from '../config/index.js';
 import { Collector, ProcessSampler, loadCatalog, type Point } from '../metrics/index.js';
 import { ProdhomeError } from '../errors.js';
+import { heartbeatPublications } from '../replication/index.js';
 import { runningPid, sleep } from '../runtime/index.js';
 import { parseDuration } from './replication-commands.js';
 import { printJson, table } from './render.js';
@@ -49,7 +50,7 @@ export function registerMetricsCommands(program: Command): void {
       const state = readState(config.stateDir);
       if (!state) throw new ProdhomeError('LAB_NOT_UP', `lab "${config.lab}" has not been brought up here`, { hint: 'Run `prodhome up` first.' });
       const nodes = config.nodes.filter((n) => state.nodes[n.name]).map((n) => ({ name: n.name, role: n.role, connection: nodeConnection(config, n.name) }));
-      const collector = new Collector(nodes, { warn: (w) => process.stderr.write(`warning: ${w}\n`) });
+      const collector = new Collector(nodes, { warn: (w) => process.stderr.write(`warning: ${w}\n`), heartbeats: heartbeatPublications(config.replication) });
       const processes = new ProcessSampler();
       const targets = () =>
         config.nodes.flatMap((n) => {
@@ -83,10 +84,12 @@ function summaryLine(points: Point[], nodes: string[]): string {
     const conns = of('pg_connections_limit')[0]?.fields;
     const hit = of('pg_cache_hit').find((p) => p.tags.datname === 'postgres')?.fields.ratio;
     const lag = Math.max(0, ...of('pg_replication').map((p) => p.fields.replay_lag_bytes ?? 0));
+    const beat = of('replication_heartbeat').map((p) => p.fields.lag_seconds ?? 0);
+    const e2e = beat.length ? `, e2e ${(Math.max(...beat) * 1000).toFixed(1)}ms` : '';
     const proc = of('process')[0]?.fields;
     const cpu = proc?.cpu_percent !== undefined ? `, cpu ${proc.cpu_percent.toFixed(0)}%` : '';
     const mem = proc ? `, mem ${formatBytes(proc.memory_bytes ?? 0)}${proc.memory_limit_bytes ? `/${formatBytes(proc.memory_limit_bytes)}` : ''}` : '';
-    return `${node}: ${tps.toFixed(0)} tps, ${conns ? `${conns.used}/${conns.max}` : '?'} conn, hit ${hit !== undefined ? (hit * 100).toFixed(1) : '?'}%${lag ? `, lag ${lag} B` : ''}${cpu}${mem}`;
+    return `${node}: ${tps.toFixed(0)} tps, ${conns ? `${conns.used}/${conns.max}` : '?'} conn, hit ${hit !== undefined ? (hit * 100).toFixed(1) : '?'}%${lag ? `, lag ${lag} B` : ''}${e2e}${cpu}${mem}`;
   });
   return `${time}  ${parts.join(' | ')}`;
 }

@@ -22,6 +22,8 @@ const MetricSchema = z.strictObject({
   name: z.string().regex(/^[a-z][a-z0-9_]*$/, 'metric names are lower_snake_case'),
   help: z.string().min(1),
   roles: z.array(z.enum(NODE_ROLES)).optional(),
+  /** A relation the SQL reads that not every node has; the metric is skipped where it is missing. */
+  requires: z.string().optional(),
   sql: z.record(z.string().regex(/^\d+$/, 'SQL keys are minimum Postgres major versions, such as "10" or "17"'), z.string().min(1)),
   tags: z.array(z.string()).optional(),
   fields: z.record(z.string(), FieldSchema),
@@ -34,6 +36,7 @@ export interface MetricDefinition {
   help: string;
   /** Roles it applies to; every role when absent. */
   roles?: NodeRole[];
+  requires?: string;
   /** SQL by minimum major version. */
   sql: Record<string, string>;
   tags: string[];

@@ -1,5 +1,6 @@
 import type { NodeRole } from '../config/index.js';
 import { connect, serverVersion, type ConnectionInfo, type Sql } from '../pg/index.js';
+import { HEARTBEAT_BEAT_SQL } from '../replication/index.js';
 import { appliesTo, loadCatalog, sqlFor, type MetricDefinition } from './catalog.js';
 
 /**
@@ -37,6 +38,8 @@ interface NodeState {
 
 export interface CollectorOptions {
   statementTimeoutMs?: number;
+  /** Publications whose heartbeat row the collector beats on each publisher node, every scrape. */
+  heartbeats?: Map<string, string[]>;
   metrics?: MetricDefinition[];
   warn?: (message: string) => void;
 }
@@ -72,6 +75,16 @@ export class Collector {
         n.major = (await serverVersion(n.sql)).major;
         await n.sql`select set_config('statement_timeout', ${String(this.options.statementTimeoutMs ?? 2000)}, false)`;
       }
+      const beats = this.options.heartbeats?.get(n.node.name);
+      if (beats?.length && !n.disabled.has('heartbeat')) {
+        try {
+          await n.sql.unsafe(HEARTBEAT_BEAT_SQL, [beats]);
+        } catch (e) {
+          if (isConnectionError(e)) throw e;
+          n.disabled.add('heartbeat');
+          this.warn(`${n.node.name}: heartbeat disabled on this node: ${(e as Error).message}`);
+        }
+      }
       // One read-only transaction per scrape: a consistent snapshot, and one commit in the
       // counters instead of one per metric (the sampler should not show up as load).
       const points: Point[] = [];
@@ -80,6 +93,7 @@ export class Collector {
           if (n.disabled.has(metric.name) || !appliesTo(metric, n.node.role)) continue;
           const text = sqlFor(metric, n.major!);
           if (!text) continue;
+          if (metric.requires && !(await tx`select to_regclass(${metric.requires}) is not null as ok`)[0]?.ok) continue;
           let rows: readonly Record<string, unknown>[];
           try {
             rows = await tx.savepoint((sp) => sp.unsafe(text));

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import type { ReplicationConfig } from '../config/index.js';
 import { ProdhomeError, messageOf } from '../errors.js';
 import { connect, type Sql } from '../pg/index.js';
+import { withHeartbeat } from './heartbeat.js';
 import { STAGES, emptyApplied, planStage, type AppliedState, type PlanContext, type PlanNode, type Problem, type Step } from './plan/index.js';
 
 export interface ReplicationEnv {
@@ -79,7 +80,8 @@ export function problemsError(problems: Problem[]): ProdhomeError {
 export async function applyReplication(env: ReplicationEnv, { dryRun = false, checkOnly = false } = {}): Promise<ApplyResult> {
   const applied = readApplied(env.stateFile);
   const db = pools(env.nodes);
-  const ctx: PlanContext = { config: env.config, nodes: env.nodes, sql: db.sql, replicationPassword: env.replicationPassword, hasReplicationPassword: env.hasReplicationPassword, restart: env.restart, applied, dryRun };
+  // The heartbeat table rides along with every subscribed publication (see heartbeat.ts).
+  const ctx: PlanContext = { config: withHeartbeat(env.config), nodes: env.nodes, sql: db.sql, replicationPassword: env.replicationPassword, hasReplicationPassword: env.hasReplicationPassword, restart: env.restart, applied, dryRun };
   const done: Step[] = [];
   const steps: StepReport[] = [];
   const problems: Problem[] = [];

@@ -2,6 +2,7 @@ import type { SubscriptionSpec, TableRef } from '../../config/index.js';
 import { quoteIdent } from '../../pg/index.js';
 import { qualified, subscriptions as readSubscriptions, tableInfo, tableKey } from '../catalog.js';
 import { tableDdl } from '../ddl.js';
+import { HEARTBEAT_SUBSCRIBER_SQL, isHeartbeat } from '../heartbeat.js';
 import { REPLICATION_ROLE, hash, lit, type AppliedState, type PlanContext, type Problem, type StagePlan, type Step } from './types.js';
 
 function conninfo(c: PlanContext, publisher: string, masked: boolean): string {
@@ -67,16 +68,20 @@ export async function planSubscriptions(ctx: PlanContext): Promise<StagePlan> {
       }
       if (created.has(`${sub.node}:${k}`)) continue;
       created.add(`${sub.node}:${k}`);
-      const ddl = onPublisher ? await tableDdl(pubSql, onPublisher, t.columns) : [`-- CREATE TABLE ${qualified(t.ref)} (…) from ${sub.publisher}'s catalog, once the table exists there`];
+      // The heartbeat's subscriber copy also stamps when each beat was applied.
+      const extra = isHeartbeat(t.ref) ? HEARTBEAT_SUBSCRIBER_SQL : [];
+      const ddl = [...(onPublisher ? await tableDdl(pubSql, onPublisher, t.columns) : [`-- CREATE TABLE ${qualified(t.ref)} (…) from ${sub.publisher}'s catalog, once the table exists there`]), ...extra];
       steps.push({
         node: sub.node,
         kind: 'sql',
-        reason: `${sub.name} receives ${k}; its table is copied from ${sub.publisher}'s catalog`,
+        reason: isHeartbeat(t.ref)
+          ? `${sub.name} carries the heartbeat that measures commit-to-apply latency; its table is copied, plus an apply-time stamp`
+          : `${sub.name} receives ${k}; its table is copied from ${sub.publisher}'s catalog`,
         show: ddl.join('\n'),
         exec: async (c) => {
           const info = await tableInfo(c.sql(sub.publisher), t.ref);
           if (!info) throw new Error(`${k} does not exist on ${sub.publisher}`);
-          const statements = await tableDdl(c.sql(sub.publisher), info, t.columns);
+          const statements = [...(await tableDdl(c.sql(sub.publisher), info, t.columns)), ...extra.filter((x) => !x.startsWith('--'))];
           await c.sql(sub.node).begin(async (tx) => {
             for (const s of statements) await tx.unsafe(s);
           });
