@@ -1,5 +1,6 @@
-export { labUp, labDown, labDestroy, labStatus, nodeConnection, logFileOf, SYSTEM_ROOT } from './lifecycle.js';
-export type { UpResult, DownResult, DestroyResult, StatusResult, NodeStatusRow, NodeUpReport, Log } from './lifecycle.js';
+export { labUp, labDown, labDestroy, SYSTEM_ROOT } from './lifecycle.js';
+export { labStatus, nodeConnection, logFileOf, type StatusResult, type NodeStatusRow } from './inspect.js';
+export type { UpResult, DownResult, DestroyResult, NodeUpReport, Log } from './lifecycle.js';
 export { runAgent, agentPid, readAgentStatus, type AgentStatus } from './agent.js';
 export { readState, readSecrets, files as stateFiles, type LabState } from './state.js';
 export {
