@@ -24,6 +24,18 @@ export type ErrorCode =
   | 'REPLICATION_FAILED'
   | 'VERIFY_MISMATCH'
   | 'INTERRUPTED'
+  | 'TABLE_NOT_FOUND'
+  | 'TABLE_EXISTS'
+  | 'CSV_INVALID'
+  | 'IMPORT_BAD_ROWS'
+  | 'LOAD_FAILED'
+  | 'WORKLOAD_SETUP'
+  | 'SCRIPT_SYNTAX'
+  | 'SCRIPT_RUNTIME'
+  | 'LOAD_CONNECT'
+  | 'LOAD_MAX_ERRORS'
+  | 'PGBENCH_MISSING'
+  | 'PGBENCH_FAILED'
   | 'USAGE';
 
 export class ProdhomeError extends Error {

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { isProdhomeError } from '../errors.js';
+import { registerDataCommands } from './data-commands.js';
 import { registerLabCommands } from './lab-commands.js';
 import { registerMetricsCommands } from './metrics-commands.js';
 import { registerNodeCommands } from './node-commands.js';
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerReplicationCommands(program);
   registerMetricsCommands(program);
   registerSetupCommands(program);
+  registerDataCommands(program);
   return program;
 }
 

@@ -71,7 +71,7 @@ export class Collector {
     if (now < n.retryAt) return [{ measurement: 'pg_up', tags: base, fields: { up: 0 }, time: now }];
     try {
       if (!n.sql) {
-        n.sql = connect(n.node.connection, { max: 1, connectTimeoutSeconds: 2 });
+        n.sql = connect(n.node.connection, { max: 1, connectTimeoutSeconds: 2, applicationName: 'prodhome-sampler' });
         n.major = (await serverVersion(n.sql)).major;
         await n.sql`select set_config('statement_timeout', ${String(this.options.statementTimeoutMs ?? 2000)}, false)`;
       }

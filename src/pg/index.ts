@@ -1,3 +1,4 @@
+import net from 'node:net';
 import postgres from 'postgres';
 
 /** How to reach a running server. Carries a password: never log or print it unasked. */
@@ -12,8 +13,8 @@ export interface ConnectionInfo {
 export type Sql = postgres.Sql;
 
 /** A small connection pool to one server; callers must `await sql.end()`. */
-export function connect(info: ConnectionInfo, options: { max?: number; connectTimeoutSeconds?: number } = {}): Sql {
-  return postgres({
+export function connect(info: ConnectionInfo, options: { max?: number; connectTimeoutSeconds?: number; applicationName?: string } = {}): Sql {
+  const settings = {
     host: info.host,
     port: info.port,
     user: info.user,
@@ -23,8 +24,21 @@ export function connect(info: ConnectionInfo, options: { max?: number; connectTi
     connect_timeout: options.connectTimeoutSeconds ?? 5,
     idle_timeout: 5,
     onnotice: () => {},
-    connection: { application_name: 'prodhome' },
-  });
+    connection: { application_name: options.applicationName ?? 'prodhome' },
+    // TCP_NODELAY: without it a COPY's last small message and its CopyDone wait on Nagle's
+    // algorithm for the server's delayed ACK — about 80 ms of every load (measured). `socket` is
+    // documented by the driver ("Custom socket") but missing from its 3.4.9 typings.
+    socket: () =>
+      new Promise<net.Socket>((resolve, reject) => {
+        const socket = net.connect({ host: info.host, port: info.port, noDelay: true });
+        socket.once('error', reject);
+        socket.once('connect', () => {
+          socket.off('error', reject);
+          resolve(socket);
+        });
+      }),
+  };
+  return postgres(settings as postgres.Options<Record<string, never>>);
 }
 
 /** Runs `fn` with a one-connection pool that is always closed afterwards. */

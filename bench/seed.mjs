@@ -1,0 +1,202 @@
+#!/usr/bin/env node
+// Benchmark: `prodhome seed books --rows N` against psql `\copy` of an equivalent CSV (the same
+// rows, generated beforehand, outside the timing) into a table of the same shape on the same
+// server. Both are timed spawn-to-exit, as a user would run them; a CHECKPOINT and TRUNCATE come
+// before each timed load. Reports rows/s medians and their ratio, PASS/MISS against the target;
+// exits non-zero only when something fails to run, never on speed.
+//
+//   node bench/seed.mjs [--rounds N] [--rows N] [--json]      (needs `npm run build`)
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = path.join(ROOT, 'bin', 'prodhome.js');
+const PSQL_CANDIDATES = ['/usr/lib/postgresql/15/bin/psql', 'psql'];
+const PORTS = { from: 55500, to: 55509 }; // clear of the default lab, the tests and bench/up.mjs
+const TARGET_RATIO = 0.8;
+const SEED = 42;
+const TABLE_DDL = (name) => `CREATE TABLE IF NOT EXISTS ${name} (id bigint PRIMARY KEY, sku int, title text, topic text);`;
+
+// ---- arguments ------------------------------------------------------------------------------
+
+let args;
+try {
+  args = parseArgs({ options: { rounds: { type: 'string' }, rows: { type: 'string' }, json: { type: 'boolean', default: false } } }).values;
+} catch (e) {
+  console.error(`bench: ${e.message}\nusage: node bench/seed.mjs [--rounds N] [--rows N] [--json]`);
+  process.exit(2);
+}
+const json = args.json;
+const rounds = Number(args.rounds ?? process.env.BENCH_ROUNDS ?? '5');
+const rows = Number(args.rows ?? '1000000');
+for (const [flag, v] of [['--rounds', rounds], ['--rows', rows]]) {
+  if (!Number.isInteger(v) || v < 1) {
+    console.error(`bench: ${flag} wants a positive integer`);
+    process.exit(2);
+  }
+}
+if (!fs.existsSync(path.join(ROOT, 'dist', 'data', 'index.js'))) {
+  console.error('bench: dist/ is missing; run `npm run build` first');
+  process.exit(2);
+}
+const { bookChunks, DEFAULT_TOPICS } = await import('../dist/data/index.js');
+const { nodeConnection } = await import('../dist/lab/index.js');
+const { loadConfig } = await import('../dist/config/index.js');
+const { withConnection } = await import('../dist/pg/index.js');
+
+// ---- helpers --------------------------------------------------------------------------------
+
+const log = (line) => (json ? process.stderr : process.stdout).write(`${line}\n`);
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const fmt = (n) => Math.round(n).toLocaleString('en-US');
+
+let interrupted;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    if (interrupted) process.exit(130);
+    interrupted = sig;
+  });
+}
+const checkInterrupted = () => {
+  if (interrupted) throw new Error(`interrupted by ${interrupted}`);
+};
+
+/** Runs a command to completion; `ms` is spawn-to-exit wall-clock. Throws with its last words on failure. */
+function run(what, command, argv, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      const ms = performance.now() - started;
+      // Give the pipes a moment, but never wait on a detached grandchild (the lab's agent) holding them.
+      setTimeout(() => {
+        if (code === 0) return resolve({ ms, stdout, stderr });
+        const tail = (stderr || stdout).trim().split('\n').slice(-6).join('\n    ');
+        reject(new Error(`${what} failed (${signal ?? `exit ${code}`}):\n    ${tail}`));
+      }, 50);
+    });
+  });
+}
+
+function findPsql() {
+  for (const p of PSQL_CANDIDATES) {
+    if (p.includes('/') ? fs.existsSync(p) : (process.env.PATH ?? '').split(':').some((d) => fs.existsSync(path.join(d, p)))) return p;
+  }
+  return undefined;
+}
+
+/** The same rows `seed books --seed 42` makes (ids 1..rows), as CSV: the words need no quoting. */
+async function writeCsv(file) {
+  const out = fs.createWriteStream(file);
+  for (const chunk of bookChunks({ rows, firstId: 1, seed: SEED, topics: DEFAULT_TOPICS })) {
+    if (!out.write(chunk.data.replaceAll('\t', ','))) await new Promise((r) => out.once('drain', r));
+  }
+  await new Promise((resolve, reject) => out.end((e) => (e ? reject(e) : resolve())));
+}
+
+// ---- main -----------------------------------------------------------------------------------
+
+const psql = findPsql();
+if (!psql) {
+  console.error(`bench: psql not found (looked for ${PSQL_CANDIDATES.join(', ')})`);
+  process.exit(1);
+}
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prodhome-bench-seed-'));
+fs.chmodSync(dir, 0o755); // the server user must reach the lab's data dir
+const results = [];
+let lab;
+try {
+  fs.writeFileSync(
+    path.join(dir, 'prodhome.yaml'),
+    `lab: benchseed\nports: { from: ${PORTS.from}, to: ${PORTS.to} }\nnodes:\n  publisher: { role: publisher }\nschema:\n  - sql: |\n      ${TABLE_DDL('books')}\n      ${TABLE_DDL('books_ref')}\n`,
+  );
+  lab = true;
+  await run('prodhome up', process.execPath, [CLI, 'up'], { cwd: dir });
+  const info = nodeConnection(loadConfig({ file: path.join(dir, 'prodhome.yaml') }), 'publisher');
+  const sql = (text) => withConnection(info, (db) => db.unsafe(text));
+  const env = { ...process.env, PGHOST: info.host, PGPORT: String(info.port), PGUSER: info.user, PGDATABASE: info.database, PGPASSWORD: info.password };
+  const [{ version }] = await sql('select version()');
+
+  const csv = path.join(dir, 'books.csv');
+  const generated = performance.now();
+  await writeCsv(csv);
+  log(`${version.split(',')[0]}; ${fmt(rows)} rows; CSV of ${(fs.statSync(csv).size / 1048576).toFixed(1)} MiB written in ${((performance.now() - generated) / 1000).toFixed(2)} s (not timed)`);
+  log(`${rounds} round(s) on ${os.cpus().length} CPU(s); order alternates each round; psql is ${psql}`);
+  log('');
+  log('round  first     prodhome seed      psql \\copy        ratio  (prodhome in-process)');
+
+  const timeProdhome = async () => {
+    await sql('truncate books; checkpoint');
+    const r = await run('prodhome seed books', process.execPath, [CLI, 'seed', 'books', '--rows', String(rows), '--seed', String(SEED), '--json'], { cwd: dir });
+    // Also what prodhome measures itself, from its connection to the commit: the gap to the
+    // spawn-to-exit figure is Node starting and loading the CLI.
+    return { wall: rows / (r.ms / 1000), inProcess: JSON.parse(r.stdout).rowsPerSecond };
+  };
+  const timePsql = async () => {
+    await sql('truncate books_ref; checkpoint');
+    const r = await run('psql \\copy', psql, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', `\\copy books_ref from '${csv}' with (format csv)`], { env });
+    return rows / (r.ms / 1000);
+  };
+
+  for (let i = 1; i <= rounds; i++) {
+    const prodhomeFirst = i % 2 === 1;
+    let p;
+    let ref;
+    if (prodhomeFirst) {
+      p = await timeProdhome();
+      checkInterrupted();
+      ref = await timePsql();
+    } else {
+      ref = await timePsql();
+      checkInterrupted();
+      p = await timeProdhome();
+    }
+    checkInterrupted();
+    if (i === 1) {
+      // Equivalent input: both tables must hold exactly the same rows.
+      const [a] = await sql("select count(*)::int as n, md5(string_agg(b::text, ',' order by id)) as sum from books b");
+      const [b] = await sql("select count(*)::int as n, md5(string_agg(b::text, ',' order by id)) as sum from books_ref b");
+      if (a.n !== rows || a.sum !== b.sum) throw new Error(`the two loads differ: books ${a.n} rows (${a.sum}), books_ref ${b.n} rows (${b.sum})`);
+    }
+    const row = { round: i, first: prodhomeFirst ? 'prodhome' : 'psql', prodhomeRowsPerSec: p.wall, prodhomeInProcessRowsPerSec: p.inProcess, psqlRowsPerSec: ref, ratio: p.wall / ref };
+    results.push(row);
+    log(
+      `${String(i).padStart(5)}  ${row.first.padEnd(8)}  ${`${fmt(p.wall)} rows/s`.padStart(16)}  ${`${fmt(ref)} rows/s`.padStart(16)}  ${row.ratio.toFixed(2).padStart(5)}  (${fmt(p.inProcess)} rows/s)`,
+    );
+  }
+} catch (e) {
+  console.error(`bench: ${e.message}`);
+  process.exitCode = 1;
+} finally {
+  if (lab) await run('prodhome destroy', process.execPath, [CLI, 'destroy', '--yes'], { cwd: dir }).catch((e) => console.error(`bench: cleaning up: ${e.message}`));
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+if (results.length === rounds) {
+  const p = median(results.map((r) => r.prodhomeRowsPerSec));
+  const ref = median(results.map((r) => r.psqlRowsPerSec));
+  const inProcess = median(results.map((r) => r.prodhomeInProcessRowsPerSec));
+  const ratio = p / ref;
+  const pass = ratio >= TARGET_RATIO;
+  log('');
+  log(`seed books: prodhome ${fmt(p)} rows/s, psql \\copy ${fmt(ref)} rows/s, ratio ${ratio.toFixed(2)} (target >= ${TARGET_RATIO}) ${pass ? 'PASS' : 'MISS'}`);
+  log(`(prodhome in-process, without Node's start-up: ${fmt(inProcess)} rows/s)`);
+  if (json) {
+    console.log(JSON.stringify({ rows, rounds: results, median: { prodhomeRowsPerSec: p, prodhomeInProcessRowsPerSec: inProcess, psqlRowsPerSec: ref, ratio }, target: { ratio: { min: TARGET_RATIO, pass } } }, null, 2));
+  }
+}

@@ -1,0 +1,64 @@
+import postgres from 'postgres';
+import type { LabConfig, TableRef } from '../config/index.js';
+import { ProdhomeError, messageOf } from '../errors.js';
+import { nodeConnection } from '../lab/index.js';
+import { connect, quoteIdent, type ConnectionInfo, type Sql } from '../pg/index.js';
+
+/** A pool or a transaction: what query helpers need (src/pg's Sql is the pool only). */
+export type Db = postgres.ISql;
+
+/** A node to load data into: its name (for messages) and how to reach it. */
+export interface DataTarget {
+  node: string;
+  connection: ConnectionInfo;
+}
+
+/** The node data commands use without --node: the lab's first publisher. */
+export function defaultDataNode(config: LabConfig): string {
+  const publisher = config.nodes.find((n) => n.role === 'publisher');
+  if (!publisher) {
+    throw new ProdhomeError('USAGE', `lab "${config.lab}" has no node with role publisher, so there is no default node`, {
+      hint: `Pass --node with one of: ${config.nodes.map((n) => n.name).join(', ')}.`,
+    });
+  }
+  return publisher.name;
+}
+
+/** Resolves `node` (default: the first publisher); unknown or never-created nodes get their own clear errors. */
+export function dataTarget(config: LabConfig, node?: string): DataTarget {
+  const name = node ?? defaultDataNode(config);
+  return { node: name, connection: nodeConnection(config, name) };
+}
+
+/** A one-connection pool to the target (src/pg's connect sets TCP_NODELAY, which COPY needs). */
+export function connectData(info: ConnectionInfo): Sql {
+  return connect(info);
+}
+
+/** `"schema"."name"`, both parts quoted. */
+export function qualifiedName(t: TableRef): string {
+  return `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
+}
+
+/** schema.name as people write it (for messages). */
+export function displayName(t: TableRef): string {
+  return t.schema === 'public' ? t.name : `${t.schema}.${t.name}`;
+}
+
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED']);
+
+/** A failure as a ProdhomeError naming the node and what was being done; ours pass through. */
+export function loadFailure(target: DataTarget, what: string, e: unknown): Error {
+  if (e instanceof ProdhomeError) return e;
+  const pg = e as { code?: string; detail?: string; hint?: string; severity?: string };
+  if (typeof pg.code === 'string' && UNREACHABLE.has(pg.code)) {
+    const { host, port } = target.connection;
+    return new ProdhomeError('LAB_NOT_UP', `${target.node}: cannot connect to ${host}:${port}: ${messageOf(e)}`, {
+      hint: 'Is the lab up? Run `prodhome up` (and `prodhome status` to see each node).',
+      cause: e,
+    });
+  }
+  if (typeof pg.severity !== 'string') return e instanceof Error ? e : new Error(String(e)); // not the server's: a bug
+  const detail = pg.detail ? ` (${pg.detail})` : '';
+  return new ProdhomeError('LOAD_FAILED', `${target.node}: ${what} failed: ${messageOf(e)}${detail} [SQLSTATE ${pg.code}]`, { hint: pg.hint, cause: e });
+}
