@@ -5,6 +5,7 @@ import { formatBytes } from '../config/index.js';
 import { Collector, ProcessSampler, loadCatalog, type Point } from '../metrics/index.js';
 import { ProdhomeError } from '../errors.js';
 import { heartbeatPublications } from '../replication/index.js';
+import { createSink, SINK_SCHEMES } from '../sinks/index.js';
 import { runningPid, sleep } from '../runtime/index.js';
 import { parseDuration } from './replication-commands.js';
 import { printJson, table } from './render.js';
@@ -42,7 +43,8 @@ export function registerMetricsCommands(program: Command): void {
     .option('--interval <duration>', 'time between samples (250ms at the least)', '1s')
     .option('--duration <duration>', 'stop after this long (default: until Ctrl-C)')
     .option('--json', 'print every point as one JSON line instead of the summary')
-    .action(async (opts: { interval: string; duration?: string; json?: boolean }, cmd: Command) => {
+    .option('--sink <uri...>', `also write every point to sinks (${SINK_SCHEMES.map((s) => `${s}:`).join(', ')}), e.g. influx://127.0.0.1:8086/prodhome or file:-`)
+    .action(async (opts: { interval: string; duration?: string; json?: boolean; sink?: string[] }, cmd: Command) => {
       const config = configFrom(cmd);
       const interval = parseDuration(opts.interval, '--interval');
       if (interval < 250) throw new ProdhomeError('USAGE', `--interval ${opts.interval}: 250ms is the shortest interval`);
@@ -57,12 +59,16 @@ export function registerMetricsCommands(program: Command): void {
           const s = readState(config.stateDir)?.nodes[n.name];
           return s?.runtime === 'local' ? [{ name: n.name, role: n.role, pid: runningPid(s.dataDir), cgroupDirs: s.caps.cgroupDirs }] : [];
         });
+      const warn = (w: string) => process.stderr.write(`warning: ${w}\n`);
+      const sinks = (opts.sink ?? []).map((uri) => createSink(uri, { warn }));
+      for (const sink of sinks) await sink.open?.();
       let stop = false;
       process.once('SIGINT', () => (stop = true));
       try {
         let next = Date.now();
         while (!stop && Date.now() < until) {
           const points = [...(await collector.scrape()), ...processes.sample(targets())];
+          for (const sink of sinks) await sink.write(points);
           if (opts.json) for (const p of points) process.stdout.write(`${JSON.stringify(p)}\n`);
           else console.log(summaryLine(points, nodes.map((n) => n.name)));
           next += interval;
@@ -70,6 +76,7 @@ export function registerMetricsCommands(program: Command): void {
         }
       } finally {
         await collector.close();
+        for (const sink of sinks) await sink.close();
       }
     });
 }

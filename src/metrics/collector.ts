@@ -1,3 +1,4 @@
+import type { Point as SinkPoint } from '../sinks/index.js';
 import type { NodeRole } from '../config/index.js';
 import { connect, serverVersion, type ConnectionInfo, type Sql } from '../pg/index.js';
 import { HEARTBEAT_BEAT_SQL } from '../replication/index.js';
@@ -12,12 +13,9 @@ import { appliesTo, loadCatalog, sqlFor, type MetricDefinition } from './catalog
  * whose SQL fails on a node is disabled for that node with one warning.
  */
 
-export interface Point {
-  measurement: string;
-  tags: Record<string, string>;
+/** The sinks' Point, with the numeric fields the collector always produces. */
+export interface Point extends SinkPoint {
   fields: Record<string, number>;
-  /** ms since the epoch */
-  time: number;
 }
 
 export interface CollectorNode {

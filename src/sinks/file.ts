@@ -1,0 +1,65 @@
+import fs from 'node:fs';
+import { ProdhomeError, messageOf } from '../errors.js';
+import { encodePoints, type Precision } from './line-protocol.js';
+import type { Point } from './point.js';
+import type { Sink } from './types.js';
+
+export interface FileSinkOptions {
+  precision?: Precision;
+  /** Where `-` writes; process.stdout unless a test gives another stream. */
+  stdout?: NodeJS.WritableStream;
+  warn?: (message: string) => void;
+}
+
+/**
+ * Line protocol appended to a file, or written to stdout for `-`: for piping into another tool
+ * or keeping a lab's samples next to its logs. Each write goes straight through (no batching):
+ * the OS buffers it, and a file sink has nothing to retry.
+ */
+export class FileSink implements Sink {
+  readonly name: string;
+  private handle?: fs.promises.FileHandle;
+  private closed = false;
+  rejected = 0;
+
+  constructor(
+    private readonly path: string,
+    private readonly options: FileSinkOptions = {},
+  ) {
+    this.name = path === '-' ? 'file:-' : `file://${path}`;
+  }
+
+  async open(): Promise<void> {
+    if (this.path === '-' || this.handle) return;
+    try {
+      this.handle = await fs.promises.open(this.path, 'a');
+    } catch (e) {
+      throw new ProdhomeError('USAGE', `${this.name}: cannot open the file for appending: ${messageOf(e)}`, {
+        hint: 'Give a file in a directory that exists and that you can write, or file:- for stdout.',
+        cause: e,
+      });
+    }
+  }
+
+  async write(points: Point[]): Promise<void> {
+    if (this.closed) throw new Error(`${this.name}: write after close`);
+    const text = encodePoints(points, this.options.precision ?? 'ms', (e) => {
+      this.rejected++;
+      this.options.warn?.(`${this.name}: ${e.message}`);
+    }).join('');
+    if (text === '') return;
+    if (this.path === '-') return writeStream(this.options.stdout ?? process.stdout, text);
+    await this.open();
+    await this.handle?.appendFile(text);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.handle?.close();
+    this.handle = undefined;
+  }
+}
+
+function writeStream(stream: NodeJS.WritableStream, text: string): Promise<void> {
+  return new Promise((resolve, reject) => stream.write(text, (e) => (e ? reject(e) : resolve())));
+}

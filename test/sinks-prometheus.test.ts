@@ -1,0 +1,136 @@
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { exportedName, pointsToFamilies, sanitizeLabelName, sanitizeMetricName, toPrometheusText, type Family, type Point } from '../src/sinks/index.js';
+import { requireTool } from './support/influxd.js';
+
+const g = (over: Partial<Family>): Family => ({ name: 'm', help: 'help', type: 'gauge', samples: [{ labels: {}, value: 1 }], ...over });
+
+describe('Prometheus text, byte for byte', () => {
+  const cases: [string, Family[], string][] = [
+    ['one gauge', [g({})], '# HELP m help\n# TYPE m gauge\nm 1\n'],
+    [
+      'labels sorted, empty ones left out',
+      [g({ samples: [{ labels: { z: '1', a: '2', e: '' }, value: 3 }] })],
+      '# HELP m help\n# TYPE m gauge\nm{a="2",z="1"} 3\n',
+    ],
+    [
+      'label values escape backslash, quote, newline',
+      [g({ samples: [{ labels: { v: 'C:\\ "x"\nend' }, value: 1 }] })],
+      '# HELP m help\n# TYPE m gauge\nm{v="C:\\\\ \\"x\\"\\nend"} 1\n',
+    ],
+    ['unicode label values as they are', [g({ samples: [{ labels: { v: 'ü 値 😀' }, value: 1 }] })], '# HELP m help\n# TYPE m gauge\nm{v="ü 値 😀"} 1\n'],
+    ['HELP escapes backslash and newline, not quotes', [g({ help: 'a "b" \\ c\nd' })], '# HELP m a "b" \\\\ c\\nd\n# TYPE m gauge\nm 1\n'],
+    ['names sanitised', [g({ name: 'pg.stat-db 1', samples: [{ labels: { 'a-b': 'x', '1st': 'y', __r: 'z' }, value: 1 }] })], '# HELP pg_stat_db_1 help\n# TYPE pg_stat_db_1 gauge\npg_stat_db_1{_1st="y",_r="z",a_b="x"} 1\n'],
+    ['a name starting with a digit', [g({ name: '9lives' })], '# HELP _9lives help\n# TYPE _9lives gauge\n_9lives 1\n'],
+    ['counter gets _total', [g({ name: 'pg_xact_commit', type: 'counter' })], '# HELP pg_xact_commit_total help\n# TYPE pg_xact_commit_total counter\npg_xact_commit_total 1\n'],
+    ['counter already in _total', [g({ name: 'x_total', type: 'counter' })], '# HELP x_total help\n# TYPE x_total counter\nx_total 1\n'],
+    ['bytes suffix', [g({ name: 'pg_database_size', unit: 'bytes' })], '# HELP pg_database_size_bytes help\n# TYPE pg_database_size_bytes gauge\npg_database_size_bytes 1\n'],
+    [
+      'milliseconds counter to seconds',
+      [g({ name: 'blk_read_time', type: 'counter', unit: 'milliseconds', samples: [{ labels: {}, value: 1500 }] })],
+      '# HELP blk_read_time_seconds_total help\n# TYPE blk_read_time_seconds_total counter\nblk_read_time_seconds_total 1.5\n',
+    ],
+    [
+      'a unit in the name is replaced, not doubled',
+      [g({ name: 'lag_milliseconds', unit: 'milliseconds', samples: [{ labels: {}, value: 250 }] }), g({ name: 'uptime_seconds', unit: 'seconds' })],
+      '# HELP lag_seconds help\n# TYPE lag_seconds gauge\nlag_seconds 0.25\n# HELP uptime_seconds help\n# TYPE uptime_seconds gauge\nuptime_seconds 1\n',
+    ],
+    ['kilobytes are 1024 bytes', [g({ name: 'wal', unit: 'kilobytes', samples: [{ labels: {}, value: 2 }] })], '# HELP wal_bytes help\n# TYPE wal_bytes gauge\nwal_bytes 2048\n'],
+    ['non-base units add nothing', [g({ name: 'tup_fetched', type: 'counter', unit: 'rows' })], '# HELP tup_fetched_total help\n# TYPE tup_fetched_total counter\ntup_fetched_total 1\n'],
+    [
+      'special values and integers',
+      [g({ samples: [{ labels: { k: 'a' }, value: NaN }, { labels: { k: 'b' }, value: Infinity }, { labels: { k: 'c' }, value: -Infinity }, { labels: { k: 'd' }, value: 2n ** 63n - 1n }, { labels: { k: 'e' }, value: 1e-7 }] })],
+      '# HELP m help\n# TYPE m gauge\nm{k="a"} NaN\nm{k="b"} +Inf\nm{k="c"} -Inf\nm{k="d"} 9223372036854775807\nm{k="e"} 1e-7\n',
+    ],
+    ['timestamps when given', [g({ samples: [{ labels: {}, value: 1, time: 1700000000123.7 }] })], '# HELP m help\n# TYPE m gauge\nm 1 1700000000123\n'],
+    [
+      'one family grouped even when given in parts',
+      [g({ name: 'a', samples: [{ labels: { n: '1' }, value: 1 }] }), g({ name: 'b' }), g({ name: 'a', samples: [{ labels: { n: '2' }, value: 2 }] })],
+      '# HELP a help\n# TYPE a gauge\na{n="1"} 1\na{n="2"} 2\n# HELP b help\n# TYPE b gauge\nb 1\n',
+    ],
+    ['a family with no samples is left out', [g({ samples: [] })], ''],
+  ];
+  it.each(cases)('%s', (_, families, text) => {
+    expect(toPrometheusText(families)).toBe(text);
+  });
+
+  it.each([
+    ['pg_stat.database', 'pg_stat_database'],
+    ['ns:metric', 'ns:metric'],
+    ['', '_'],
+  ])('metric name %j is %j', (name, out) => expect(sanitizeMetricName(name)).toBe(out));
+  it.each([
+    ['ns:label', 'ns_label'],
+    ['__name__', '_name__'],
+    ['', '_'],
+  ])('label name %j is %j', (name, out) => expect(sanitizeLabelName(name)).toBe(out));
+  it('exportedName scales milliseconds', () => expect(exportedName({ name: 'x', type: 'gauge', unit: 'milliseconds' })).toEqual({ name: 'x_seconds', factor: 1e-3 }));
+});
+
+const points: Point[] = [
+  { measurement: 'pg_stat_database', tags: { node: 'a', datname: 'app "prod"\\1' }, fields: { xact_commit: 10n, blk_read_time: 1500, up: true, note: 'text' }, time: 1000 },
+  { measurement: 'pg_stat_database', tags: { node: 'a', datname: 'app "prod"\\1' }, fields: { xact_commit: 12n }, time: 2000 },
+  { measurement: 'pg_stat_database', tags: { node: 'b', datname: 'postgres' }, fields: { xact_commit: 5n, blk_read_time: null }, time: 2000 },
+  { measurement: 'pg-odd name', tags: { 'node-name': 'ü\n2' }, fields: { 'value.x': NaN, ratio: 0.5 }, time: 2000 },
+];
+const describeField = (m: string, f: string) =>
+  m === 'pg_stat_database'
+    ? f === 'xact_commit'
+      ? { help: 'Transactions committed.', type: 'counter' as const, unit: 'transactions' }
+      : f === 'blk_read_time'
+        ? { help: 'Time reading blocks.', type: 'counter' as const, unit: 'milliseconds' }
+        : undefined
+    : undefined;
+
+describe('points to Prometheus families', () => {
+  it('one family per measurement and field, latest sample per series, strings skipped', () => {
+    expect(toPrometheusText(pointsToFamilies(points, describeField))).toBe(
+      [
+        '# HELP pg_stat_database_xact_commit_total Transactions committed.',
+        '# TYPE pg_stat_database_xact_commit_total counter',
+        'pg_stat_database_xact_commit_total{datname="app \\"prod\\"\\\\1",node="a"} 12',
+        'pg_stat_database_xact_commit_total{datname="postgres",node="b"} 5',
+        '# HELP pg_stat_database_blk_read_time_seconds_total Time reading blocks.',
+        '# TYPE pg_stat_database_blk_read_time_seconds_total counter',
+        'pg_stat_database_blk_read_time_seconds_total{datname="app \\"prod\\"\\\\1",node="a"} 1.5',
+        '# HELP pg_stat_database_up pg_stat_database up',
+        '# TYPE pg_stat_database_up untyped',
+        'pg_stat_database_up{datname="app \\"prod\\"\\\\1",node="a"} 1',
+        '# HELP pg_odd_name_value_x pg-odd name value.x',
+        '# TYPE pg_odd_name_value_x untyped',
+        'pg_odd_name_value_x{node_name="ü\\n2"} NaN',
+        '# HELP pg_odd_name_ratio pg-odd name ratio',
+        '# TYPE pg_odd_name_ratio untyped',
+        'pg_odd_name_ratio{node_name="ü\\n2"} 0.5',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('keeps point times when asked', () => {
+    const text = toPrometheusText(pointsToFamilies(points.slice(0, 2), describeField, { timestamps: true }));
+    expect(text).toContain('pg_stat_database_xact_commit_total{datname="app \\"prod\\"\\\\1",node="a"} 12 2000\n');
+  });
+});
+
+// promtool parses and lints the output as Prometheus would scrape it.
+const promtool = requireTool('promtool', 'prometheus');
+describe.skipIf(!promtool)('promtool check metrics', () => {
+  it('finds nothing wrong with the serializer output', () => {
+    const families = [
+      ...pointsToFamilies(points, describeField),
+      { name: 'pg_replication_lag', help: 'Replay lag.\nPer subscriber.', type: 'gauge', unit: 'milliseconds', samples: [{ labels: { sub: 'a\\b "c"' }, value: 12 }] },
+      { name: 'pg_database_size', help: 'Size on disk.', type: 'gauge', unit: 'bytes', samples: [{ labels: { datname: 'x' }, value: 2n ** 40n }] },
+      { name: 'pg_wal_written', help: 'WAL written.', type: 'counter', unit: 'kilobytes', samples: [{ labels: {}, value: 10, time: 1700000000000 }] },
+    ] satisfies Family[];
+    const text = toPrometheusText(families);
+    const r = spawnSync(promtool!, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    expect({ status: r.status, output: `${r.stdout}${r.stderr}` }).toEqual({ status: 0, output: '' });
+  });
+
+  it('is a real check: it flags a non-base unit', () => {
+    const r = spawnSync(promtool!, ['check', 'metrics'], { input: '# HELP x_milliseconds h\n# TYPE x_milliseconds gauge\nx_milliseconds 1\n', encoding: 'utf8' });
+    expect(r.status).not.toBe(0);
+    expect(r.stdout + r.stderr).toMatch(/base unit/);
+  });
+});
