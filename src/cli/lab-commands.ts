@@ -63,9 +63,13 @@ export function registerLabCommands(program: Command): void {
           ]),
         ),
       );
+      const sampling = status.agent.sampling;
+      const sampled = sampling
+        ? `\nsampling: every ${sampling.intervalMs} ms, last ${sampling.lastSampleAt ?? 'pending'}${sampling.sinks.length ? `, into ${sampling.sinks.join(', ')}` : ''}${sampling.prometheus ? `, Prometheus: ${sampling.prometheus}` : ''}`
+        : '';
       console.log(
         status.agent.running
-          ? `\nagent: running (pid ${status.agent.pid}, last check ${status.agent.checkedAt ?? 'pending'})`
+          ? `\nagent: running (pid ${status.agent.pid}, last check ${status.agent.checkedAt ?? 'pending'})${sampled}`
           : status.exists
             ? '\nagent: not running (`prodhome up` starts it)'
             : `\nlab "${status.lab}" has not been brought up here; run \`prodhome up\``,

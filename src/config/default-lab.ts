@@ -53,6 +53,12 @@ nodes:
   #   role: publisher
   #   url: postgres://app@127.0.0.1:5432/app
 
+# What the lab's agent samples (every node, see \`prodhome metrics list\`) and where it goes.
+metrics:
+  interval: 1s
+  # sinks: [influx://127.0.0.1:8086/prodhome, file:///tmp/prodhome.lp]
+  prometheus: {}        # /metrics on 127.0.0.1 (a free port, or port: 9187); false turns it off
+
 # Tables, created once on each publisher (or on node:). Subscribers get their copy from the
 # publisher's catalog when a subscription needs it. sql: inline, or file: schema.sql.
 schema:

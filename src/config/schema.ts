@@ -160,6 +160,21 @@ export const LabSchema = z.strictObject({
     .refine((r) => r.from <= r.to, { message: 'ports.from must not be above ports.to' })
     .default({ from: 54320, to: 54399 }),
   nodes: z.record(nodeName, NodeSchema).refine((n) => Object.keys(n).length > 0, { message: 'a lab needs at least one node' }),
+  /** What the lab's agent samples and where it sends it. */
+  metrics: z
+    .strictObject({
+      /** Time between samples: 1s by default, 250ms at the least. */
+      interval: z
+        .string()
+        .regex(/^\d+(\.\d+)?(ms|s|m)$/, 'expected a duration such as 250ms, 1s or 1m')
+        .refine((d) => durationMs(d) >= 250, { message: 'the shortest interval is 250ms' })
+        .default('1s'),
+      /** Where points go, by URI: file:///path.lp, file:-, influx://host:8086/db, influx2://host:8086?org=&bucket= */
+      sinks: z.array(z.string().min(1)).default([]),
+      /** /metrics for Prometheus on 127.0.0.1, served by the agent; false turns it off. */
+      prometheus: z.union([z.literal(false), z.strictObject({ port: port.optional() })]).default({}),
+    })
+    .default({ interval: '1s', sinks: [], prometheus: {} }),
   /** SQL run once on publishers before replication is set up (the lab's own tables). */
   schema: z.array(SchemaEntrySchema).optional(),
   /** Rows loaded into empty tables. */
@@ -253,4 +268,11 @@ function checkNodes(lab: LabShape, ctx: z.RefinementCtx): void {
       });
     }
   }
+}
+
+/** Milliseconds in a duration such as 250ms, 1s, 1.5m. */
+export function durationMs(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(text.trim());
+  if (!m) return NaN;
+  return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
 }

@@ -3,12 +3,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { processAlive, runningPid, sleep, type NodeCondition } from '../runtime/index.js';
+import { loadConfig } from '../config/index.js';
+import { startSampling, type Sampler, type SamplingStatus } from './agent-sampler.js';
 import { files, readState } from './state.js';
 
 /**
- * The lab's agent: one background process per lab, started by `up`, stopped by `down`.
- * For now it supervises — notices a node that died, logs it, and records what it saw in
- * agent-status.json for `status`. The sampler, dashboard and fault proxy will live here too.
+ * The lab's agent: one background process per lab, started by `up`, stopped by `down`. It
+ * supervises — notices a node that died, logs it, and records what it saw in agent-status.json
+ * for `status` — and samples every node into the configured sinks and /metrics
+ * (agent-sampler.ts). The dashboard and fault proxy will live here too.
  */
 
 export interface AgentStatus {
@@ -16,7 +19,18 @@ export interface AgentStatus {
   startedAt: string;
   checkedAt: string;
   nodes: Record<string, { condition: NodeCondition; pid?: number; since: string }>;
+  sampling?: SamplingStatus;
 }
+
+/** What the agent needs to find its lab's config; a change restarts it on the next `up`. */
+export interface AgentSettings {
+  configFile?: string;
+  baseDir: string;
+  /** A hash of the config text, so an edited config restarts the agent. */
+  configHash: string;
+}
+
+const settingsFile = (stateDir: string) => path.join(stateDir, 'agent.json');
 
 const CLI_ENTRY = fileURLToPath(new URL('../../bin/prodhome.js', import.meta.url));
 
@@ -25,10 +39,13 @@ export function agentPid(stateDir: string): number | undefined {
   return pid > 0 && processAlive(pid) ? pid : undefined;
 }
 
-/** Starts the agent unless one runs; returns its pid and whether it was started now. */
-export function ensureAgent(stateDir: string): { pid: number; started: boolean } {
+/** Starts the agent unless one runs with the same settings; returns its pid and whether it (re)started. */
+export async function ensureAgent(stateDir: string, settings: AgentSettings): Promise<{ pid: number; started: boolean }> {
+  const text = `${JSON.stringify(settings, null, 2)}\n`;
   const running = agentPid(stateDir);
-  if (running) return { pid: running, started: false };
+  if (running && readOr(settingsFile(stateDir)) === text) return { pid: running, started: false };
+  if (running) await stopAgent(stateDir);
+  fs.writeFileSync(settingsFile(stateDir), text);
   const f = files(stateDir);
   const logFd = fs.openSync(f.agentLog, 'a', 0o644);
   const child = spawn(process.execPath, [CLI_ENTRY, 'agent', '--state-dir', stateDir], {
@@ -77,6 +94,15 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
   const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
   const status: AgentStatus = { pid: process.pid, startedAt: new Date().toISOString(), checkedAt: '', nodes: {} };
   log(`agent started (pid ${process.pid}) for ${path.dirname(f.state)}`);
+  let sampler: Sampler | undefined;
+  try {
+    const settings = JSON.parse(readOr(settingsFile(stateDir))) as AgentSettings;
+    sampler = await startSampling(loadConfig({ file: settings.configFile, cwd: settings.baseDir }), log);
+    status.sampling = sampler.status;
+    log(`sampling every ${sampler.status.intervalMs} ms${sampler.status.sinks.length ? ` into ${sampler.status.sinks.join(', ')}` : ''}`);
+  } catch (e) {
+    log(`not sampling: ${(e as Error).message}`);
+  }
   while (!stopping) {
     const state = readState(stateDir);
     if (!state) {
@@ -103,6 +129,7 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
     writeStatus(f.agentStatus, status);
     for (let waited = 0; waited < intervalMs && !stopping; waited += 50) await sleep(Math.min(50, intervalMs - waited));
   }
+  await sampler?.stop();
   log('agent stopped');
   if (Number(readOr(f.agentPid).trim()) === process.pid) fs.rmSync(f.agentPid, { force: true });
 }

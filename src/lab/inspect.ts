@@ -3,6 +3,7 @@ import { ProdhomeError } from '../errors.js';
 import { parseConnectionUrl, type ConnectionInfo } from '../pg/index.js';
 import { runtimes, type NodeCondition, type NodeState } from '../runtime/index.js';
 import { agentPid, readAgentStatus } from './agent.js';
+import type { SamplingStatus } from './agent-sampler.js';
 import { files, readSecrets, readState } from './state.js';
 
 /** Read-only views of a lab: status, how to reach a node, where its log is. Take no lock. */
@@ -25,7 +26,7 @@ export interface StatusResult {
   lab: string;
   stateDir: string;
   exists: boolean;
-  agent: { running: boolean; pid?: number; checkedAt?: string };
+  agent: { running: boolean; pid?: number; checkedAt?: string; sampling?: SamplingStatus };
   nodes: NodeStatusRow[];
 }
 
@@ -62,7 +63,7 @@ export async function labStatus(config: LabConfig): Promise<StatusResult> {
     lab: config.lab,
     stateDir: config.stateDir,
     exists: state !== undefined,
-    agent: { running: pid !== undefined, pid, checkedAt: pid ? agentStatus?.checkedAt : undefined },
+    agent: { running: pid !== undefined, pid, checkedAt: pid ? agentStatus?.checkedAt : undefined, sampling: pid ? agentStatus?.sampling : undefined },
     nodes,
   };
 }

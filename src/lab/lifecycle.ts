@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LabConfig, NodeRole, NodeSpec } from '../config/index.js';
@@ -145,7 +146,11 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
     for (const name of Object.keys(state.nodes)) {
       if (!config.nodes.some((n) => n.name === name)) log(`${name}: in this lab's state but no longer in the config; left as it is (\`prodhome destroy\` removes it)`);
     }
-    const agent = ensureAgent(config.stateDir);
+    const agent = await ensureAgent(config.stateDir, {
+      configFile: config.configFile,
+      baseDir: config.baseDir,
+      configHash: crypto.createHash('sha1').update(config.configFile ? fs.readFileSync(config.configFile) : 'default lab').digest('hex').slice(0, 16),
+    });
     const nodes = config.nodes.map((spec, i) => ({
       name: spec.name,
       role: spec.role,

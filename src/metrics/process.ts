@@ -57,7 +57,14 @@ export class ProcessSampler {
       const pm = postmaster.slice(postmaster.lastIndexOf(')') + 2).split(' ');
       ticks += Number(pm[13] ?? 0) + Number(pm[14] ?? 0);
       const shared = kb(read(`/proc/${t.pid}/status`), 'RssShmem') * 1024;
-      const fields: Record<string, number> = { processes: pids.length, memory_bytes: privateBytes + shared };
+      // Cumulative CPU and I/O for stores that compute rates themselves (Prometheus), rates below.
+      const fields: Record<string, number> = {
+        processes: pids.length,
+        memory_bytes: privateBytes + shared,
+        cpu_seconds: ticks / CLOCK_TICKS,
+        read_bytes: readBytes,
+        write_bytes: writeBytes,
+      };
       const prev = this.previous.get(t.name);
       if (prev && now > prev.time) {
         const seconds = (now - prev.time) / 1000;

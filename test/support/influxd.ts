@@ -188,6 +188,8 @@ export async function startVictoriaMetrics(bin: string): Promise<ServerProcess> 
 
 export interface InfluxSeries {
   name: string;
+  /** present with GROUP BY */
+  tags?: Record<string, string>;
   columns: string[];
   values: unknown[][];
 }

@@ -1,0 +1,151 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { LabConfig } from '../config/index.js';
+import { Collector, ProcessSampler, loadCatalog, type Point } from '../metrics/index.js';
+import { heartbeatPublications } from '../replication/index.js';
+import { runningPid } from '../runtime/index.js';
+import { createSink, pointsToFamilies, toPrometheusText, type FieldDescription, type Sink } from '../sinks/index.js';
+import { nodeConnection } from './inspect.js';
+import { readState } from './state.js';
+
+/**
+ * The agent's sampler: every `metrics.interval` it scrapes every node (catalog metrics, process
+ * and cgroup stats, the replication heartbeat), writes the points to the configured sinks and
+ * keeps the latest for /metrics on 127.0.0.1. A sink that fails is logged and the loop goes
+ * on; a node that is away is `pg_up 0` until it returns.
+ */
+
+export interface SamplingStatus {
+  intervalMs: number;
+  sinks: string[];
+  /** http://127.0.0.1:PORT/metrics, when Prometheus exposition is on */
+  prometheus?: string;
+  lastSampleAt?: string;
+  lastSampleMs?: number;
+  points: number;
+}
+
+export interface Sampler {
+  status: SamplingStatus;
+  stop(): Promise<void>;
+}
+
+const BUILT_IN: Record<string, Record<string, FieldDescription>> = {
+  pg_up: {
+    up: { help: 'Whether the node answered the last scrape (1) or not (0).', type: 'gauge' },
+    scrape_seconds: { help: 'How long the last scrape of the node took.', type: 'gauge', unit: 'seconds' },
+  },
+  process: {
+    processes: { help: "Processes of the node's server (postmaster and backends).", type: 'gauge' },
+    memory_bytes: { help: "Memory of the node's server: its cgroup's usage, or private memory plus shared buffers.", type: 'gauge', unit: 'bytes' },
+    memory_limit_bytes: { help: "The node's memory cap.", type: 'gauge', unit: 'bytes' },
+    cpu_seconds: { help: "CPU time used by the node's server, backends that exited included.", type: 'counter', unit: 'seconds' },
+    read_bytes: { help: "Bytes the node's server read from storage.", type: 'counter', unit: 'bytes' },
+    write_bytes: { help: "Bytes the node's server wrote to storage.", type: 'counter', unit: 'bytes' },
+    oom_kills: { help: "Processes the kernel killed for exceeding the node's memory cap.", type: 'counter' },
+    cpu_throttled_periods: { help: "CPU periods in which the node's cap throttled it.", type: 'counter' },
+    cpu_throttled_seconds: { help: "Time the node's CPU cap held it back.", type: 'counter', unit: 'seconds' },
+  },
+};
+
+/** Help, type and unit of each exported field, from the catalog; rates are left to Prometheus. */
+function describeField(measurement: string, field: string): FieldDescription | undefined {
+  const builtIn = BUILT_IN[measurement]?.[field];
+  if (builtIn) return builtIn;
+  const metric = loadCatalog().find((m) => m.name === measurement);
+  const def = metric?.fields[field];
+  if (!metric || !def) return undefined;
+  return { help: metric.help, type: def.kind, unit: def.unit };
+}
+
+/** The Prometheus text of the latest points: catalog fields only, raw counters (no _rate). */
+export function prometheusText(points: readonly Point[]): string {
+  const exported = points.map((p) => ({
+    ...p,
+    // pg_up's fields read best as pg_up and pg_scrape_seconds, as exporters name them.
+    measurement: p.measurement === 'pg_up' ? 'pg' : p.measurement,
+    fields: Object.fromEntries(Object.entries(p.fields).filter(([f]) => describeField(p.measurement, f) !== undefined)),
+  }));
+  return toPrometheusText(pointsToFamilies(exported, (m, f) => describeField(m === 'pg' ? 'pg_up' : m, f)));
+}
+
+export async function startSampling(config: LabConfig, log: (line: string) => void): Promise<Sampler> {
+  const state = readState(config.stateDir);
+  const nodes = config.nodes.filter((n) => state?.nodes[n.name]).map((n) => ({ name: n.name, role: n.role, connection: nodeConnection(config, n.name) }));
+  const collector = new Collector(nodes, { warn: log, heartbeats: heartbeatPublications(config.replication), statementTimeoutMs: Math.max(1000, config.metrics.intervalMs) });
+  const processes = new ProcessSampler();
+  const sinks: Sink[] = [];
+  for (const uri of config.metrics.sinks) {
+    try {
+      const sink = createSink(uri, { warn: log });
+      await sink.open?.();
+      sinks.push(sink);
+    } catch (e) {
+      log(`sink ${uri}: ${(e as Error).message}; sampling goes on without it`);
+    }
+  }
+  const status: SamplingStatus = { intervalMs: config.metrics.intervalMs, sinks: sinks.map((s) => s.name), points: 0 };
+  let latest: Point[] = [];
+
+  let server: http.Server | undefined;
+  if (config.metrics.prometheus !== false) {
+    server = http.createServer((req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end('not found: try /metrics\n');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(prometheusText(latest));
+    });
+    const port = config.metrics.prometheus.port ?? 0;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server!.once('error', reject);
+        server!.listen(port, '127.0.0.1', () => resolve());
+      });
+      status.prometheus = `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`;
+      log(`serving Prometheus metrics on ${status.prometheus}`);
+    } catch (e) {
+      log(`cannot serve /metrics on 127.0.0.1:${port}: ${(e as Error).message}; give metrics.prometheus another port`);
+      server = undefined;
+    }
+  }
+
+  let stopping = false;
+  const targets = () =>
+    config.nodes.flatMap((n) => {
+      const s = readState(config.stateDir)?.nodes[n.name];
+      return s?.runtime === 'local' ? [{ name: n.name, role: n.role, pid: runningPid(s.dataDir), cgroupDirs: s.caps.cgroupDirs }] : [];
+    });
+  const loop = (async () => {
+    let next = Date.now();
+    while (!stopping) {
+      const started = Date.now();
+      const points = [...(await collector.scrape(started)), ...processes.sample(targets(), started)];
+      latest = points;
+      for (const sink of sinks) {
+        try {
+          await sink.write(points);
+        } catch (e) {
+          log(`${sink.name}: ${(e as Error).message}`);
+        }
+      }
+      status.points += points.length;
+      status.lastSampleAt = new Date(started).toISOString();
+      status.lastSampleMs = Date.now() - started;
+      next += config.metrics.intervalMs;
+      if (next < Date.now()) next = Date.now(); // a slow scrape skips ahead, never bursts to catch up
+      while (!stopping && Date.now() < next) await new Promise((r) => setTimeout(r, Math.min(50, next - Date.now())));
+    }
+  })();
+
+  return {
+    status,
+    stop: async () => {
+      stopping = true;
+      await loop;
+      await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+      await collector.close();
+      for (const sink of sinks) await sink.close();
+    },
+  };
+}

@@ -1,0 +1,65 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { labDown, labStatus, labUp, readState } from '../src/lab/index.js';
+import { processAlive } from '../src/runtime/index.js';
+import { tempLab, waitFor, type TempLab } from './helpers.js';
+import { requireTool } from './support/influxd.js';
+
+// The agent started by `up` samples continuously: into its sinks and onto /metrics.
+const promtool = requireTool('promtool', 'prometheus');
+
+describe('the agent samples the lab', () => {
+  let lab: TempLab;
+  let metricsUrl: string;
+  const lp = () => path.join(lab.dir, 'agent.lp');
+  beforeAll(async () => {
+    lab = tempLab('lab: agentsample\nports: { from: 56810, to: 56819 }\nnodes:\n  a: { role: publisher }\n  b: { role: subscriber }\n');
+    fs.appendFileSync(lab.file, `metrics:\n  interval: 250ms\n  sinks: [file://${path.join(lab.dir, 'agent.lp')}]\n`);
+    await labUp(lab.config());
+    const status = await waitFor(async () => {
+      const s = await labStatus(lab.config());
+      return s.agent.sampling?.lastSampleAt ? s : undefined;
+    }, 15_000, 'the agent to sample');
+    metricsUrl = status.agent.sampling!.prometheus!;
+  });
+  afterAll(() => lab.cleanup());
+
+  it('status names the interval, the sinks and the /metrics address', async () => {
+    const s = (await labStatus(lab.config())).agent.sampling!;
+    expect(s.intervalMs).toBe(250);
+    expect(s.sinks).toEqual([`file://${lp()}`]);
+    expect(metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+  });
+
+  it('serves /metrics that promtool accepts without a single warning', async () => {
+    const text = await (await fetch(metricsUrl)).text();
+    expect(text).toMatch(/^pg_up\{node="a",role="publisher"\} 1$/m);
+    expect(text).toMatch(/^# TYPE pg_stat_database_xact_commit_total counter$/m);
+    expect(text).not.toMatch(/_rate/);
+    if (!promtool) return;
+    const check = spawnSync(promtool, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    expect(check.stdout + check.stderr).toBe('');
+    expect(check.status).toBe(0);
+  });
+
+  it('writes every sample to its sinks', async () => {
+    const lines = await waitFor(() => {
+      const l = fs.existsSync(lp()) ? fs.readFileSync(lp(), 'utf8').split('\n').filter((x) => x.startsWith('pg_up,node=b')) : [];
+      return l.length >= 4 ? l : undefined;
+    }, 10_000, 'four samples of b in the file sink');
+    expect(lines[0]).toMatch(/^pg_up,node=b,role=subscriber up=1,scrape_seconds=/);
+  });
+
+  it('shows a node that died as pg_up 0, and down stops the agent', async () => {
+    const node = readState(lab.config().stateDir)!.nodes.b as { dataDir: string };
+    const pid = Number(fs.readFileSync(`${node.dataDir}/postmaster.pid`, 'utf8').split('\n')[0]);
+    process.kill(pid, 'SIGKILL');
+    await waitFor(async () => /^pg_up\{node="b",role="subscriber"\} 0$/m.test(await (await fetch(metricsUrl)).text()), 10_000, '/metrics to show b down');
+    const agentPid = (await labStatus(lab.config())).agent.pid!;
+    await labDown(lab.config());
+    expect(processAlive(agentPid)).toBe(false);
+    await expect(fetch(metricsUrl)).rejects.toThrow();
+  });
+});
