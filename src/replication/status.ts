@@ -60,13 +60,15 @@ export async function replicationStatus(config: ReplicationConfig, sql: (node: s
       } catch {
         // pg_stat_subscription_stats is Postgres 15+
       }
+      let senderState: string | undefined;
       try {
-        const [rep] = await pub<{ w: string | null; f: string | null; r: string | null; wl: number | null; fl: number | null; rl: number | null }[]>`
-          select pg_wal_lsn_diff(pg_current_wal_lsn(), write_lsn)::text as w, pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)::text as f,
+        const [rep] = await pub<{ state: string; w: string | null; f: string | null; r: string | null; wl: number | null; fl: number | null; rl: number | null }[]>`
+          select state, pg_wal_lsn_diff(pg_current_wal_lsn(), write_lsn)::text as w, pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)::text as f,
                  pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::text as r,
                  extract(epoch from write_lag)::float8 as wl, extract(epoch from flush_lag)::float8 as fl, extract(epoch from replay_lag)::float8 as rl
           from pg_stat_replication where application_name = ${s.name} limit 1`;
         if (rep) {
+          senderState = rep.state;
           base.lagBytes = { write: num(rep.w), flush: num(rep.f), replay: num(rep.r) };
           base.lagSeconds = { write: rep.wl ?? 0, flush: rep.fl ?? 0, replay: rep.rl ?? 0 };
         }
@@ -79,7 +81,7 @@ export async function replicationStatus(config: ReplicationConfig, sql: (node: s
       base.lastError = lastErrorOf(s.node, s.name);
       if (base.state !== 'publisher down') {
         const syncing = base.tables.some((t) => t.state !== 'ready' && t.state !== 'synchronized');
-        base.state = !base.enabled ? 'disabled' : !base.workerPid ? 'down' : syncing ? 'syncing' : (base.lagBytes.replay ?? 0) > 0 ? 'catching up' : 'streaming';
+        base.state = !base.enabled ? 'disabled' : !base.workerPid ? 'down' : syncing ? 'syncing' : senderState === 'catchup' ? 'catching up' : 'streaming';
       }
       return base;
     }),
