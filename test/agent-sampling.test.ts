@@ -2,7 +2,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { labDown, labStatus, labUp, readState } from '../src/lab/index.js';
+import { labDown, labStatus, labUp, nodeConnection, readState } from '../src/lab/index.js';
+import { withConnection } from '../src/pg/index.js';
 import { processAlive } from '../src/runtime/index.js';
 import { tempLab, waitFor, type TempLab } from './helpers.js';
 import { requireTool } from './support/influxd.js';
@@ -15,7 +16,7 @@ describe('the agent samples the lab', () => {
   let metricsUrl: string;
   const lp = () => path.join(lab.dir, 'agent.lp');
   beforeAll(async () => {
-    lab = tempLab('lab: agentsample\nports: { from: 56810, to: 56819 }\nnodes:\n  a: { role: publisher }\n  b: { role: subscriber }\n');
+    lab = tempLab('lab: agentsample\nports: { from: 56810, to: 56819 }\nnodes:\n  a: { role: publisher }\n  b: { role: subscriber }\n  m: { role: metrics }\n');
     fs.appendFileSync(lab.file, `metrics:\n  interval: 250ms\n  sinks: [file://${path.join(lab.dir, 'agent.lp')}]\n`);
     await labUp(lab.config());
     const status = await waitFor(async () => {
@@ -29,7 +30,7 @@ describe('the agent samples the lab', () => {
   it('status names the interval, the sinks and the /metrics address', async () => {
     const s = (await labStatus(lab.config())).agent.sampling!;
     expect(s.intervalMs).toBe(250);
-    expect(s.sinks).toEqual([`file://${lp()}`]);
+    expect(s.sinks).toEqual([`file://${lp()}`, expect.stringMatching(/^postgres:\/\/postgres@127\.0\.0\.1:568\d\d\/postgres$/)]);
     expect(metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
   });
 
@@ -52,11 +53,23 @@ describe('the agent samples the lab', () => {
     expect(lines[0]).toMatch(/^pg_up,node=b,role=subscriber up=1,scrape_seconds=/);
   });
 
+  it('keeps the samples in the metrics node, one partitioned table per measurement', async () => {
+    const rows = await waitFor(async () => {
+      const r = await withConnection(nodeConnection(lab.config(), 'm'), (sql) => sql`select node, count(*)::int as n from metrics.pg_up group by node order by node`).catch(() => []);
+      return r.length === 3 && r.every((x) => x.n >= 2) ? r : undefined;
+    }, 15_000, 'samples in the metrics store');
+    expect(rows.map((r) => r.node)).toEqual(['a', 'b', 'm']);
+    const kinds = await withConnection(nodeConnection(lab.config(), 'm'), (sql) => sql`select relkind::text as kind from pg_class where oid = 'metrics.pg_stat_database'::regclass`);
+    expect(kinds).toEqual([{ kind: 'p' }]);
+  });
+
   it('shows a node that died as pg_up 0, and down stops the agent', async () => {
     const node = readState(lab.config().stateDir)!.nodes.b as { dataDir: string };
     const pid = Number(fs.readFileSync(`${node.dataDir}/postmaster.pid`, 'utf8').split('\n')[0]);
     process.kill(pid, 'SIGKILL');
-    await waitFor(async () => /^pg_up\{node="b",role="subscriber"\} 0$/m.test(await (await fetch(metricsUrl)).text()), 10_000, '/metrics to show b down');
+    await waitFor(async () => /^pg_up\{node="b",role="subscriber"\} 0$/m.test(await (await fetch(metricsUrl)).text()), 10_000, '/metrics to show b down').catch((e) => {
+      throw new Error(`${e.message}; agent log:\n${fs.readFileSync(path.join(lab.config().stateDir, 'agent.log'), 'utf8')}`);
+    });
     const agentPid = (await labStatus(lab.config())).agent.pid!;
     await labDown(lab.config());
     expect(processAlive(agentPid)).toBe(false);

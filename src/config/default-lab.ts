@@ -56,6 +56,8 @@ nodes:
 # What the lab's agent samples (every node, see \`prodhome metrics list\`) and where it goes.
 metrics:
   interval: 1s
+  # store: metrics       # the node that keeps the samples (schema metrics); default: the role-metrics node
+  retention: 7d
   # sinks: [influx://127.0.0.1:8086/prodhome, file:///tmp/prodhome.lp]
   prometheus: {}        # /metrics on 127.0.0.1 (a free port, or port: 9187); false turns it off
 

@@ -228,7 +228,13 @@ function normalise(parsed: LabParsed, file: string | undefined, baseDir: string)
     baseDir,
     stateDir: path.join(baseDir, '.prodhome', parsed.lab),
     replication: normaliseReplication(parsed, baseDir, file),
-    metrics: { intervalMs: durationMs(parsed.metrics.interval), sinks: parsed.metrics.sinks, prometheus: parsed.metrics.prometheus },
+    metrics: {
+      intervalMs: durationMs(parsed.metrics.interval),
+      sinks: parsed.metrics.sinks,
+      prometheus: parsed.metrics.prometheus,
+      store: parsed.metrics.store === false ? undefined : (parsed.metrics.store ?? nodes.find((n) => n.role === 'metrics')?.name),
+      retentionDays: Number(parsed.metrics.retention.slice(0, -1)),
+    },
   };
 }
 

@@ -171,10 +171,14 @@ export const LabSchema = z.strictObject({
         .default('1s'),
       /** Where points go, by URI: file:///path.lp, file:-, influx://host:8086/db, influx2://host:8086?org=&bucket= */
       sinks: z.array(z.string().min(1)).default([]),
+      /** The node whose Postgres stores the samples (schema metrics); default the first node with role metrics. false: none. */
+      store: z.union([z.literal(false), z.string()]).optional(),
+      /** How long the store keeps samples: whole days, as 7d. */
+      retention: z.string().regex(/^\d+d$/, 'expected whole days, such as 7d').default('7d'),
       /** /metrics for Prometheus on 127.0.0.1, served by the agent; false turns it off. */
       prometheus: z.union([z.literal(false), z.strictObject({ port: port.optional() })]).default({}),
     })
-    .default({ interval: '1s', sinks: [], prometheus: {} }),
+    .default({ interval: '1s', sinks: [], retention: '7d', prometheus: {} }),
   /** SQL run once on publishers before replication is set up (the lab's own tables). */
   schema: z.array(SchemaEntrySchema).optional(),
   /** Rows loaded into empty tables. */
@@ -191,6 +195,7 @@ const LOCAL_ONLY_KEYS = ['port', 'memory', 'cpus', 'max_connections', 'shared_bu
 
 type LabShape = {
   nodes: Record<string, NodeParsed>;
+  metrics?: { store?: string | false };
   schema?: { node?: string }[];
   seed?: { node?: string }[];
   publications?: Record<string, z.output<typeof PublicationSchema>>;
@@ -199,6 +204,10 @@ type LabShape = {
 
 function checkLab(lab: LabShape, ctx: z.RefinementCtx): void {
   checkNodes(lab, ctx);
+  const store = lab.metrics?.store;
+  if (typeof store === 'string' && !(store in lab.nodes)) {
+    ctx.addIssue({ code: 'custom', path: ['metrics', 'store'], message: `no node "${store}" in this lab (nodes: ${Object.keys(lab.nodes).join(', ')})` });
+  }
   checkReplication(lab, ctx);
 }
 

@@ -30,7 +30,7 @@ export interface LabConfig {
   /** `<baseDir>/.prodhome/<lab>`: data dirs, logs, secrets, pidfiles. */
   stateDir: string;
   replication: ReplicationConfig;
-  metrics: { intervalMs: number; sinks: string[]; prometheus: false | { port?: number } };
+  metrics: { intervalMs: number; sinks: string[]; prometheus: false | { port?: number }; store?: string; retentionDays: number };
 }
 
 /** A table as config names it: `books` is public.books; both parts are quoted in SQL. */

@@ -1,5 +1,5 @@
 import { ProdhomeError } from '../errors.js';
-import { copyTextValue } from './copy.js';
+import { copyTextValue } from '../pg/copy.js';
 import { below, mulberry32, pick, type Rng } from './prng.js';
 import { COUNTS, vocabularyFor, type Vocabulary } from './words.js';
 

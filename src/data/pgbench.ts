@@ -1,5 +1,5 @@
 import { quoteIdent, serverVersion } from '../pg/index.js';
-import { copyFrom, type CopyChunk } from './copy.js';
+import { copyFrom, type CopyChunk } from '../pg/copy.js';
 import { meter, type OnProgress } from './progress.js';
 import { connectData, loadFailure, type DataTarget, type Db } from './target.js';
 

@@ -1,6 +1,6 @@
 
 import { bookChunks, bookChunksBinary, type TopicWeight } from './books.js';
-import { copyFrom } from './copy.js';
+import { copyFrom } from '../pg/copy.js';
 import { meter, type OnProgress } from './progress.js';
 import { connectData, loadFailure, qualifiedName, type DataTarget } from './target.js';
 

@@ -4,6 +4,7 @@ import type { LabConfig } from '../config/index.js';
 import { Collector, ProcessSampler, loadCatalog, type Point } from '../metrics/index.js';
 import { heartbeatPublications } from '../replication/index.js';
 import { runningPid } from '../runtime/index.js';
+import { PostgresSink } from '../sinks/postgres.js';
 import { createSink, pointsToFamilies, toPrometheusText, type FieldDescription, type Sink } from '../sinks/index.js';
 import { nodeConnection } from './inspect.js';
 import { readState } from './state.js';
@@ -82,6 +83,15 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
       sinks.push(sink);
     } catch (e) {
       log(`sink ${uri}: ${(e as Error).message}; sampling goes on without it`);
+    }
+  }
+  if (config.metrics.store && state?.nodes[config.metrics.store]) {
+    try {
+      const store = new PostgresSink(nodeConnection(config, config.metrics.store), { retentionDays: config.metrics.retentionDays, warn: log });
+      await store.open();
+      sinks.push(store);
+    } catch (e) {
+      log(`metrics store ${config.metrics.store}: ${(e as Error).message}; sampling goes on without it`);
     }
   }
   const status: SamplingStatus = { intervalMs: config.metrics.intervalMs, sinks: sinks.map((s) => s.name), points: 0 };

@@ -92,6 +92,8 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
+  // The agent outlives any one failure: a stray rejection is logged, never fatal.
+  process.on('unhandledRejection', (e) => log(`unexpected error (the agent goes on): ${(e as Error)?.stack ?? String(e)}`));
   const status: AgentStatus = { pid: process.pid, startedAt: new Date().toISOString(), checkedAt: '', nodes: {} };
   log(`agent started (pid ${process.pid}) for ${path.dirname(f.state)}`);
   let sampler: Sampler | undefined;

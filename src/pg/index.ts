@@ -82,3 +82,5 @@ export async function serverVersion(sql: Sql): Promise<{ version: string; major:
   const num = Number(row!.server_version_num);
   return { version: row!.server_version.split(' ')[0]!, major: Math.floor(num / 10000) };
 }
+
+export { copyFrom, copyTextValue, type CopyChunk } from './copy.js';

@@ -21,6 +21,7 @@ export {
   type Sample,
 } from './prometheus-text.js';
 export { FileSink, type FileSinkOptions } from './file.js';
+export { PostgresSink, type PostgresSinkOptions } from './postgres.js';
 export { INFLUX_DEFAULTS, InfluxSink, type InfluxSinkOptions, type InfluxTarget, type InfluxTuning } from './influx.js';
 
 export interface SinkOptions {
