@@ -39,6 +39,8 @@ describe('the agent samples the lab', () => {
     expect(text).toMatch(/^pg_up\{node="a",role="publisher"\} 1$/m);
     expect(text).toMatch(/^# TYPE pg_stat_database_xact_commit_total counter$/m);
     expect(text).not.toMatch(/_rate/);
+    expect(text).toMatch(/^prodhome_sampler_points \d+$/m);
+    expect(text).toMatch(/^prodhome_sink_written_total\{sink="postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres"\} \d+$/m);
     if (!promtool) return;
     const check = spawnSync(promtool, ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(check.stdout + check.stderr).toBe('');

@@ -32,6 +32,15 @@ export interface Sampler {
 }
 
 const BUILT_IN: Record<string, Record<string, FieldDescription>> = {
+  prodhome_sampler: {
+    points: { help: 'Points the last sample produced.', type: 'gauge' },
+    scrape_seconds: { help: 'How long the last sample of every node took.', type: 'gauge', unit: 'seconds' },
+  },
+  prodhome_sink: {
+    written: { help: 'Points a sink has delivered.', type: 'counter' },
+    dropped: { help: 'Points a sink dropped (buffer full while its store was away).', type: 'counter' },
+    buffered: { help: 'Points waiting in a sink.', type: 'gauge' },
+  },
   pg_up: {
     up: { help: 'Whether the node answered the last scrape (1) or not (0).', type: 'gauge' },
     scrape_seconds: { help: 'How long the last scrape of the node took.', type: 'gauge', unit: 'seconds' },
@@ -131,6 +140,12 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
     while (!stopping) {
       const started = Date.now();
       const points = [...(await collector.scrape(started)), ...processes.sample(targets(), started)];
+      // The sampler's own health, as metrics beside what it samples.
+      points.push({ measurement: 'prodhome_sampler', tags: {}, fields: { points: points.length, scrape_seconds: (Date.now() - started) / 1000 }, time: started });
+      for (const sink of sinks) {
+        const stats = (sink as { stats?: { written: number; dropped: number; buffered: number } }).stats;
+        if (stats) points.push({ measurement: 'prodhome_sink', tags: { sink: sink.name }, fields: { written: stats.written, dropped: stats.dropped, buffered: stats.buffered }, time: started });
+      }
       latest = points;
       for (const sink of sinks) {
         try {
