@@ -23,6 +23,21 @@ describe('prodhome sample --sink', () => {
     expect(lines.some((l) => l.startsWith('pg_stat_database,datname=postgres,node=one,role=publisher ') && l.includes('xact_commit_rate='))).toBe(true);
   });
 
+  it('an unknown sink is a clear error, for sample and for up', () => {
+    const r = cli(['sample', '--duration', '1s', '--sink', 'kafka://127.0.0.1/x'], { cwd: lab.dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('sink kafka://127.0.0.1/x: unknown sink scheme "kafka:"');
+    const bad = tempLab('lab: badsink\nports: { from: 56830, to: 56839 }\nmetrics: { sinks: ["influx://127.0.0.1:8086/db?tokn=1"] }\nnodes:\n  x: {}\n');
+    try {
+      const u = cli(['up'], { cwd: bad.dir });
+      expect(u.code).toBe(2);
+      expect(u.stderr).toContain('unknown parameter "tokn"');
+      expect(fs.readdirSync(bad.dir)).toEqual(['prodhome.yaml']);
+    } finally {
+      fs.rmSync(bad.dir, { recursive: true, force: true });
+    }
+  });
+
   const influxd = requireTool('influxd', 'influxdb');
   describe.skipIf(!influxd)('into a real InfluxDB', () => {
     let server: ServerProcess;

@@ -8,6 +8,7 @@ import {
   pickFreePort, portFree, reachableBinDir, resolveBinaries, runningPid, runtimes, serverUser, userCan,
   type NodeState, type OsUser, type PgBinaries, type UpContext, type UpOutcome,
 } from '../runtime/index.js';
+import { createSink } from '../sinks/index.js';
 import { applyReplication, pools, readApplied, revertReplication, type ApplyResult, type OperationReport } from '../replication/index.js';
 import { planNodes, replicationFile, replicationPasswords } from './replication.js';
 import { ensureAgent, stopAgent } from './agent.js';
@@ -64,6 +65,8 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
       const bins = resolveBinaries({ nodeBinDir: spec.postgres.binDir, labBinDir: config.postgres.binDir, version: spec.postgres.version ?? config.postgres.version }, spec.name);
       binaries.set(spec.name, { ...bins, binDir: reachableBinDir(bins.binDir, user, SYSTEM_ROOT) });
     }
+    // A sink URI the agent could not use is a config mistake: say so now, not in the agent's log.
+    for (const uri of config.metrics.sinks) createSink(uri);
     const ports = await assignPorts(config, previous);
     const labId = previous?.labId ?? labIdFor(config.lab, config.stateDir);
     const dataRoot = previous?.dataRoot ?? chooseDataRoot(config.stateDir, labId, user);
