@@ -101,6 +101,15 @@ describe('sample and metrics list commands', () => {
     expect(new Set(points.map((p) => p.measurement)).size).toBeGreaterThanOrEqual(10);
   });
 
+  it('samples only the metrics asked for, and names an unknown one', () => {
+    const json = cli(['sample', '--interval', '250ms', '--duration', '300ms', '--json', '--metric', 'pg_locks'], { cwd: lab.dir });
+    const measurements = new Set(json.stdout.trim().split('\n').map((l) => (JSON.parse(l) as Point).measurement));
+    expect([...measurements].sort()).toEqual(['pg_locks', 'pg_up', 'process']);
+    const r = cli(['sample', '--metric', 'pg_lock'], { cwd: lab.dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--metric pg_lock: no such metric — did you mean "pg_locks"?');
+  });
+
   it('refuses an interval under 250ms', () => {
     const r = cli(['sample', '--interval', '100ms'], { cwd: lab.dir });
     expect(r.code).toBe(2);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { readState } from '../lab/index.js';
 import { nodeConnection } from '../lab/index.js';
-import { formatBytes } from '../config/index.js';
+import { didYouMean, formatBytes } from '../config/index.js';
 import { Collector, ProcessSampler, loadCatalog, type Point } from '../metrics/index.js';
 import { ProdhomeError } from '../errors.js';
 import { heartbeatPublications } from '../replication/index.js';
@@ -43,8 +43,9 @@ export function registerMetricsCommands(program: Command): void {
     .option('--interval <duration>', 'time between samples (250ms at the least)', '1s')
     .option('--duration <duration>', 'stop after this long (default: until Ctrl-C)')
     .option('--json', 'print every point as one JSON line instead of the summary')
+    .option('--metric <name...>', 'sample only these catalog metrics (see `prodhome metrics list`)')
     .option('--sink <uri...>', `also write every point to sinks (${SINK_SCHEMES.map((s) => `${s}:`).join(', ')}), e.g. influx://127.0.0.1:8086/prodhome or file:-`)
-    .action(async (opts: { interval: string; duration?: string; json?: boolean; sink?: string[] }, cmd: Command) => {
+    .action(async (opts: { interval: string; duration?: string; json?: boolean; sink?: string[]; metric?: string[] }, cmd: Command) => {
       const config = configFrom(cmd);
       const interval = parseDuration(opts.interval, '--interval');
       if (interval < 250) throw new ProdhomeError('USAGE', `--interval ${opts.interval}: 250ms is the shortest interval`);
@@ -52,7 +53,14 @@ export function registerMetricsCommands(program: Command): void {
       const state = readState(config.stateDir);
       if (!state) throw new ProdhomeError('LAB_NOT_UP', `lab "${config.lab}" has not been brought up here`, { hint: 'Run `prodhome up` first.' });
       const nodes = config.nodes.filter((n) => state.nodes[n.name]).map((n) => ({ name: n.name, role: n.role, connection: nodeConnection(config, n.name) }));
-      const collector = new Collector(nodes, { warn: (w) => process.stderr.write(`warning: ${w}\n`), heartbeats: heartbeatPublications(config.replication) });
+      const catalog = loadCatalog();
+      for (const name of opts.metric ?? []) {
+        if (catalog.some((m) => m.name === name)) continue;
+        const guess = didYouMean(name, catalog.map((m) => m.name));
+        throw new ProdhomeError('USAGE', `--metric ${name}: no such metric${guess ? ` — did you mean "${guess}"?` : ''}`, { hint: '`prodhome metrics list` shows them all.' });
+      }
+      const metrics = opts.metric ? catalog.filter((m) => opts.metric!.includes(m.name)) : catalog;
+      const collector = new Collector(nodes, { metrics, warn: (w) => process.stderr.write(`warning: ${w}\n`), heartbeats: heartbeatPublications(config.replication) });
       const processes = new ProcessSampler();
       const targets = () =>
         config.nodes.flatMap((n) => {
