@@ -338,7 +338,7 @@ subscriptions:
     const up = await labUp(lab.config());
     expect(up.nodes.find((n) => n.name === 'pub')!.action).toBe('restarted (it had died)');
     // (heartbeat rows the agent's sampler left there are emptied too, when there are any)
-    expect(up.replication!.steps.map((s) => s.show.split('\n')[0]).filter((s) => !s.includes('prodhome_heartbeat'))).toEqual([
+    expect(up.replication!.steps.map((s) => s.show.split('\n')[0]!).filter((line) => !line.includes('prodhome_heartbeat'))).toEqual([
       `SELECT pg_drop_replication_slot('s2');`,
       'TRUNCATE "public"."items";',
       expect.stringMatching(/^CREATE SUBSCRIPTION "s2"/),
