@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labDown, labStatus, labUp, nodeConnection, readState } from '../src/lab/index.js';
 import { withConnection } from '../src/pg/index.js';
 import { processAlive } from '../src/runtime/index.js';
-import { tempLab, waitFor, type TempLab } from './helpers.js';
+import { cli, tempLab, waitFor, type TempLab } from './helpers.js';
 import { requireTool } from './support/influxd.js';
 
 // The agent started by `up` samples continuously: into its sinks and onto /metrics.
@@ -63,6 +63,16 @@ describe('the agent samples the lab', () => {
     expect(rows.map((r) => r.node)).toEqual(['a', 'b', 'm']);
     const kinds = await withConnection(nodeConnection(lab.config(), 'm'), (sql) => sql`select relkind::text as kind from pg_class where oid = 'metrics.pg_stat_database'::regclass`);
     expect(kinds).toEqual([{ kind: 'p' }]);
+  });
+
+  it('a load run writes its per-second figures into the same store', async () => {
+    expect(cli(['seed', 'pgbench', '--scale', '1'], { cwd: lab.dir }).code).toBe(0);
+    const r = cli(['load', 'tpcb', '-c', '2', '-T', '3'], { cwd: lab.dir });
+    expect(r.code, r.stderr).toBe(0);
+    const rows = await withConnection(nodeConnection(lab.config(), 'm'), (sql) => sql`select workload, node, tps, latency_p95_ms from metrics.workload order by time`);
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+    expect(rows[0]).toMatchObject({ workload: 'tpcb', node: 'a' });
+    expect(Math.max(...rows.map((x) => x.tps as number))).toBeGreaterThan(0);
   });
 
   it('shows a node that died as pg_up 0, and down stops the agent', async () => {

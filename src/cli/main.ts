@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { isProdhomeError } from '../errors.js';
 import { registerDataCommands } from './data-commands.js';
 import { registerLabCommands } from './lab-commands.js';
+import { registerLoadCommands } from './load-commands.js';
 import { registerMetricsCommands } from './metrics-commands.js';
 import { registerNodeCommands } from './node-commands.js';
 import { registerReplicationCommands } from './replication-commands.js';
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerNodeCommands(program);
   registerReplicationCommands(program);
   registerMetricsCommands(program);
+  registerLoadCommands(program);
   registerSetupCommands(program);
   registerDataCommands(program);
   return program;

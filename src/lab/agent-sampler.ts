@@ -79,11 +79,12 @@ export function prometheusText(points: readonly Point[]): string {
   return toPrometheusText(pointsToFamilies(exported, (m, f) => describeField(m === 'pg' ? 'pg_up' : m, f)));
 }
 
-export async function startSampling(config: LabConfig, log: (line: string) => void): Promise<Sampler> {
+/**
+ * The lab's sinks, opened: the metrics store (the lab's metrics node) and `metrics.sinks`. One
+ * that cannot open is logged and left out, so sampling (or a load run) goes on without it.
+ */
+export async function openSinks(config: LabConfig, log: (line: string) => void): Promise<Sink[]> {
   const state = readState(config.stateDir);
-  const nodes = config.nodes.filter((n) => state?.nodes[n.name]).map((n) => ({ name: n.name, role: n.role, connection: nodeConnection(config, n.name) }));
-  const collector = new Collector(nodes, { warn: log, heartbeats: heartbeatPublications(config.replication), statementTimeoutMs: Math.max(1000, config.metrics.intervalMs) });
-  const processes = new ProcessSampler();
   const sinks: Sink[] = [];
   for (const uri of config.metrics.sinks) {
     try {
@@ -91,7 +92,7 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
       await sink.open?.();
       sinks.push(sink);
     } catch (e) {
-      log(`sink ${uri}: ${(e as Error).message}; sampling goes on without it`);
+      log(`sink ${uri}: ${(e as Error).message}; going on without it`);
     }
   }
   if (config.metrics.store && state?.nodes[config.metrics.store]) {
@@ -100,9 +101,18 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
       await store.open();
       sinks.push(store);
     } catch (e) {
-      log(`metrics store ${config.metrics.store}: ${(e as Error).message}; sampling goes on without it`);
+      log(`metrics store ${config.metrics.store}: ${(e as Error).message}; going on without it`);
     }
   }
+  return sinks;
+}
+
+export async function startSampling(config: LabConfig, log: (line: string) => void): Promise<Sampler> {
+  const state = readState(config.stateDir);
+  const nodes = config.nodes.filter((n) => state?.nodes[n.name]).map((n) => ({ name: n.name, role: n.role, connection: nodeConnection(config, n.name) }));
+  const collector = new Collector(nodes, { warn: log, heartbeats: heartbeatPublications(config.replication), statementTimeoutMs: Math.max(1000, config.metrics.intervalMs) });
+  const processes = new ProcessSampler();
+  const sinks = await openSinks(config, log);
   const status: SamplingStatus = { intervalMs: config.metrics.intervalMs, sinks: sinks.map((s) => s.name), points: 0 };
   let latest: Point[] = [];
 

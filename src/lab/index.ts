@@ -6,3 +6,4 @@ export { readState, readSecrets, files as stateFiles, type LabState } from './st
 export {
   labReplicate, labVerify, labReplicationStatus, labSetSubscriptionEnabled, labDropSubscriptions, labResync, labRevert, addSubscriptionToConfig, replicationFile,
 } from './replication.js';
+export { openSinks } from './agent-sampler.js';

@@ -1,0 +1,282 @@
+#!/usr/bin/env node
+// Benchmark: `prodhome load tpcb -c 8 -T 10` against `pgbench -n -c 8 -j 2 -T 10` on the same
+// server, at the same scale, in the same run — at scale 1 (pgbench's default: every transaction
+// queues on the one branch row, so the client's reaction time is on the critical path) and at
+// scale 10 (at least as many branches as clients, as pgbench's documentation advises). Each round
+// runs both, in alternating order, each from the same state (pgbench_history truncated, tables
+// vacuumed, a checkpoint), after an untimed warm-up. Reports TPS of both, their ratio (target
+// >= 0.9) and client CPU: per transaction, and per second of server CPU (the issue's yardstick:
+// pgbench used 0.17-0.34 s per server CPU second here). Medians over rounds; PASS/MISS; exits
+// non-zero only when something fails to run, never on speed.
+//
+//   node bench/load.mjs [--rounds N] [--seconds S] [--clients C] [--scales 1,10] [--json]
+//   (or BENCH_ROUNDS=N; needs `npm run build` and pgbench: BENCH_PGBENCH, else
+//   /usr/lib/postgresql/15/bin/pgbench, else pgbench on PATH)
+
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = path.join(ROOT, 'bin', 'prodhome.js');
+const LAB = 'benchload';
+const PORTS = { from: 57290, to: 57299 };
+const TARGET_RATIO = 0.9;
+
+// ---- arguments ------------------------------------------------------------------------------
+
+let args;
+try {
+  args = parseArgs({
+    options: {
+      rounds: { type: 'string' },
+      seconds: { type: 'string', default: '10' },
+      clients: { type: 'string', default: '8' },
+      scales: { type: 'string', default: '1,10' },
+      json: { type: 'boolean', default: false },
+    },
+  }).values;
+} catch (e) {
+  console.error(`bench: ${e.message}\nusage: node bench/load.mjs [--rounds N] [--seconds S] [--clients C] [--scales 1,10] [--json]`);
+  process.exit(2);
+}
+const json = args.json;
+const intArg = (name, text) => {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`bench: --${name} wants a positive integer, got ${text}`);
+    process.exit(2);
+  }
+  return n;
+};
+const rounds = intArg('rounds', args.rounds ?? process.env.BENCH_ROUNDS ?? '3');
+const seconds = intArg('seconds', args.seconds);
+const clients = intArg('clients', args.clients);
+const scales = args.scales.split(',').map((x) => intArg('scales', x.trim()));
+if (!fs.existsSync(path.join(ROOT, 'dist', 'workload', 'index.js'))) {
+  console.error('bench: dist/ is missing or has no workload part; run `npm run build` first');
+  process.exit(2);
+}
+const PGBENCH = [process.env.BENCH_PGBENCH, '/usr/lib/postgresql/15/bin/pgbench', spawnSync('sh', ['-c', 'command -v pgbench'], { encoding: 'utf8' }).stdout.trim()].find(
+  (p) => p && fs.existsSync(p),
+);
+if (!PGBENCH) {
+  console.error('bench: pgbench not found (the reference); set BENCH_PGBENCH=/path/to/pgbench');
+  process.exit(2);
+}
+
+const { loadConfig } = await import('../dist/config/index.js');
+const { nodeConnection, readState } = await import('../dist/lab/index.js');
+const postgres = (await import('postgres')).default;
+
+// ---- helpers --------------------------------------------------------------------------------
+
+const log = (line) => (json ? process.stderr : process.stdout).write(`${line}\n`);
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+let interrupted;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    if (interrupted) process.exit(130);
+    interrupted = sig;
+  });
+}
+const checkInterrupted = () => {
+  if (interrupted) throw new Error(`interrupted by ${interrupted}`);
+};
+
+/**
+ * Runs a command to completion under `sh`, whose `times` (written to fd 3 after the command
+ * exits) gives the CPU the command used, user and system, including its threads and children.
+ */
+function runTimed(command, argv, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/bin/sh', ['-c', '"$0" "$@"; s=$?; times >&3; exit $s', command, ...argv], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], ...opts });
+    let stdout = '';
+    let stderr = '';
+    let times = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.stdio[3].on('data', (d) => (times += d));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      const m = [...times.matchAll(/(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s/g)][1];
+      const cpu = m ? Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]) : NaN;
+      resolve({ code, signal, stdout, stderr, cpu });
+    });
+  });
+}
+
+async function mustRun(what, command, argv, opts) {
+  const r = await runTimed(command, argv, opts);
+  if (r.code !== 0) {
+    const tail = (r.stderr || r.stdout).trim().split('\n').slice(-6).join('\n    ');
+    throw new Error(`${what} failed (${r.signal ?? `exit ${r.code}`}):\n    ${tail}`);
+  }
+  return r;
+}
+
+const TICK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/**
+ * CPU seconds used so far by a postmaster and every backend: its own and its reaped children's
+ * time (backends that exited), plus the time of those still running. Undefined without /proc.
+ */
+function serverCpu(pid) {
+  const times = (p) => {
+    const stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on
+    return { ppid: Number(f[1]), self: Number(f[11]) + Number(f[12]), children: Number(f[13]) + Number(f[14]) };
+  };
+  try {
+    const root = times(pid);
+    let ticks = root.self + root.children;
+    for (const name of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(name) || Number(name) === pid) continue;
+      try {
+        const t = times(name);
+        if (t.ppid === pid) ticks += t.self;
+      } catch {
+        // gone while we looked: now counted in the postmaster's children time
+      }
+    }
+    return ticks / TICK;
+  } catch {
+    return undefined;
+  }
+}
+
+// ---- the lab --------------------------------------------------------------------------------
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prodhome-bench-load-'));
+fs.chmodSync(dir, 0o755); // the server user must reach the data dir
+fs.writeFileSync(path.join(dir, 'prodhome.yaml'), `lab: ${LAB}\nports: { from: ${PORTS.from}, to: ${PORTS.to} }\nnodes:\n  publisher:\n    role: publisher\n`);
+const prodhome = (...a) => mustRun(`prodhome ${a.join(' ')}`, process.execPath, [CLI, ...a], { cwd: dir });
+const perTx = (x) => x.cpu / x.transactions;
+const perServer = (x) => (x.serverCpu ? x.cpu / x.serverCpu : NaN);
+
+/** Every round at one scale: fresh pgbench tables, an untimed warm-up, then the rounds. */
+async function benchScale(scale, env, pid, sql) {
+  await mustRun(`pgbench -i -s ${scale}`, PGBENCH, ['-i', '-q', '-s', String(scale)], { env });
+  // Both sides start from the same state: what pgbench does before a run unless -n (history
+  // emptied, branches and tellers vacuumed), plus the accounts vacuumed and a checkpoint, so
+  // neither inherits the other's dead rows or pays for its checkpoint.
+  const reset = async () => {
+    await sql`truncate pgbench_history`;
+    await sql`vacuum pgbench_branches, pgbench_tellers, pgbench_accounts`;
+    await sql`checkpoint`;
+  };
+  const measure = async (run) => {
+    await reset();
+    const s0 = serverCpu(pid);
+    const r = await run();
+    await new Promise((res) => setTimeout(res, 300)); // the backends exit and are reaped
+    const s1 = serverCpu(pid);
+    return { ...r, serverCpu: s0 === undefined || s1 === undefined ? undefined : s1 - s0 };
+  };
+  const ours = () =>
+    measure(async () => {
+      const r = await prodhome('load', 'tpcb', '-c', String(clients), '-T', String(seconds), '--json');
+      const s = JSON.parse(r.stdout);
+      return { tps: s.tps, transactions: s.transactions + s.failed, cpu: r.cpu, cpuInRun: s.clientCpu.seconds };
+    });
+  const theirs = () =>
+    measure(async () => {
+      const r = await mustRun('pgbench', PGBENCH, ['-n', '-c', String(clients), '-j', '2', '-T', String(seconds)], { env });
+      const tps = Number(/^tps = ([\d.]+)/m.exec(r.stdout)?.[1]);
+      const transactions = Number(/^number of transactions actually processed: (\d+)/m.exec(r.stdout)?.[1]);
+      return { tps, transactions, cpu: r.cpu };
+    });
+
+  log('');
+  log(`scale ${scale}: prodhome load tpcb -c ${clients} -T ${seconds}  vs  pgbench -n -c ${clients} -j 2 -T ${seconds}; ${rounds} round(s), order alternates`);
+  // Warm caches (a freshly loaded pgbench_accounts) before anything is timed.
+  await reset();
+  await mustRun('pgbench warm-up', PGBENCH, ['-n', '-c', String(clients), '-j', '2', '-T', '3'], { env });
+  log('round  first     prodhome tps  pgbench tps  ratio  prodhome CPU/tx  pgbench CPU/tx  prodhome CPU/server-s  pgbench CPU/server-s');
+  const results = [];
+  for (let i = 1; i <= rounds; i++) {
+    checkInterrupted();
+    const prodhomeFirst = i % 2 === 1;
+    let p;
+    let g;
+    if (prodhomeFirst) {
+      p = await ours();
+      checkInterrupted();
+      g = await theirs();
+    } else {
+      g = await theirs();
+      checkInterrupted();
+      p = await ours();
+    }
+    const row = {
+      round: i,
+      first: prodhomeFirst ? 'prodhome' : 'pgbench',
+      prodhome: { tps: p.tps, transactions: p.transactions, cpuSeconds: p.cpu, cpuSecondsInRun: p.cpuInRun, serverCpuSeconds: p.serverCpu, cpuPerTxMicros: perTx(p) * 1e6, cpuPerServerSecond: perServer(p) },
+      pgbench: { tps: g.tps, transactions: g.transactions, cpuSeconds: g.cpu, serverCpuSeconds: g.serverCpu, cpuPerTxMicros: perTx(g) * 1e6, cpuPerServerSecond: perServer(g) },
+      ratio: p.tps / g.tps,
+    };
+    results.push(row);
+    log(
+      `${String(i).padStart(5)}  ${row.first.padEnd(8)}  ${p.tps.toFixed(0).padStart(12)}  ${g.tps.toFixed(0).padStart(11)}  ${row.ratio.toFixed(2).padStart(5)}  ${`${row.prodhome.cpuPerTxMicros.toFixed(0)} µs`.padStart(15)}  ${`${row.pgbench.cpuPerTxMicros.toFixed(0)} µs`.padStart(14)}  ${row.prodhome.cpuPerServerSecond.toFixed(2).padStart(21)}  ${row.pgbench.cpuPerServerSecond.toFixed(2).padStart(20)}`,
+    );
+  }
+  const m = (f) => median(results.map(f));
+  const summary = {
+    scale,
+    rounds: results,
+    median: {
+      ratio: m((r) => r.ratio),
+      prodhomeTps: m((r) => r.prodhome.tps),
+      pgbenchTps: m((r) => r.pgbench.tps),
+      prodhomeCpuPerTxMicros: m((r) => r.prodhome.cpuPerTxMicros),
+      prodhomeCpuPerTxMicrosInRun: m((r) => (r.prodhome.cpuSecondsInRun / r.prodhome.transactions) * 1e6),
+      pgbenchCpuPerTxMicros: m((r) => r.pgbench.cpuPerTxMicros),
+      prodhomeCpuPerServerSecond: m((r) => r.prodhome.cpuPerServerSecond),
+      pgbenchCpuPerServerSecond: m((r) => r.pgbench.cpuPerServerSecond),
+    },
+  };
+  const x = summary.median;
+  summary.pass = x.ratio >= TARGET_RATIO;
+  log(`scale ${scale} tps: prodhome ${x.prodhomeTps.toFixed(0)}, pgbench ${x.pgbenchTps.toFixed(0)}, ratio ${x.ratio.toFixed(2)} (median of rounds, range ${Math.min(...results.map((r) => r.ratio)).toFixed(2)}–${Math.max(...results.map((r) => r.ratio)).toFixed(2)}; target >= ${TARGET_RATIO}) ${summary.pass ? 'PASS' : 'MISS'}`);
+  log(`scale ${scale} client CPU per transaction: prodhome ${(x.prodhomeCpuPerTxMicros / 1e6).toExponential(2)} s (${x.prodhomeCpuPerTxMicros.toFixed(0)} µs; ${x.prodhomeCpuPerTxMicrosInRun.toFixed(0)} µs within the run, as its summary reports), pgbench ${(x.pgbenchCpuPerTxMicros / 1e6).toExponential(2)} s (${x.pgbenchCpuPerTxMicros.toFixed(0)} µs) — whole processes`);
+  log(`scale ${scale} client CPU per second of server CPU: prodhome ${x.prodhomeCpuPerServerSecond.toFixed(2)} s, pgbench ${x.pgbenchCpuPerServerSecond.toFixed(2)} s`);
+  return summary;
+}
+
+const summaries = [];
+let info;
+try {
+  await prodhome('up');
+  const config = loadConfig({ file: path.join(dir, 'prodhome.yaml') });
+  const c = nodeConnection(config, 'publisher');
+  const state = readState(config.stateDir).nodes.publisher;
+  const env = { ...process.env, PGHOST: c.host, PGPORT: String(c.port), PGUSER: c.user, PGDATABASE: c.database, PGPASSWORD: c.password };
+  const pgbenchVersion = spawnSync(PGBENCH, ['--version'], { encoding: 'utf8' }).stdout.trim();
+  info = { server: `Postgres ${state.version} (${state.binSource})`, pgbench: pgbenchVersion, cpus: os.cpus().length, node: process.version };
+  log(`${info.server} on 127.0.0.1:${c.port}, ${info.pgbench}, ${info.cpus} CPU(s), Node ${info.node}`);
+  const sql = postgres({ host: c.host, port: c.port, user: c.user, password: c.password, database: c.database, max: 1, onnotice: () => {} });
+  try {
+    for (const scale of scales) summaries.push(await benchScale(scale, env, state.pid, sql));
+  } finally {
+    await sql.end({ timeout: 2 });
+  }
+} catch (e) {
+  console.error(`bench: ${e.message}`);
+  process.exitCode = 1;
+} finally {
+  const r = await runTimed(process.execPath, [CLI, 'destroy', '--yes'], { cwd: dir }).catch((e) => ({ code: -1, stderr: e.message }));
+  if (r.code !== 0) console.error(`bench: cleaning up the lab failed; remove ${dir} by hand (prodhome destroy --yes there):\n    ${r.stderr?.trim()}`);
+  else fs.rmSync(dir, { recursive: true, force: true });
+}
+
+if (json && summaries.length === scales.length) {
+  console.log(JSON.stringify({ ...info, clients, seconds, target: { ratio: TARGET_RATIO }, scales: summaries }, null, 2));
+}

@@ -1,0 +1,165 @@
+import type { Command } from 'commander';
+import type { LabConfig } from '../config/index.js';
+import { ProdhomeError } from '../errors.js';
+import { agentPid, nodeConnection, openSinks } from '../lab/index.js';
+import type { Point } from '../sinks/index.js';
+import {
+  checkLoad, checkPgbench, DEFAULT_WEIGHTS, findPgbench, formatSchedule, prepareLoad, renderSummary, runPgbench, runPrepared, workloads, type LoadOptions, type Protocol,
+  type SecondStats,
+} from '../workload/index.js';
+import { printJson } from './render.js';
+import { configFrom } from './shared.js';
+
+interface LoadFlags {
+  client?: number;
+  jobs?: number;
+  time?: number;
+  transactions?: number;
+  rate?: number;
+  progress?: number;
+  protocol: string;
+  scale?: number;
+  define?: string[];
+  node?: string;
+  schedule?: string;
+  weights?: string;
+  maxErrors?: number;
+  randomSeed?: number;
+  engine: string;
+  pgbench?: string;
+  dryRun?: boolean;
+  json?: boolean;
+}
+
+/** prodhome load WORKLOAD: pgbench's options, prodhome's workloads and schedules. */
+export function registerLoadCommands(program: Command): void {
+  program
+    .command('load')
+    .description(`drive load through a node like pgbench does: ${Object.keys(workloads).join(', ')} (custom FILE.sql runs a pgbench-syntax script)`)
+    .argument('<workload>', Object.values(workloads).map((w) => `${w.name}: ${w.description}`).join('; '))
+    .argument('[file]', 'custom: the script file')
+    .option('-c, --client <n>', 'concurrent clients, one connection each (default 1)', number('-c'))
+    .option('-j, --jobs <n>', 'threads: 1 runs every client in this process, more use worker threads (default 1)', number('-j'))
+    .option('-T, --time <seconds>', 'run this many seconds (without -T or -t: until Ctrl-C)', number('-T'))
+    .option('-t, --transactions <n>', 'transactions per client', number('-t'))
+    .option('-R, --rate <tps>', 'target rate for all clients together, Poisson arrivals as pgbench; latency counts from the scheduled start', number('-R'))
+    .option('-P, --progress <seconds>', 'a progress line on stderr every N seconds', number('-P'))
+    .option('-M, --protocol <mode>', 'simple, extended or prepared, as pgbench -M', 'simple')
+    .option('-s, --scale <n>', 'custom: the value of :scale (default: count of pgbench_branches, else 1)', number('-s'))
+    .option('-D, --define <name=value>', 'custom: a variable for the script (repeat for more)', (v: string, all: string[] = []) => [...all, v])
+    .option('--node <node>', "the node to load (default: the lab's first publisher)")
+    .option('--schedule <spec>', 'constant, pulse:on=5s,off=15s, ramp:from=10,to=500,over=60s or rayleigh:mean=1ms (the inserter\'s default)')
+    .option('--weights <spec>', `mixed: how often each kind runs (default ${DEFAULT_WEIGHTS})`)
+    .option('--max-errors <n>', 'stop once there are more than N errors (default: count them and go on)', number('--max-errors'))
+    .option('--random-seed <n>', 'seed for the random numbers, to repeat a run (default: random)', number('--random-seed'))
+    .option('--engine <engine>', 'prodhome, or pgbench to run the installed pgbench (tpcb and custom only)', 'prodhome')
+    .option('--pgbench <path>', 'the pgbench binary for --engine pgbench (default: PRODHOME_PGBENCH, PATH, /usr/lib/postgresql/*/bin)')
+    .option('--dry-run', 'show what would run (settings and SQL) and run nothing')
+    .option('--json', 'print the summary as JSON')
+    .action(async (workload: string, file: string | undefined, flags: LoadFlags, cmd: Command) => {
+      if (flags.engine !== 'prodhome' && flags.engine !== 'pgbench') throw new ProdhomeError('USAGE', `--engine ${flags.engine}: expected prodhome or pgbench`);
+      if (file !== undefined && workload !== 'custom') throw new ProdhomeError('USAGE', `unexpected argument "${file}": only the custom workload takes a file`);
+      const stop = new AbortController();
+      const request = {
+        workload,
+        options: { file, weights: flags.weights, scale: flags.scale, defines: defines(flags.define) },
+        clients: flags.client,
+        threads: flags.jobs,
+        seconds: flags.time,
+        transactions: flags.transactions,
+        rate: flags.rate,
+        schedule: flags.schedule,
+        protocol: flags.protocol as Protocol,
+        maxErrors: flags.maxErrors,
+        seed: flags.randomSeed,
+        progressSeconds: flags.progress,
+        onProgress: (line: string) => process.stderr.write(`${line}\n`),
+        signal: stop.signal,
+      };
+      // Mistakes in the command line first, before the lab is asked anything.
+      const checked = checkLoad(request);
+      if (flags.engine === 'pgbench') checkPgbench(checked, request);
+      const pgbench = flags.engine === 'pgbench' ? findPgbench(flags.pgbench) : undefined;
+      const config = configFrom(cmd);
+      const node = flags.node ?? defaultNode(config);
+      const options: LoadOptions = { ...request, node, connection: nodeConnection(config, node) };
+      const prepared = await prepareLoad(options);
+      const plan = prepared.workload.plan(prepared.shared);
+      const what = `${prepared.name} (${plan.summary}) on ${node}: ${prepared.clients} client${prepared.clients > 1 ? 's' : ''}, ${prepared.threads} thread${prepared.threads > 1 ? 's' : ''}, ${formatSchedule(prepared.schedule)}${flags.rate ? ` at ${flags.rate} tx/s` : ''}, ${flags.time ? `${flags.time} s` : flags.transactions ? `${flags.transactions} transactions per client` : 'until Ctrl-C'}, engine ${flags.engine}`;
+      if (flags.dryRun) {
+        console.log(`-- load ${what}\n-- each client runs, per transaction:\n${plan.script.trimEnd()}`);
+        return;
+      }
+      if (!flags.json) process.stderr.write(`load ${what}\n`);
+      // The first Ctrl-C ends the run and still prints the summary; a second one quits at once.
+      const onSigint = () => {
+        if (stop.signal.aborted) process.exit(130);
+        stop.abort();
+      };
+      process.on('SIGINT', onSigint);
+      // While the lab's agent runs, per-second figures go to the lab's sinks beside its metrics.
+      const sinks = agentPid(config.stateDir) ? await openSinks(config, (l) => process.stderr.write(`warning: ${l}\n`)) : [];
+      let writes = Promise.resolve();
+      if (sinks.length) {
+        options.onSecond = (s) => {
+          const point = workloadPoint(prepared.name, node, s);
+          writes = writes.then(() => Promise.all(sinks.map((sink) => sink.write([point]).catch(() => {})))).then(() => {});
+        };
+      }
+      try {
+        const summary = pgbench ? await runPgbench(prepared, options, pgbench) : await runPrepared(prepared, options);
+        await writes;
+        for (const sink of sinks) await sink.close();
+        if (flags.json) printJson(summary);
+        else console.log(renderSummary(summary));
+        if (summary.stoppedBy === 'max-errors') {
+          const worst = summary.errors[0];
+          throw new ProdhomeError('LOAD_MAX_ERRORS', `stopped: more than ${flags.maxErrors} errors${worst ? ` (most: ${worst.code} ${worst.message}, ${worst.count} times)` : ''}`, { exitCode: 1 });
+        }
+      } finally {
+        process.off('SIGINT', onSigint);
+      }
+    });
+}
+
+/** One second of a load run, as a point: the dashboard shows it beside the database's own metrics. */
+function workloadPoint(workload: string, node: string, s: SecondStats): Point {
+  const fields: Point['fields'] = {
+    tps: s.tps,
+    transactions: s.transactions,
+    failed: s.failed,
+    latency_avg_ms: s.latencyMs.avg,
+    latency_p50_ms: s.latencyMs.p50,
+    latency_p95_ms: s.latencyMs.p95,
+    latency_p99_ms: s.latencyMs.p99,
+    latency_max_ms: s.latencyMs.max,
+  };
+  if (s.lagMs) fields.schedule_lag_avg_ms = s.lagMs.avg;
+  return { measurement: 'workload', tags: { workload, node }, fields, time: Date.now() };
+}
+
+/** The lab's first publisher, or its only node. */
+function defaultNode(config: LabConfig): string {
+  const publisher = config.nodes.find((n) => n.role === 'publisher') ?? (config.nodes.length === 1 ? config.nodes[0] : undefined);
+  if (!publisher) throw new ProdhomeError('USAGE', `lab "${config.lab}" has no publisher node; say which node to load with --node (${config.nodes.map((n) => n.name).join(', ')})`);
+  return publisher.name;
+}
+
+function number(flag: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n)) throw new ProdhomeError('USAGE', `${flag} ${v}: expected a number`);
+    return n;
+  };
+}
+
+function defines(list: string[] | undefined): Record<string, number> | undefined {
+  if (!list?.length) return undefined;
+  const out: Record<string, number> = {};
+  for (const d of list) {
+    const m = /^([A-Za-z0-9_]+)=(.*)$/.exec(d);
+    if (!m || m[2]!.trim() === '' || !Number.isFinite(Number(m[2]))) throw new ProdhomeError('USAGE', `-D ${d}: expected NAME=NUMBER (prodhome load's variables are numbers)`);
+    out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}

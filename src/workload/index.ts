@@ -1,0 +1,13 @@
+export { runLoad, checkLoad, prepareLoad, runPrepared, PROTOCOLS, type LoadOptions, type PreparedLoad } from './runner.js';
+export { findPgbench, checkPgbench, runPgbench, parsePgbenchOutput, readPgbenchLogs, pgbenchArgs, type PgbenchOutput } from './pgbench.js';
+export { renderSummary, progressLine, type LoadSummary, type SecondStats, type LatencyMs, type ErrorSummary } from './summary.js';
+export { parseSchedule, formatSchedule, paceOf, arrivalTimes, cumulative, inverseCumulative, gateOpenAt, parseDurationMs, type ScheduleSpec, type Pace, type ArrivalShape } from './schedule.js';
+export { parseScript, BUILTIN_VARIABLES, type Script, type Command, type Defines } from './script.js';
+export { scriptSource } from './script-source.js';
+export { Histogram, bucketOf, bucketRange, type HistogramData } from './histogram.js';
+export { Random } from './random.js';
+export { workloads, workloadNamed, type WorkloadName } from './workloads/index.js';
+export { parseWeights, DEFAULT_WEIGHTS } from './workloads/mixed.js';
+export { TPCB_SCRIPT } from './workloads/tpcb.js';
+export type { Workload, WorkloadOptions, Step, TransactionSource } from './types.js';
+export type { Protocol } from './wire.js';

@@ -1,0 +1,230 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { ProdhomeError } from '../errors.js';
+import { Histogram } from './histogram.js';
+import { cpuSummary, type LoadOptions, type PreparedLoad } from './runner.js';
+import { formatSchedule } from './schedule.js';
+import { latencyMs, SQLSTATE_NAMES, type ErrorSummary, type LoadSummary } from './summary.js';
+
+/**
+ * `--engine pgbench`: the installed pgbench runs the same workload (tpcb, custom) against the same
+ * node, and its output becomes the same LoadSummary. Percentiles come from its per-transaction log
+ * (--log, in a temp dir removed afterwards); its CPU from the shell's `times` after it exits.
+ * The password reaches pgbench in PGPASSWORD only.
+ */
+
+/** pgbench to run: --pgbench > PRODHOME_PGBENCH > PATH > the newest /usr/lib/postgresql/N/bin. */
+export function findPgbench(flag?: string): string {
+  const given = flag ?? process.env.PRODHOME_PGBENCH;
+  if (given) {
+    if (!isExecutable(given)) throw new ProdhomeError('PGBENCH_MISSING', `pgbench not found at ${given}`, { hint: 'Give the path of a pgbench binary.' });
+    return given;
+  }
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    const p = path.join(dir, 'pgbench');
+    if (dir && isExecutable(p)) return p;
+  }
+  const root = '/usr/lib/postgresql';
+  const majors = fs.existsSync(root) ? fs.readdirSync(root).filter((d) => /^\d+$/.test(d)).sort((a, b) => Number(b) - Number(a)) : [];
+  for (const m of majors) {
+    const p = path.join(root, m, 'bin', 'pgbench');
+    if (isExecutable(p)) return p;
+  }
+  throw new ProdhomeError('PGBENCH_MISSING', 'pgbench is not installed (looked on PATH and in /usr/lib/postgresql/*/bin)', {
+    hint: 'Install it (Debian: apt install postgresql-contrib or postgresql-client), pass --pgbench PATH, or use the built-in engine.',
+  });
+}
+
+function isExecutable(p: string): boolean {
+  try {
+    fs.accessSync(p, fs.constants.X_OK);
+    return fs.statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** What pgbench cannot do, refused before anything runs. */
+export function checkPgbench(p: Pick<PreparedLoad, 'workload' | 'name' | 'schedule'>, o: Pick<LoadOptions, 'seconds' | 'transactions' | 'maxErrors'>): void {
+  if (!p.workload.pgbench) throw new ProdhomeError('USAGE', `--engine pgbench runs the tpcb and custom workloads, not ${p.name}`);
+  if (p.schedule.kind !== 'constant') {
+    throw new ProdhomeError('USAGE', `--engine pgbench: pgbench has no --schedule ${formatSchedule(p.schedule)} (only a constant -R rate); use the prodhome engine`);
+  }
+  if (o.seconds === undefined && o.transactions === undefined) throw new ProdhomeError('USAGE', '--engine pgbench needs -T SECONDS or -t TRANSACTIONS');
+  if (o.maxErrors !== undefined) throw new ProdhomeError('USAGE', '--max-errors applies to the prodhome engine (pgbench ends a client at its first error)');
+}
+
+/** pgbench's arguments for a run (no connection settings: those go in the environment). */
+export function pgbenchArgs(p: PreparedLoad, o: LoadOptions, logPrefix: string): string[] {
+  checkPgbench(p, o);
+  const script = p.workload.pgbench!(p.shared);
+  // -n: no VACUUM/TRUNCATE of pgbench_history first, so both engines leave the tables alike.
+  const args = ['-n', '-c', String(p.clients), '-j', String(p.threads), '-M', p.protocol, '--failures-detailed', '--log', `--log-prefix=${logPrefix}`];
+  if (o.seconds !== undefined) args.push('-T', String(Math.max(1, Math.round(o.seconds))));
+  if (o.transactions !== undefined) args.push('-t', String(o.transactions));
+  if (o.rate !== undefined) args.push('-R', String(o.rate));
+  if (o.progressSeconds !== undefined) args.push('-P', String(o.progressSeconds));
+  if (o.seed !== undefined) args.push(`--random-seed=${o.seed}`);
+  return [...args, ...script];
+}
+
+/** What pgbench printed at the end (stdout) and on the way (stderr). */
+export interface PgbenchOutput {
+  clients?: number;
+  threads?: number;
+  scale?: number;
+  protocol?: string;
+  processed?: number;
+  failed?: number;
+  serializationFailures?: number;
+  deadlockFailures?: number;
+  latencyAverageMs?: number;
+  latencyStddevMs?: number;
+  lagMs?: { avg: number; max: number };
+  tps?: number;
+  progress: string[];
+  /** Clients pgbench aborted, by the first line of their error. */
+  aborted: Map<string, number>;
+  /** Other "pgbench: error:" lines. */
+  errors: string[];
+}
+
+export function parsePgbenchOutput(stdout: string, stderr: string): PgbenchOutput {
+  const num = (re: RegExp) => {
+    const m = re.exec(stdout);
+    return m ? Number(m[1]) : undefined;
+  };
+  const lag = /^rate limit schedule lag: avg ([\d.]+) \(max ([\d.]+)\) ms$/m.exec(stdout);
+  const out: PgbenchOutput = {
+    clients: num(/^number of clients: (\d+)$/m),
+    threads: num(/^number of threads: (\d+)$/m),
+    scale: num(/^scaling factor: (\d+)$/m),
+    protocol: /^query mode: (\w+)$/m.exec(stdout)?.[1],
+    processed: num(/^number of transactions actually processed: (\d+)/m),
+    failed: num(/^number of failed transactions: (\d+)/m),
+    serializationFailures: num(/^number of serialization failures: (\d+)/m),
+    deadlockFailures: num(/^number of deadlock failures: (\d+)/m),
+    latencyAverageMs: num(/^latency average = ([\d.]+) ms/m),
+    latencyStddevMs: num(/^latency stddev = ([\d.]+) ms/m),
+    lagMs: lag ? { avg: Number(lag[1]), max: Number(lag[2]) } : undefined,
+    tps: num(/^tps = ([\d.]+)/m),
+    progress: [],
+    aborted: new Map(),
+    errors: [],
+  };
+  for (const line of stderr.split('\n')) {
+    if (line.startsWith('progress: ')) out.progress.push(line);
+    const aborted = /^pgbench: error: client \d+ script \d+ aborted in command \d+ query \d+: (?:ERROR|FATAL): +(.*)$/.exec(line);
+    if (aborted) out.aborted.set(aborted[1]!, (out.aborted.get(aborted[1]!) ?? 0) + 1);
+    else if (line.startsWith('pgbench: error: ') && !line.includes('Run was aborted')) out.errors.push(line.slice('pgbench: error: '.length));
+  }
+  return out;
+}
+
+/** Reads pgbench's per-transaction logs: latency µs of each success, failures, schedule lag. */
+export async function readPgbenchLogs(files: string[]): Promise<{ latency: Histogram; failed: number; lag: { count: number; sum: number; max: number } }> {
+  const latency = new Histogram();
+  const lag = { count: 0, sum: 0, max: 0 };
+  let failed = 0;
+  for (const file of files) {
+    const lines = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
+    for await (const line of lines) {
+      // client_id transaction_no time script_no time_epoch time_us [schedule_lag [retries]]
+      const f = line.split(' ');
+      if (f.length < 6) continue;
+      if (f[2] === 'failed') {
+        failed++;
+        continue;
+      }
+      if (f[2] === 'skipped') continue;
+      latency.record(Number(f[2]));
+      if (f[6] !== undefined) {
+        const l = Number(f[6]);
+        lag.count++;
+        lag.sum += l;
+        if (l > lag.max) lag.max = l;
+      }
+    }
+  }
+  return { latency, failed, lag };
+}
+
+/** Runs pgbench and reports its run as a LoadSummary. */
+export async function runPgbench(p: PreparedLoad, o: LoadOptions, pgbenchPath: string): Promise<LoadSummary> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prodhome-pgbench-'));
+  try {
+    const prefix = path.join(dir, 'log');
+    const args = pgbenchArgs(p, o, prefix);
+    const c = o.connection;
+    const env = { ...process.env, PGHOST: c.host, PGPORT: String(c.port), PGUSER: c.user, PGDATABASE: c.database, PGPASSWORD: c.password ?? '', PGAPPNAME: 'prodhome load (pgbench)' };
+    // `times` after pgbench exits prints the CPU its children used; fd 3 keeps it apart from pgbench's output.
+    const child = spawn('/bin/sh', ['-c', '"$0" "$@"; s=$?; times >&3; exit $s', pgbenchPath, ...args], { env, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let times = '';
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stdio[3]!.on('data', (d) => (times += d));
+    const errLines = readline.createInterface({ input: child.stderr! });
+    errLines.on('line', (line) => {
+      stderr += `${line}\n`;
+      if (line.startsWith('progress: ')) o.onProgress?.(line);
+    });
+    const abort = () => child.kill('SIGINT');
+    o.signal?.addEventListener('abort', abort);
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (exitCode) => resolve(exitCode));
+    }).finally(() => o.signal?.removeEventListener('abort', abort));
+
+    const out = parsePgbenchOutput(stdout, stderr);
+    const interrupted = o.signal?.aborted ?? false;
+    if (out.tps === undefined && out.aborted.size === 0 && !interrupted) {
+      const tail = (stderr || stdout).trim().split('\n').slice(-5).join('\n  ');
+      throw new ProdhomeError('PGBENCH_FAILED', `pgbench failed (exit ${code}) on ${o.node}:\n  ${tail}`, { hint: `It ran as: pgbench ${args.join(' ')}` });
+    }
+    const logs = await readPgbenchLogs(fs.readdirSync(dir).filter((f) => f.startsWith('log.')).map((f) => path.join(dir, f)));
+    const lat = latencyMs(logs.latency);
+    const processed = out.processed ?? logs.latency.count;
+    const failed = out.failed ?? logs.failed;
+    const tps = out.tps ?? 0;
+
+    const errors: ErrorSummary[] = [];
+    const failure = (code: string, count: number | undefined, message: string) => {
+      if (count) errors.push({ code, name: SQLSTATE_NAMES[code], count, message });
+    };
+    failure('40001', out.serializationFailures, 'could not serialize access (pgbench counts these as failed transactions)');
+    failure('40P01', out.deadlockFailures, 'deadlock detected (pgbench counts these as failed transactions)');
+    for (const [message, count] of out.aborted) failure('ABORTED', count, `pgbench aborted the client: ${message}`);
+
+    const cpu = [...times.matchAll(/(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s/g)][1]; // line 2: the children's user and system time
+    const secs = (m?: string, s?: string) => Number(m ?? 0) * 60 + Number(s ?? 0);
+    return {
+      workload: p.name,
+      description: p.workload.plan(p.shared).summary,
+      engine: 'pgbench',
+      node: o.node,
+      server: `${c.host}:${c.port}`,
+      clients: out.clients ?? p.clients,
+      threads: out.threads ?? p.threads,
+      protocol: out.protocol ?? p.protocol,
+      schedule: formatSchedule(p.schedule),
+      rate: o.rate,
+      requested: { seconds: o.seconds, transactionsPerClient: o.transactions },
+      seconds: tps > 0 ? Number((processed / tps).toFixed(3)) : 0,
+      transactions: processed,
+      failed,
+      tps,
+      latencyMs: logs.latency.count ? lat : { ...lat, avg: out.latencyAverageMs ?? 0, stddev: out.latencyStddevMs ?? 0 },
+      lagMs: logs.lag.count ? { avg: Number((logs.lag.sum / logs.lag.count / 1000).toFixed(3)), max: Number((logs.lag.max / 1000).toFixed(3)) } : out.lagMs,
+      errors,
+      clientCpu: cpuSummary(secs(cpu?.[1], cpu?.[2]), secs(cpu?.[3], cpu?.[4]), processed + failed),
+      stoppedBy: interrupted ? 'interrupted' : o.transactions !== undefined ? 'transactions' : 'duration',
+      seed: o.seed,
+    };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}

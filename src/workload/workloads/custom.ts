@@ -1,0 +1,41 @@
+import fs from 'node:fs';
+import { ProdhomeError, messageOf } from '../../errors.js';
+import { parseScript, type Defines } from '../script.js';
+import { scriptSource } from '../script-source.js';
+import type { Workload } from '../types.js';
+import { pgbenchScale } from './tpcb.js';
+
+interface CustomShared {
+  file: string;
+  text: string;
+  scale: number;
+  defines: Defines;
+}
+
+/** A pgbench-syntax script file: \set with random functions, :var substitution, several statements, \sleep. */
+export const custom: Workload<CustomShared> = {
+  name: 'custom',
+  description: 'a pgbench-syntax script: prodhome load custom FILE.sql',
+  takes: ['file', 'scale', 'defines'],
+  async prepare({ sql, options }) {
+    const file = options.file;
+    if (!file) throw new ProdhomeError('USAGE', 'the custom workload needs a script file: prodhome load custom FILE.sql');
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new ProdhomeError('USAGE', `cannot read the script ${file}: ${messageOf(e)}`);
+    }
+    const defines = options.defines ?? {};
+    const script = parseScript(text, file, defines); // syntax errors surface here, before any client starts
+    if (!script.commands.some((c) => c.kind === 'sql')) throw new ProdhomeError('SCRIPT_SYNTAX', `${file}: the script has no SQL statement to run`);
+    // pgbench sets :scale from -s (default 1); reading pgbench_branches when it exists is friendlier.
+    const scale = options.scale ?? (await pgbenchScale(sql)) ?? 1;
+    return { file, text, scale, defines };
+  },
+  client({ file, text, scale, defines }, { clientId, random, seed }) {
+    return scriptSource(parseScript(text, file, defines), { ...defines, scale, client_id: clientId, random_seed: seed, default_seed: seed }, random);
+  },
+  plan: ({ file, text, scale }) => ({ summary: `script ${file}, :scale ${scale}`, script: text }),
+  pgbench: ({ file, scale, defines }) => ['-f', file, '-s', String(scale), ...Object.entries(defines).flatMap(([k, v]) => ['-D', `${k}=${v}`])],
+};
