@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, nodeConnection, readState } from '../src/lab/index.js';
 import { Collector, ProcessSampler, type Point } from '../src/metrics/index.js';
-import { withConnection } from '../src/pg/index.js';
+import { connect, withConnection } from '../src/pg/index.js';
 import { heartbeatPublications } from '../src/replication/index.js';
 import { processAlive } from '../src/runtime/index.js';
 import { cli, tempLab, waitFor, type TempLab } from './helpers.js';
@@ -67,6 +67,22 @@ describe('collector on real servers', () => {
       return find(p, 'pg_up', { node: 'b' })!.fields.up === 1 ? p : undefined;
     }, 15_000, 'b to be sampled again');
     expect(find(back, 'pg_stat_database', { node: 'b', datname: 'postgres' })).toBeDefined();
+  });
+
+  it("the sampler's statement timeout is a connection parameter, so it survives a reconnect", async () => {
+    const sql = connect(nodeConnection(lab.config(), 'a'), { statementTimeoutMs: 1234 });
+    try {
+      const pid = (await sql<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid;
+      expect(await sql`show statement_timeout`).toEqual([{ statement_timeout: '1234ms' }]);
+      // The server ends that connection (as an idle timeout or a restart would); the next query opens a new one.
+      await withConnection(nodeConnection(lab.config(), 'a'), (other) => other`select pg_terminate_backend(${pid})`);
+      await new Promise((r) => setTimeout(r, 200));
+      const again = (await sql<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid;
+      expect(again).not.toBe(pid);
+      expect(await sql`show statement_timeout`).toEqual([{ statement_timeout: '1234ms' }]);
+    } finally {
+      await sql.end();
+    }
   });
 
   it('a metric whose SQL fails is disabled for that node with one warning; the rest go on', async () => {

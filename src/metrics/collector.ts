@@ -69,9 +69,15 @@ export class Collector {
     if (now < n.retryAt) return [{ measurement: 'pg_up', tags: base, fields: { up: 0 }, time: now }];
     try {
       if (!n.sql) {
-        n.sql = connect(n.node.connection, { max: 1, connectTimeoutSeconds: 2, applicationName: 'prodhome-sampler' });
+        // statement_timeout as a connection parameter: it holds for every connection the
+        // driver opens, also after one was closed for idling.
+        n.sql = connect(n.node.connection, {
+          max: 1,
+          connectTimeoutSeconds: 2,
+          applicationName: 'prodhome-sampler',
+          statementTimeoutMs: this.options.statementTimeoutMs ?? 2000,
+        });
         n.major = (await serverVersion(n.sql)).major;
-        await n.sql`select set_config('statement_timeout', ${String(this.options.statementTimeoutMs ?? 2000)}, false)`;
       }
       const beats = this.options.heartbeats?.get(n.node.name);
       if (beats?.length && !n.disabled.has('heartbeat')) {
@@ -83,27 +89,7 @@ export class Collector {
           this.warn(`${n.node.name}: heartbeat disabled on this node: ${(e as Error).message}`);
         }
       }
-      // One read-only transaction per scrape: a consistent snapshot, and one commit in the
-      // counters instead of one per metric (the sampler should not show up as load).
-      const points: Point[] = [];
-      await n.sql.begin('read only', async (tx) => {
-        for (const metric of this.metrics) {
-          if (n.disabled.has(metric.name) || !appliesTo(metric, n.node.role)) continue;
-          const text = sqlFor(metric, n.major!);
-          if (!text) continue;
-          if (metric.requires && !(await tx`select to_regclass(${metric.requires}) is not null as ok`)[0]?.ok) continue;
-          let rows: readonly Record<string, unknown>[];
-          try {
-            rows = await tx.savepoint((sp) => sp.unsafe(text));
-          } catch (e) {
-            if (isConnectionError(e)) throw e;
-            n.disabled.add(metric.name);
-            this.warn(`${n.node.name}: metric ${metric.name} disabled on this node: ${(e as Error).message}`);
-            continue;
-          }
-          for (const row of rows) points.push(this.toPoint(n, metric, row, base, now));
-        }
-      });
+      const points = await this.readMetrics(n, base, now);
       n.failures = 0;
       points.push({ measurement: 'pg_up', tags: base, fields: { up: 1, scrape_seconds: (performance.now() - started) / 1000 }, time: now });
       return points;
@@ -117,6 +103,48 @@ export class Collector {
       if (n.failures === 1) this.warn(`${n.node.name}: not answering (${(e as Error).message}); retrying with backoff`);
       return [{ measurement: 'pg_up', tags: base, fields: { up: 0 }, time: now }];
     }
+  }
+
+  /**
+   * Every applicable metric in one read-only transaction: a consistent snapshot, one commit in
+   * the counters the sampler reports, and the queries sent pipelined (one round trip). When a
+   * metric fails it aborts the transaction; the scrape is then redone one savepoint per metric
+   * to find it, the metric is disabled for this node with one warning, and the fast path resumes.
+   */
+  private async readMetrics(n: NodeState, base: Record<string, string>, now: number): Promise<Point[]> {
+    const candidates = this.metrics.filter((m) => !n.disabled.has(m.name) && appliesTo(m, n.node.role) && sqlFor(m, n.major!));
+    const required = [...new Set(candidates.flatMap((m) => (m.requires ? [m.requires] : [])))];
+    const points: Point[] = [];
+    const collect = (metric: MetricDefinition, rows: readonly Record<string, unknown>[]) => {
+      for (const row of rows) points.push(this.toPoint(n, metric, row, base, now));
+    };
+    try {
+      await n.sql!.begin('read only', async (tx) => {
+        const present = required.length
+          ? new Set((await tx<{ r: string }[]>`select r from unnest(${required}::text[]) r where to_regclass(r) is not null`).map((x) => x.r))
+          : new Set<string>();
+        const metrics = candidates.filter((m) => !m.requires || present.has(m.requires));
+        const results = await Promise.all(metrics.map((m) => tx.unsafe(sqlFor(m, n.major!)!)));
+        metrics.forEach((m, i) => collect(m, results[i]!));
+      });
+      return points;
+    } catch (e) {
+      if (isConnectionError(e)) throw e;
+    }
+    points.length = 0;
+    await n.sql!.begin('read only', async (tx) => {
+      for (const metric of candidates) {
+        if (metric.requires && !(await tx`select to_regclass(${metric.requires}) is not null as ok`)[0]?.ok) continue;
+        try {
+          collect(metric, await tx.savepoint((sp) => sp.unsafe(sqlFor(metric, n.major!)!)));
+        } catch (e) {
+          if (isConnectionError(e)) throw e;
+          n.disabled.add(metric.name);
+          this.warn(`${n.node.name}: metric ${metric.name} disabled on this node: ${(e as Error).message}`);
+        }
+      }
+    });
+    return points;
   }
 
   private toPoint(n: NodeState, metric: MetricDefinition, row: Record<string, unknown>, base: Record<string, string>, now: number): Point {

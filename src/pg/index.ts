@@ -13,7 +13,7 @@ export interface ConnectionInfo {
 export type Sql = postgres.Sql;
 
 /** A small connection pool to one server; callers must `await sql.end()`. */
-export function connect(info: ConnectionInfo, options: { max?: number; connectTimeoutSeconds?: number; applicationName?: string } = {}): Sql {
+export function connect(info: ConnectionInfo, options: { max?: number; connectTimeoutSeconds?: number; applicationName?: string; statementTimeoutMs?: number } = {}): Sql {
   const settings = {
     host: info.host,
     port: info.port,
@@ -24,7 +24,10 @@ export function connect(info: ConnectionInfo, options: { max?: number; connectTi
     connect_timeout: options.connectTimeoutSeconds ?? 5,
     idle_timeout: 5,
     onnotice: () => {},
-    connection: { application_name: options.applicationName ?? 'prodhome' },
+    connection: {
+      application_name: options.applicationName ?? 'prodhome',
+      ...(options.statementTimeoutMs ? { statement_timeout: String(options.statementTimeoutMs) } : {}),
+    },
     // TCP_NODELAY: without it a COPY's last small message and its CopyDone wait on Nagle's
     // algorithm for the server's delayed ACK — about 80 ms of every load (measured). `socket` is
     // documented by the driver ("Custom socket") but missing from its 3.4.9 typings.
