@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { logger, median, watchInterrupts } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'bin', 'prodhome.js');
@@ -74,23 +75,9 @@ const postgres = (await import('postgres')).default;
 
 // ---- helpers --------------------------------------------------------------------------------
 
-const log = (line) => (json ? process.stderr : process.stdout).write(`${line}\n`);
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
+const log = logger(json);
 
-let interrupted;
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    if (interrupted) process.exit(130);
-    interrupted = sig;
-  });
-}
-const checkInterrupted = () => {
-  if (interrupted) throw new Error(`interrupted by ${interrupted}`);
-};
+const checkInterrupted = watchInterrupts();
 
 /**
  * Runs a command to completion under `sh`, whose `times` (written to fd 3 after the command

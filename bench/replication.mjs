@@ -29,6 +29,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
+import { failure, logger, makeTempDir, median, mustRun, processesUnder, removeDir, run, secs, sleep, stopStragglers, watchInterrupts } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'bin', 'prodhome.js');
@@ -80,123 +81,11 @@ const { removeCgroups } = await import('../dist/runtime/cgroups.js');
 
 // ---- helpers --------------------------------------------------------------------------------
 
-const log = (line) => (json ? process.stderr : process.stdout).write(`${line}\n`);
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-const secs = (ms) => (ms / 1000).toFixed(2);
+const log = logger(json);
 const rate = (rows, ms) => rows / (ms / 1000);
 const krows = (r) => `${Math.round(r / 1000).toLocaleString('en-US')}k rows/s`;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-let interrupted;
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    if (interrupted) process.exit(130);
-    interrupted = sig;
-  });
-}
-const checkInterrupted = () => {
-  if (interrupted) throw new Error(`interrupted by ${interrupted}`);
-};
-
-/**
- * Runs a command to completion; `ms` is spawn-to-exit wall-clock, `started` its performance.now()
- * at spawn. Resolves on 'close', or shortly after 'exit' if a detached grandchild (the agent, a
- * postmaster) kept a pipe open.
- */
-function run(command, args, opts = {}) {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-    let stdout = '';
-    let stderr = '';
-    let ms;
-    let code;
-    let signal;
-    let timer;
-    const done = () => {
-      clearTimeout(timer);
-      resolve({ code, signal, ms, started, stdout, stderr });
-    };
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('exit', (c, s) => {
-      ms = performance.now() - started;
-      code = c;
-      signal = s;
-      timer = setTimeout(() => {
-        child.stdout.destroy();
-        child.stderr.destroy();
-        done();
-      }, 1000);
-    });
-    child.on('close', done);
-  });
-}
-
-function failure(what, r) {
-  const tail = (r.stderr || r.stdout).trim().split('\n').slice(-6).join('\n    ');
-  return new Error(`${what} failed (${r.signal ?? `exit ${r.code}`}):\n    ${tail}`);
-}
-
-async function mustRun(what, command, args, opts) {
-  const r = await run(command, args, opts);
-  if (r.code !== 0) throw failure(what, r);
-  return r;
-}
-
-function makeTempDir(prefix) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  fs.chmodSync(dir, 0o755); // the server user must traverse it to reach the data dirs
-  return dir;
-}
-
-function removeDir(dir) {
-  fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
-}
-
-/** Pids of live processes with an argument inside `dir` (postmasters, initdbs, their shells). */
-function processesUnder(dir) {
-  const inside = dir + path.sep;
-  let entries = [];
-  try {
-    entries = fs.readdirSync('/proc');
-  } catch {
-    return [];
-  }
-  const pids = [];
-  for (const name of entries) {
-    const pid = Number(name);
-    if (!pid || pid === process.pid) continue;
-    try {
-      if (fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(inside)) pids.push(pid);
-    } catch {
-      // exited while we looked
-    }
-  }
-  return pids;
-}
-
-/** Ends each straggling server under `dir` by pid: SIGINT (fast shutdown), SIGKILL after 10 s. */
-async function stopStragglers(dir) {
-  const signal = (pids, sig) => pids.forEach((pid) => {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      // already gone
-    }
-  });
-  let pids = processesUnder(dir);
-  for (const deadline = Date.now() + 10_000; pids.length && Date.now() < deadline; pids = processesUnder(dir)) {
-    signal(pids, 'SIGINT');
-    await sleep(50);
-  }
-  signal(pids, 'SIGKILL');
-}
+const checkInterrupted = watchInterrupts();
 
 /** After a failure: stop every server the lab holds, then destroy it (see bench/up.mjs). */
 async function rescueLab(cwd) {

@@ -25,6 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { logger, makeTempDir, median, mustRun, processesUnder, removeDir, run, sleep, stopStragglers, watchInterrupts } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'bin', 'prodhome.js');
@@ -93,81 +94,11 @@ const { removeCgroups } = await import('../dist/runtime/cgroups.js');
 
 // ---- helpers --------------------------------------------------------------------------------
 
-const log = (line) => (json ? process.stderr : process.stdout).write(`${line}\n`);
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = logger(json);
 const fmt = (x, digits = 3) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
 const pass = (ok) => (ok ? 'PASS' : 'MISS');
 
-// A Ctrl-C reaches our children too (same process group); they fail, and the finally blocks
-// clean up. We only note it here instead of dying on the spot with a lab left running; a
-// second one quits at once.
-let interrupted;
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    if (interrupted) process.exit(130);
-    interrupted = sig;
-  });
-}
-const checkInterrupted = () => {
-  if (interrupted) throw new Error(`interrupted by ${interrupted}`);
-};
-
-/** Runs a command to completion; gives up waiting for 'close' shortly after 'exit' (detached grandchildren). */
-function run(command, argv, opts = {}) {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-    let stdout = '';
-    let stderr = '';
-    let ms;
-    let code;
-    let signal;
-    let timer;
-    const done = () => {
-      clearTimeout(timer);
-      resolve({ code, signal, ms, stdout, stderr });
-    };
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('exit', (c, s) => {
-      ms = performance.now() - started;
-      code = c;
-      signal = s;
-      timer = setTimeout(() => {
-        child.stdout.destroy();
-        child.stderr.destroy();
-        done();
-      }, 1000);
-    });
-    child.on('close', done);
-  });
-}
-
-/** Like run(), but throws with the command's own last words when it fails. */
-async function mustRun(what, command, argv, opts) {
-  const r = await run(command, argv, opts);
-  if (r.code !== 0) {
-    const tail = (r.stderr || r.stdout).trim().split('\n').slice(-6).join('\n    ');
-    throw new Error(`${what} failed (${r.signal ?? `exit ${r.code}`}):\n    ${tail}`);
-  }
-  return r;
-}
-
-function makeTempDir(prefix) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  fs.chmodSync(dir, 0o755); // the server user must traverse it to reach the data dirs
-  return dir;
-}
-
-function removeDir(dir) {
-  fs.rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
-}
+const checkInterrupted = watchInterrupts();
 
 const readOr = (file, fallback = '') => {
   try {
@@ -218,35 +149,6 @@ function serverTicks(postmaster) {
 function statusBytes(pid, key) {
   const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readOr(`/proc/${pid}/status`));
   return m ? Number(m[1]) * 1024 : NaN;
-}
-
-/** Pids of live processes with an argument inside `dir` (postmasters, initdbs, their shells). */
-function processesUnder(dir) {
-  const inside = dir + path.sep;
-  const pids = [];
-  for (const pid of allPids()) {
-    if (pid === process.pid) continue;
-    // A zombie's cmdline is empty, so exited-but-unreaped servers do not count.
-    if (readOr(`/proc/${pid}/cmdline`).includes(inside)) pids.push(pid);
-  }
-  return pids;
-}
-
-/** Last resort, after a failure: postmasters the lab may not know about, by pid (SIGINT, then SIGKILL). */
-async function stopStragglers(dir) {
-  const signal = (pids, sig) => pids.forEach((pid) => {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      // already gone
-    }
-  });
-  let pids = processesUnder(dir);
-  for (const deadline = Date.now() + 10_000; pids.length && Date.now() < deadline; pids = processesUnder(dir)) {
-    signal(pids, 'SIGINT');
-    await sleep(50);
-  }
-  signal(pids, 'SIGKILL');
 }
 
 function freeLocalPort() {

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { logger, median, watchInterrupts } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'bin', 'prodhome.js');
@@ -51,24 +52,10 @@ const { withConnection } = await import('../dist/pg/index.js');
 
 // ---- helpers --------------------------------------------------------------------------------
 
-const log = (line) => (json ? process.stderr : process.stdout).write(`${line}\n`);
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
+const log = logger(json);
 const fmt = (n) => Math.round(n).toLocaleString('en-US');
 
-let interrupted;
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    if (interrupted) process.exit(130);
-    interrupted = sig;
-  });
-}
-const checkInterrupted = () => {
-  if (interrupted) throw new Error(`interrupted by ${interrupted}`);
-};
+const checkInterrupted = watchInterrupts();
 
 /** Runs a command to completion; `ms` is spawn-to-exit wall-clock. Throws with its last words on failure. */
 function run(what, command, argv, opts = {}) {
