@@ -1,13 +1,13 @@
 import type { TableRef } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
-import { quoteIdent, serverVersion } from '../pg/index.js';
+import { connect, quoteIdent, serverVersion } from '../pg/index.js';
 import { copyFrom, copyTextValue, type CopyChunk } from '../pg/copy.js';
 import type { CsvOptions, CsvRecord } from './csv.js';
 import { csvBatches, csvFileSize } from './csv-file.js';
 import { findTable, mapHeader, similarTable, tableColumns, type TargetColumn } from './import-table.js';
 import { TypeGuesser, columnNames } from './infer.js';
 import { meter, type OnProgress } from './progress.js';
-import { connectData, displayName, loadFailure, qualifiedName, type DataTarget, type Db } from './target.js';
+import { displayName, loadFailure, qualifiedName, type DataTarget, type Db } from './target.js';
 import { BAD, STAGE, badValues, findBadValues } from './validate.js';
 
 export interface ImportOptions {
@@ -78,7 +78,7 @@ export async function importCsv(target: DataTarget, opts: ImportOptions): Promis
   const maxErrors = opts.maxErrors ?? 0;
   const size = csvFileSize(opts.file);
   const headers = await readHeader(opts.file, csv);
-  const sql = connectData(target.connection);
+  const sql = connect(target.connection);
   const started = performance.now();
   try {
     const { major } = await serverVersion(sql);

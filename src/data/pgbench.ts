@@ -1,7 +1,7 @@
-import { quoteIdent, serverVersion } from '../pg/index.js';
+import { connect, quoteIdent, serverVersion } from '../pg/index.js';
 import { copyFrom, type CopyChunk } from '../pg/copy.js';
 import { meter, type OnProgress } from './progress.js';
-import { connectData, loadFailure, type DataTarget, type Db } from './target.js';
+import { loadFailure, type DataTarget, type Db } from './target.js';
 
 // What `pgbench -i -s S` (Postgres 15, default steps "dtgvp") makes, copied from its source so the
 // tpcb workload finds exactly the tables it expects: per scale unit 1 branch, 10 tellers and
@@ -60,7 +60,7 @@ function* lines(n: number, line: (i: number) => string): Generator<CopyChunk> {
  * vacuum analyze, primary keys.
  */
 export async function seedPgbench(target: DataTarget, scale: number, onProgress?: OnProgress): Promise<SeedPgbenchResult> {
-  const sql = connectData(target.connection);
+  const sql = connect(target.connection);
   const started = performance.now();
   let step = 'dropping tables';
   const timed = async (what: string, fn: () => Promise<unknown>) => {

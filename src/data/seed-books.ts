@@ -1,8 +1,9 @@
+import { connect } from '../pg/index.js';
 
 import { bookChunks, bookChunksBinary, type TopicWeight } from './books.js';
 import { copyFrom } from '../pg/copy.js';
 import { meter, type OnProgress } from './progress.js';
-import { connectData, loadFailure, qualifiedName, type DataTarget } from './target.js';
+import { loadFailure, qualifiedName, type DataTarget } from './target.js';
 
 export interface SeedBooksOptions {
   rows: number;
@@ -40,7 +41,7 @@ const BOOKS_DDL = `CREATE TABLE ${qualifiedName(BOOKS)} (id bigint PRIMARY KEY, 
  * the current max(id) (or from 1 with `truncate`).
  */
 export async function seedBooks(target: DataTarget, opts: SeedBooksOptions): Promise<SeedBooksResult> {
-  const sql = connectData(target.connection);
+  const sql = connect(target.connection);
   const progress = meter(opts.onProgress, 'books', { totalRows: opts.rows });
   try {
     const { firstId, createdTable, format } = await sql.begin(async (tx) => {

@@ -2,7 +2,7 @@ import postgres from 'postgres';
 import type { LabConfig, TableRef } from '../config/index.js';
 import { ProdhomeError, messageOf } from '../errors.js';
 import { nodeConnection } from '../lab/index.js';
-import { connect, quoteIdent, type ConnectionInfo, type Sql } from '../pg/index.js';
+import { quoteIdent, type ConnectionInfo } from '../pg/index.js';
 
 /** A pool or a transaction: what query helpers need (src/pg's Sql is the pool only). */
 export type Db = postgres.ISql;
@@ -28,11 +28,6 @@ export function defaultDataNode(config: LabConfig): string {
 export function dataTarget(config: LabConfig, node?: string): DataTarget {
   const name = node ?? defaultDataNode(config);
   return { node: name, connection: nodeConnection(config, name) };
-}
-
-/** A one-connection pool to the target (src/pg's connect sets TCP_NODELAY, which COPY needs). */
-export function connectData(info: ConnectionInfo): Sql {
-  return connect(info);
 }
 
 /** `"schema"."name"`, both parts quoted. */
