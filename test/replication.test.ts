@@ -100,6 +100,23 @@ describe('the default lab: the origin replication, with updates and deletes that
     expect(healed.tables.find((t) => t.subscriber === 'subscriber1')!.subscriberRows).toBe(3);
   });
 
+  it('verify still sees a changed row when another of its columns is NULL on both sides, and a key change as missing and extra', async () => {
+    await waitFor(async () => (await labVerify(lab.config(), VERIFY)).ok || undefined, 30_000, 'the lab to verify clean');
+    const [row] = (await onNode(lab, 'subscriber2', 'select id from books order by id limit 1')) as { id: string }[];
+    const id = String(row!.id);
+    await onNode(lab, 'publisher', `update books set sku = null where id = ${id}`);
+    await waitFor(async () => (await labVerify(lab.config(), VERIFY)).ok || undefined, 30_000, 'the NULL to arrive');
+    await onNode(lab, 'subscriber2', `update books set title = title || ' (2nd ed.)' where id = ${id}`);
+    let v = await labVerify(lab.config(), VERIFY);
+    expect(v.tables.find((t) => t.subscriber === 'subscriber2')).toMatchObject({ match: false, changed: [id], missing: [], extra: [] });
+    await onNode(lab, 'subscriber2', `update books set title = replace(title, ' (2nd ed.)', ''), id = id + 1000 where id = ${id}`);
+    v = await labVerify(lab.config(), VERIFY);
+    expect(v.tables.find((t) => t.subscriber === 'subscriber2')).toMatchObject({ match: false, changed: [], missing: [id], extra: [String(Number(id) + 1000)] });
+    await onNode(lab, 'subscriber2', `update books set id = ${id} where id = ${Number(id) + 1000}`);
+    await onNode(lab, 'publisher', `update books set sku = 1000 + id where id = ${id}`);
+    await waitFor(async () => (await labVerify(lab.config(), VERIFY)).ok || undefined, 30_000, 'the lab to verify clean again');
+  });
+
   it('a second apply does nothing', async () => {
     const again = await labReplicate(lab.config());
     expect(again.steps).toEqual([]);

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
@@ -108,9 +109,14 @@ export async function labReplicate(config: LabConfig, opts: { dryRun?: boolean; 
 }
 
 /** Runs `fn` with one pool per node of a lab that is up. */
-async function withLabPools<T>(config: LabConfig, fn: (sql: ReturnType<typeof pools>['sql'], state: LabState) => Promise<T>, only?: string[]): Promise<T> {
+async function withLabPools<T>(
+  config: LabConfig,
+  fn: (sql: ReturnType<typeof pools>['sql'], state: LabState) => Promise<T>,
+  only?: string[],
+  settingsOf?: Parameters<typeof pools>[1],
+): Promise<T> {
   const state = requireUp(config, only);
-  const db = pools(planNodes(config, state, readSecrets(config.stateDir)));
+  const db = pools(planNodes(config, state, readSecrets(config.stateDir)), settingsOf);
   try {
     return await fn(db.sql, state);
   } finally {
@@ -120,7 +126,17 @@ async function withLabPools<T>(config: LabConfig, fn: (sql: ReturnType<typeof po
 
 export async function labVerify(config: LabConfig, opts: { waitMs: number; maxKeys: number }): Promise<VerifyResult> {
   if (!config.replication.subscriptions.length) throw new ProdhomeError('USAGE', `lab "${config.lab}" has no subscriptions to verify`, { hint: 'Add subscriptions: to prodhome.yaml.' });
-  return withLabPools(config, (sql) => verify(config.replication, sql, opts));
+  return withLabPools(config, (sql) => verify(config.replication, sql, opts), undefined, (node) => (node.runtime === 'local' ? verifyScanSettings() : undefined));
+}
+
+/**
+ * verify hashes the publisher's and the subscriber's table at once. Local nodes share this
+ * machine's cores, so each side gets half of them: parallel workers beyond that only contend
+ * (on 2 cores, none: 0.21 s instead of 0.23 s for 2,000,000 rows a side, bench/replication.mjs).
+ * External servers keep their own setting.
+ */
+export function verifyScanSettings(cores = os.availableParallelism()): Record<string, string> {
+  return { max_parallel_workers_per_gather: String(Math.max(0, Math.floor(cores / 2) - 1)) };
 }
 
 export async function labReplicationStatus(config: LabConfig): Promise<SubscriptionStatus[]> {

@@ -12,8 +12,17 @@ export interface ConnectionInfo {
 
 export type Sql = postgres.Sql;
 
+export interface ConnectOptions {
+  max?: number;
+  connectTimeoutSeconds?: number;
+  applicationName?: string;
+  statementTimeoutMs?: number;
+  /** Server settings for every session of the pool, sent as startup parameters (no round trip). */
+  settings?: Record<string, string>;
+}
+
 /** A small connection pool to one server; callers must `await sql.end()`. */
-export function connect(info: ConnectionInfo, options: { max?: number; connectTimeoutSeconds?: number; applicationName?: string; statementTimeoutMs?: number } = {}): Sql {
+export function connect(info: ConnectionInfo, options: ConnectOptions = {}): Sql {
   const settings = {
     host: info.host,
     port: info.port,
@@ -25,6 +34,7 @@ export function connect(info: ConnectionInfo, options: { max?: number; connectTi
     idle_timeout: 5,
     onnotice: () => {},
     connection: {
+      ...options.settings,
       application_name: options.applicationName ?? 'prodhome',
       ...(options.statementTimeoutMs ? { statement_timeout: String(options.statementTimeoutMs) } : {}),
     },

@@ -42,7 +42,7 @@ export function writeApplied(stateFile: string, applied: AppliedState): void {
 }
 
 /** One pool per node for the whole run, closed at the end. */
-export function pools(nodes: Map<string, PlanNode>): { sql: (node: string) => Sql; end: () => Promise<void> } {
+export function pools(nodes: Map<string, PlanNode>, settingsOf: (node: PlanNode) => Record<string, string> | undefined = () => undefined): { sql: (node: string) => Sql; end: () => Promise<void> } {
   const open = new Map<string, Sql>();
   return {
     sql: (node) => {
@@ -50,7 +50,7 @@ export function pools(nodes: Map<string, PlanNode>): { sql: (node: string) => Sq
       if (!s) {
         const n = nodes.get(node);
         if (!n) throw new Error(`no connection for node ${node}`);
-        s = connect(n.connection, { max: 2 });
+        s = connect(n.connection, { max: 2, settings: settingsOf(n) });
         open.set(node, s);
       }
       return s;

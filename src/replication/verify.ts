@@ -84,7 +84,8 @@ async function waitForCatchUp(pub: Sql, sub: Sql, name: string, waitMs: number):
       select coalesce(bool_or(replay_lsn >= ${lsn}::pg_lsn), false) as done from pg_stat_replication where application_name = ${name}`;
     if (syncing?.n === 0 && rep?.done) return { subscription: name, caughtUp: true, waitedMs: Date.now() - start };
     if (Date.now() - start > waitMs) return { subscription: name, caughtUp: false, waitedMs: Date.now() - start };
-    await sleep(50);
+    // The subscriber confirms within milliseconds once it has the WAL: poll fast at first.
+    await sleep(Date.now() - start < 1000 ? 10 : 50);
   }
 }
 
@@ -165,24 +166,25 @@ async function compareTable(pub: Sql, sub: Sql, g: Group, maxKeys: number): Prom
 }
 
 /**
- * `coalesce(hashint8extended("id", 0), -1) # coalesce(hashtextextended("title", 1), -2) # …`: a
+ * `hashint8extended("id", 0) # coalesce(hashtextextended("title", 1), -2) # …`: a
  * column whose type has no default hash opclass of its own goes through hash_record_extended of
  * a one-column row (Postgres 14+), which finds its type's hash function itself.
  */
 async function columnHashes(sql: Sql, relid: number, columns: string[]): Promise<string> {
-  const rows = await sql<{ name: string; fn: string | null }[]>`
-    select a.attname::text as name,
+  const rows = await sql<{ name: string; fn: string | null; notnull: boolean }[]>`
+    select a.attname::text as name, a.attnotnull as notnull,
       (select p.amproc::regproc::text from pg_opclass oc
          join pg_am am on am.oid = oc.opcmethod and am.amname = 'hash'
          join pg_amproc p on p.amprocfamily = oc.opcfamily and p.amproclefttype = oc.opcintype and p.amprocnum = 2
        where oc.opcdefault and oc.opcintype = a.atttypid limit 1) as fn
     from pg_attribute a where a.attrelid = ${relid} and a.attname = any(${columns})`;
-  const fnOf = new Map(rows.map((r) => [r.name, r.fn]));
+  const byName = new Map(rows.map((r) => [r.name, r]));
   return columns
     .map((c, i) => {
-      const fn = fnOf.get(c);
-      const hashed = fn ? `${fn}(${quoteIdent(c)}, ${i})` : `hash_record_extended(row(${quoteIdent(c)}), ${i})`;
-      return `coalesce(${hashed}, ${-(i + 1)})`;
+      const col = byName.get(c);
+      const hashed = col?.fn ? `${col.fn}(${quoteIdent(c)}, ${i})` : `hash_record_extended(row(${quoteIdent(c)}), ${i})`;
+      // A NULL stands for a constant of its own, so a row with NULLs still counts in the sum.
+      return col?.notnull ? hashed : `coalesce(${hashed}, ${-(i + 1)})`;
     })
     .join(' # ');
 }
