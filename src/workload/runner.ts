@@ -166,7 +166,8 @@ export async function runPrepared(p: PreparedLoad, o: LoadOptions): Promise<Load
       seed,
     });
   }
-  handles = jobs.map((job) => (p.threads === 1 ? inProcessThread(job, onInterval) : workerThread(job, onInterval)));
+  // Thread 0 runs here, as pgbench's first thread runs in its main thread: -j 2 is two event loops, not three.
+  handles = jobs.map((job, t) => (t === 0 ? inProcessThread(job, onInterval) : workerThread(job, onInterval)));
   const abort = () => stopAll();
   o.signal?.addEventListener('abort', abort);
   let start = 0;
