@@ -156,7 +156,20 @@ describe('process stats of local nodes', () => {
     const t0 = Date.now();
     const first = sampler.sample(target, t0)[0]!;
     expect(first.fields.processes).toBeGreaterThanOrEqual(5); // postmaster, checkpointer, walwriter, …
-    expect(first.fields.memory_bytes).toBeGreaterThan(1024 * 1024);
+    // The same figures the slow way: every process's parent from /proc/*/stat, memory from status.
+    const status = (pid: number | string, key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+    const children = fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e)).filter((e) => {
+      try {
+        const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === state.pid;
+      } catch {
+        return false;
+      }
+    });
+    expect(first.fields.processes).toBe(children.length + 1);
+    const expected = [state.pid, ...children].reduce((sum, pid) => sum + status(pid, 'RssAnon'), 0) + status(state.pid, 'RssShmem');
+    expect(first.fields.memory_bytes).toBeGreaterThan(expected * 0.8);
+    expect(first.fields.memory_bytes).toBeLessThan(expected * 1.25);
     expect(first.fields.cpu_percent).toBeUndefined();
     const started = Date.now();
     await withConnection(nodeConnection(lab.config(), 'busy'), (sql) => sql`select count(*) from generate_series(1, 4000000)`);

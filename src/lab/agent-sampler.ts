@@ -140,11 +140,13 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
   }
 
   let stopping = false;
-  const targets = () =>
-    config.nodes.flatMap((n) => {
-      const s = readState(config.stateDir)?.nodes[n.name];
+  const targets = () => {
+    const state = readState(config.stateDir);
+    return config.nodes.flatMap((n) => {
+      const s = state?.nodes[n.name];
       return s?.runtime === 'local' ? [{ name: n.name, role: n.role, pid: runningPid(s.dataDir), cgroupDirs: s.caps.cgroupDirs }] : [];
     });
+  };
   const loop = (async () => {
     let next = Date.now();
     while (!stopping) {

@@ -32,7 +32,12 @@ interface NodeState {
   counters: Map<string, { value: number; time: number }>;
   failures: number;
   retryAt: number;
+  /** Which `requires` relations exist (pg_stat_statements…), and when that was last asked. */
+  present?: { names: Set<string>; at: number };
 }
+
+/** How long the answer to "does pg_stat_statements exist?" is trusted: one round trip less per scrape. */
+const PRESENCE_TTL_MS = 10_000;
 
 export interface CollectorOptions {
   statementTimeoutMs?: number;
@@ -97,6 +102,7 @@ export class Collector {
       // Reconnect next time, after a backoff that grows to 30 s while the node stays away.
       const sql = n.sql;
       n.sql = undefined;
+      n.present = undefined;
       void sql?.end({ timeout: 0 }).catch(() => {});
       n.failures++;
       n.retryAt = now + Math.min(30_000, 500 * 2 ** Math.min(n.failures - 1, 6));
@@ -120,9 +126,11 @@ export class Collector {
     };
     try {
       await n.sql!.begin('read only', async (tx) => {
-        const present = required.length
-          ? new Set((await tx<{ r: string }[]>`select r from unnest(${required}::text[]) r where to_regclass(r) is not null`).map((x) => x.r))
-          : new Set<string>();
+        if (required.length && !(n.present && now - n.present.at < PRESENCE_TTL_MS && now >= n.present.at)) {
+          const names = (await tx<{ r: string }[]>`select r from unnest(${required}::text[]) r where to_regclass(r) is not null`).map((x) => x.r);
+          n.present = { names: new Set(names), at: now };
+        }
+        const present = n.present?.names ?? new Set<string>();
         const metrics = candidates.filter((m) => !m.requires || present.has(m.requires));
         const results = await Promise.all(metrics.map((m) => tx.unsafe(sqlFor(m, n.major!)!)));
         metrics.forEach((m, i) => collect(m, results[i]!));
@@ -130,6 +138,7 @@ export class Collector {
       return points;
     } catch (e) {
       if (isConnectionError(e)) throw e;
+      n.present = undefined; // perhaps an extension went away: ask again next time
     }
     points.length = 0;
     await n.sql!.begin('read only', async (tx) => {

@@ -19,6 +19,19 @@ export interface ProcessTarget {
 }
 
 const CLOCK_TICKS = 100; // USER_HZ on Linux
+let pageSize: number | undefined;
+/** statm's unit, the kernel's page size (4 KiB on x86-64; 4, 16 or 64 KiB on arm64): VmRSS ÷ resident pages of this process. */
+function pageBytes(): number {
+  if (pageSize === undefined) {
+    const pages = Number(read('/proc/self/statm').split(' ')[1]);
+    const bytes = kb(read('/proc/self/status'), 'VmRSS') * 1024;
+    const guess = pages > 0 ? bytes / pages : 4096;
+    pageSize = [4096, 16384, 65536].reduce((best, p) => (Math.abs(p - guess) < Math.abs(best - guess) ? p : best));
+  }
+  return pageSize;
+}
+// /proc/PID/task/TID/children needs CONFIG_PROC_CHILDREN (Debian's and most distributions' kernels).
+const hasChildrenFiles = process.platform === 'linux' && fs.existsSync(`/proc/${process.pid}/task/${process.pid}/children`);
 const read = (file: string) => {
   try {
     return fs.readFileSync(file, 'utf8');
@@ -29,6 +42,8 @@ const read = (file: string) => {
 
 export class ProcessSampler {
   private readonly previous = new Map<string, { ticks: number; readBytes: number; writeBytes: number; time: number }>();
+  /** Each cgroup dir set's memory controller dir (or none), found once: it does not move. */
+  private readonly memoryDirs = new Map<string, string | undefined>();
 
   sample(targets: ProcessTarget[], now = Date.now()): Point[] {
     if (process.platform !== 'linux') return [];
@@ -36,7 +51,7 @@ export class ProcessSampler {
     for (const t of targets) {
       if (!t.pid) continue;
       const tags = { node: t.name, role: t.role };
-      const memoryDir = t.cgroupDirs.find((d) => fs.existsSync(path.join(d, 'memory.usage_in_bytes')) || fs.existsSync(path.join(d, 'memory.current')));
+      const memoryDir = this.memoryDirOf(t.cgroupDirs);
       const pids = memoryDir ? read(path.join(memoryDir, 'cgroup.procs')).split('\n').filter(Boolean).map(Number) : [t.pid, ...childrenOf(t.pid)];
       let ticks = 0;
       let privateBytes = 0;
@@ -46,17 +61,19 @@ export class ProcessSampler {
         const stat = read(`/proc/${pid}/stat`);
         const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
         ticks += Number(rest[11] ?? 0) + Number(rest[12] ?? 0); // utime, stime
-        const status = read(`/proc/${pid}/status`);
-        privateBytes += kb(status, 'RssAnon') * 1024;
+        // Backends that exited were reaped by the postmaster: their CPU is in its cutime/cstime.
+        if (pid === t.pid) ticks += Number(rest[13] ?? 0) + Number(rest[14] ?? 0);
+        if (!memoryDir) {
+          // statm (in pages): resident minus shared is RssAnon, what status says in many more bytes.
+          const statm = read(`/proc/${pid}/statm`).split(' ');
+          privateBytes += Math.max(0, Number(statm[1] ?? 0) - Number(statm[2] ?? 0)) * pageBytes();
+        }
         const io = read(`/proc/${pid}/io`);
         readBytes += Number(/read_bytes: (\d+)/.exec(io)?.[1] ?? 0);
         writeBytes += Number(/^write_bytes: (\d+)/m.exec(io)?.[1] ?? 0);
       }
-      // Backends that exited were reaped by the postmaster: their CPU is in its cutime/cstime.
-      const postmaster = read(`/proc/${t.pid}/stat`);
-      const pm = postmaster.slice(postmaster.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(pm[13] ?? 0) + Number(pm[14] ?? 0);
-      const shared = kb(read(`/proc/${t.pid}/status`), 'RssShmem') * 1024;
+      // With a cgroup, memory is the cgroup's own count (cgroupFields, below).
+      const shared = memoryDir ? 0 : kb(read(`/proc/${t.pid}/status`), 'RssShmem') * 1024;
       // Cumulative CPU and I/O for stores that compute rates themselves (Prometheus), rates below.
       const fields: Record<string, number> = {
         processes: pids.length,
@@ -80,13 +97,29 @@ export class ProcessSampler {
     }
     return points;
   }
+
+  private memoryDirOf(dirs: string[]): string | undefined {
+    const key = dirs.join('\0');
+    if (!this.memoryDirs.has(key)) {
+      this.memoryDirs.set(key, dirs.find((d) => fs.existsSync(path.join(d, 'memory.usage_in_bytes')) || fs.existsSync(path.join(d, 'memory.current'))));
+    }
+    return this.memoryDirs.get(key);
+  }
 }
 
 function kb(status: string, key: string): number {
   return Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
 }
 
+/** The postmaster's children: its task's `children` file (one read), else a scan of /proc. */
 function childrenOf(pid: number): number[] {
+  if (hasChildrenFiles) {
+    try {
+      return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+    } catch {
+      return []; // the postmaster just exited
+    }
+  }
   const children: number[] = [];
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
