@@ -38,9 +38,19 @@ describe('the agent samples the lab', () => {
     const text = await (await fetch(metricsUrl)).text();
     expect(text).toMatch(/^pg_up\{node="a",role="publisher"\} 1$/m);
     expect(text).toMatch(/^# TYPE pg_stat_database_xact_commit_total counter$/m);
-    expect(text).not.toMatch(/_rate/);
+    expect(text).not.toMatch(/^\w+_rate[{ ]/m); // rates are left to PromQL's rate()
     expect(text).toMatch(/^prodhome_sampler_points \d+$/m);
     expect(text).toMatch(/^prodhome_sink_written_total\{sink="postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres"\} \d+$/m);
+    // pg_settings is sampled once a minute; /metrics keeps showing it between its samples.
+    const settingsLine = /^pg_settings_value\{name="max_connections",node="a",role="publisher"\} 100$/m;
+    expect(text).toMatch(settingsLine);
+    expect(text).toMatch(/^pg_settings_bytes\{name="shared_buffers",node="a",role="publisher"\} 134217728$/m);
+    const before = Number(/^prodhome_sampler_points (\d+)$/m.exec(text)![1]);
+    const later = await waitFor(async () => {
+      const t = await (await fetch(metricsUrl)).text();
+      return /^prodhome_sampler_points (\d+)$/m.exec(t)![1] !== String(before) ? t : undefined;
+    }, 5000, 'another sample');
+    expect(later).toMatch(settingsLine);
     if (!promtool) return;
     const check = spawnSync(promtool, ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(check.stdout + check.stderr).toBe('');

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, nodeConnection, readState } from '../src/lab/index.js';
-import { Collector, ProcessSampler, type Point } from '../src/metrics/index.js';
+import { Collector, ProcessSampler, loadCatalog, type MetricDefinition, type Point } from '../src/metrics/index.js';
 import { connect, withConnection } from '../src/pg/index.js';
 import { heartbeatPublications } from '../src/replication/index.js';
 import { processAlive } from '../src/runtime/index.js';
@@ -85,6 +85,33 @@ describe('collector on real servers', () => {
     }
   });
 
+  it('a metric with every: is sampled once within its interval; SQL NULLs are left out, not zeros', async () => {
+    const settings = loadCatalog().find((m) => m.name === 'pg_settings')!;
+    expect(settings.everyMs).toBe(60_000);
+    const sparse: MetricDefinition = {
+      name: 'test_sparse', help: 'rows with NULLs', family: 'test', tags: ['k'],
+      sql: { '10': "select * from (values ('half', null::float8, 1::float8), ('none', null, null)) v(k, a, b)" },
+      fields: { a: { kind: 'gauge', unit: 'value' }, b: { kind: 'gauge', unit: 'value' } },
+    };
+    const c = new Collector([{ name: 'a', role: 'publisher', connection: nodeConnection(lab.config(), 'a') }], { metrics: [settings, sparse] });
+    try {
+      const t0 = Date.now();
+      const count = (points: Point[]) => points.filter((p) => p.measurement === 'pg_settings').length;
+      const first = await c.scrape(t0);
+      expect(count(first)).toBeGreaterThan(100);
+      expect(find(first, 'pg_settings', { name: 'max_connections' })!.fields).toEqual({ value: 100 });
+      expect(find(first, 'pg_settings', { name: 'shared_buffers' })!.fields.bytes).toBe(128 * 1024 * 1024);
+      expect(count(await c.scrape(t0 + 1000))).toBe(0);
+      expect(count(await c.scrape(t0 + 59_000))).toBe(0);
+      expect(count(await c.scrape(t0 + 60_000))).toBe(count(first));
+      // The other metric runs every scrape; its NULL field is absent and an all-NULL row gives no point.
+      const sparsePoints = first.filter((p) => p.measurement === 'test_sparse');
+      expect(sparsePoints.map((p) => [p.tags.k, p.fields])).toEqual([['half', { b: 1 }]]);
+    } finally {
+      await c.close();
+    }
+  });
+
   it('a metric whose SQL fails is disabled for that node with one warning; the rest go on', async () => {
     await withConnection(nodeConnection(lab.config(), 'a'), (sql) => sql`drop extension pg_stat_statements`);
     const points = await collector.scrape();
@@ -136,7 +163,8 @@ describe('sample and metrics list commands', () => {
     const r = cli(['metrics', 'list', '--json'], { cwd: lab.dir });
     const catalog = JSON.parse(r.stdout) as { name: string }[];
     expect(catalog.map((m) => m.name)).toContain('pg_stat_database');
-    expect(cli(['metrics', 'list'], { cwd: lab.dir }).stdout).toMatch(/^pg_stat_database\s+database\s+all\s+10\+\s+datname\s+xact_commit\(c\)/m);
+    expect(cli(['metrics', 'list'], { cwd: lab.dir }).stdout).toMatch(/^pg_stat_database\s+database\s+all\s+10\+\s+scrape\s+datname\s+xact_commit\(c\)/m);
+    expect(cli(['metrics', 'list'], { cwd: lab.dir }).stdout).toMatch(/^pg_settings\s+settings\s+all\s+10\+\s+60s\s+name\s+bytes,seconds,value$/m);
   });
 });
 
@@ -167,7 +195,7 @@ describe('process stats of local nodes', () => {
       }
     });
     expect(first.fields.processes).toBe(children.length + 1);
-    const expected = [state.pid, ...children].reduce((sum, pid) => sum + status(pid, 'RssAnon'), 0) + status(state.pid, 'RssShmem');
+    const expected = [state.pid!, ...children].reduce((sum: number, pid) => sum + status(pid, 'RssAnon'), 0) + status(state.pid!, 'RssShmem');
     expect(first.fields.memory_bytes).toBeGreaterThan(expected * 0.8);
     expect(first.fields.memory_bytes).toBeLessThan(expected * 1.25);
     expect(first.fields.cpu_percent).toBeUndefined();

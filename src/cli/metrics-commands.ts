@@ -23,18 +23,19 @@ export function registerMetricsCommands(program: Command): void {
       if (opts.json) return printJson(catalog);
       console.log(
         table(
-          ['METRIC', 'FAMILY', 'ROLES', 'POSTGRES', 'TAGS', 'FIELDS'],
+          ['METRIC', 'FAMILY', 'ROLES', 'POSTGRES', 'EVERY', 'TAGS', 'FIELDS'],
           catalog.map((m) => [
             m.name,
             m.family,
             m.roles?.join(',') ?? 'all',
             `${Math.min(...Object.keys(m.sql).map(Number))}+`,
+            m.everyMs ? `${m.everyMs / 1000}s` : 'scrape',
             m.tags.join(',') || '-',
             Object.entries(m.fields).map(([f, d]) => `${f}${d.kind === 'counter' ? '(c)' : ''}`).join(','),
           ]),
         ),
       );
-      console.log('\n(c) counter: sampled as the cumulative value and as <field>_rate per second. `--json` adds each metric\'s help and SQL.');
+      console.log('\n(c) counter: sampled as the cumulative value and as <field>_rate per second. EVERY: how often it is sampled, for what changes slowly. `--json` adds each metric\'s help and SQL.');
     });
 
   program

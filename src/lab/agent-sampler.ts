@@ -80,6 +80,18 @@ export function prometheusText(points: readonly Point[]): string {
 }
 
 /**
+ * What /metrics shows after a sample: its points, plus the last points of the families sampled
+ * less often than every scrape (`every:` in the catalog, such as pg_settings) on nodes that are
+ * still up, so those series do not blink out between their samples.
+ */
+export function latestForPrometheus(previous: readonly Point[], sample: readonly Point[], sampledLessOften: (measurement: string) => boolean): Point[] {
+  const fresh = new Set(sample.map((p) => `${p.measurement}|${p.tags.node ?? ''}`));
+  const up = new Set(sample.filter((p) => p.measurement === 'pg_up' && p.fields.up === 1).map((p) => p.tags.node));
+  const kept = previous.filter((p) => sampledLessOften(p.measurement) && up.has(p.tags.node) && !fresh.has(`${p.measurement}|${p.tags.node ?? ''}`));
+  return [...sample, ...kept];
+}
+
+/**
  * The lab's sinks, opened: the metrics store (the lab's metrics node) and `metrics.sinks`. One
  * that cannot open is logged and left out, so sampling (or a load run) goes on without it.
  */
@@ -115,6 +127,8 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
   const sinks = await openSinks(config, log);
   const status: SamplingStatus = { intervalMs: config.metrics.intervalMs, sinks: sinks.map((s) => s.name), points: 0 };
   let latest: Point[] = [];
+  const lessOften = new Set(loadCatalog().filter((m) => m.everyMs).map((m) => m.name));
+  const sampledLessOften = (measurement: string) => lessOften.has(measurement);
 
   let server: http.Server | undefined;
   if (config.metrics.prometheus !== false) {
@@ -158,7 +172,7 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
         const stats = (sink as { stats?: { written: number; dropped: number; buffered: number } }).stats;
         if (stats) points.push({ measurement: 'prodhome_sink', tags: { sink: sink.name }, fields: { written: stats.written, dropped: stats.dropped, buffered: stats.buffered }, time: started });
       }
-      latest = points;
+      latest = latestForPrometheus(latest, points, sampledLessOften);
       for (const sink of sinks) {
         try {
           await sink.write(points);

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { NODE_ROLES, type NodeRole } from '../config/index.js';
+import { durationMs } from '../config/schema.js';
 
 /**
  * The metric catalog: metrics as data, one YAML file per family under src/metrics/catalog/.
@@ -27,6 +28,11 @@ const MetricSchema = z.strictObject({
   sql: z.record(z.string().regex(/^\d+$/, 'SQL keys are minimum Postgres major versions, such as "10" or "17"'), z.string().min(1)),
   tags: z.array(z.string()).optional(),
   fields: z.record(z.string(), FieldSchema),
+  /** Sampled at most this often (such as 1m), for what changes rarely; every scrape when absent. */
+  every: z
+    .string()
+    .refine((t) => durationMs(t) > 0, 'every: expects a duration such as 30s or 1m')
+    .optional(),
 });
 
 export type MetricField = z.output<typeof FieldSchema>;
@@ -41,6 +47,8 @@ export interface MetricDefinition {
   sql: Record<string, string>;
   tags: string[];
   fields: Record<string, MetricField>;
+  /** Minimum milliseconds between two samples of it on one node; absent: every scrape. */
+  everyMs?: number;
   /** The catalog file it came from, for messages. */
   family: string;
 }
@@ -62,7 +70,8 @@ export function loadCatalog(dir = CATALOG_DIR): MetricDefinition[] {
     }
     for (const m of parsed.data) {
       if (metrics.some((x) => x.name === m.name)) throw new Error(`metric catalog ${file}: metric ${m.name} is defined twice`);
-      metrics.push({ ...m, tags: m.tags ?? [], family });
+      const { every, ...rest } = m;
+      metrics.push({ ...rest, tags: m.tags ?? [], family, ...(every ? { everyMs: durationMs(every) } : {}) });
     }
   }
   if (dir === CATALOG_DIR) cached = metrics;

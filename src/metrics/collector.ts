@@ -32,6 +32,8 @@ interface NodeState {
   counters: Map<string, { value: number; time: number }>;
   failures: number;
   retryAt: number;
+  /** When each metric with an `every` was last sampled on this node. */
+  sampledAt: Map<string, number>;
   /** Which `requires` relations exist (pg_stat_statements…), and when that was last asked. */
   present?: { names: Set<string>; at: number };
 }
@@ -53,7 +55,7 @@ export class Collector {
   private readonly warn: (message: string) => void;
 
   constructor(nodes: CollectorNode[], private readonly options: CollectorOptions = {}) {
-    this.nodes = nodes.map((node) => ({ node, disabled: new Set(), counters: new Map(), failures: 0, retryAt: 0 }));
+    this.nodes = nodes.map((node) => ({ node, disabled: new Set(), counters: new Map(), sampledAt: new Map(), failures: 0, retryAt: 0 }));
     this.metrics = options.metrics ?? loadCatalog();
     this.warn = options.warn ?? (() => {});
   }
@@ -112,48 +114,63 @@ export class Collector {
   }
 
   /**
-   * Every applicable metric in one read-only transaction: a consistent snapshot, one commit in
-   * the counters the sampler reports, and the queries sent pipelined (one round trip). When a
-   * metric fails it aborts the transaction; the scrape is then redone one savepoint per metric
-   * to find it, the metric is disabled for this node with one warning, and the fast path resumes.
+   * Every applicable metric in one read-only transaction: a consistent snapshot and one commit
+   * in the counters the sampler reports. BEGIN, the metrics and COMMIT are written at once and
+   * answered in one round trip (the driver pipelines them on the node's single connection, each
+   * with its own Sync). A metric that fails aborts the transaction, so the ones after it fail
+   * too: the first failure names the culprit, which is disabled for this node with one warning,
+   * and the scrape is read again without it.
    */
   private async readMetrics(n: NodeState, base: Record<string, string>, now: number): Promise<Point[]> {
-    const candidates = this.metrics.filter((m) => !n.disabled.has(m.name) && appliesTo(m, n.node.role) && sqlFor(m, n.major!));
-    const required = [...new Set(candidates.flatMap((m) => (m.requires ? [m.requires] : [])))];
-    const points: Point[] = [];
-    const collect = (metric: MetricDefinition, rows: readonly Record<string, unknown>[]) => {
-      for (const row of rows) points.push(this.toPoint(n, metric, row, base, now));
+    const sql = n.sql!;
+    const due = (m: MetricDefinition) => {
+      const last = n.sampledAt.get(m.name);
+      return !m.everyMs || last === undefined || now < last || now - last >= m.everyMs;
     };
+    const candidates = this.metrics.filter((m) => !n.disabled.has(m.name) && appliesTo(m, n.node.role) && due(m) && sqlFor(m, n.major!));
+    const required = [...new Set(candidates.flatMap((m) => (m.requires ? [m.requires] : [])))];
+    if (required.length && !(n.present && now - n.present.at < PRESENCE_TTL_MS && now >= n.present.at)) {
+      const names = (await sql<{ r: string }[]>`select r from unnest(${required}::text[]) r where to_regclass(r) is not null`).map((x) => x.r);
+      n.present = { names: new Set(names), at: now };
+    }
+    const present = n.present?.names ?? new Set<string>();
+    const metrics = candidates.filter((m) => !m.requires || present.has(m.requires));
+
+    // On a reserved connection: the pipeline is written only once the connection is up. (Queued
+    // on a pool whose connection is gone, the driver would retry the queries one reconnect and
+    // backoff at a time; reserving fails once, at once.)
+    const conn = await sql.reserve();
+    let settled: PromiseSettledResult<readonly Record<string, unknown>[]>[];
     try {
-      await n.sql!.begin('read only', async (tx) => {
-        if (required.length && !(n.present && now - n.present.at < PRESENCE_TTL_MS && now >= n.present.at)) {
-          const names = (await tx<{ r: string }[]>`select r from unnest(${required}::text[]) r where to_regclass(r) is not null`).map((x) => x.r);
-          n.present = { names: new Set(names), at: now };
+      settled = await Promise.allSettled([conn.unsafe('BEGIN READ ONLY'), ...metrics.map((m) => conn.unsafe(sqlFor(m, n.major!)!)), conn.unsafe('COMMIT')]);
+    } finally {
+      conn.release();
+    }
+    const lost = settled.find((r) => r.status === 'rejected' && isConnectionError(r.reason));
+    if (lost) throw (lost as PromiseRejectedResult).reason;
+    if (settled[0]!.status === 'rejected') throw settled[0]!.reason;
+    const results = settled.slice(1, -1);
+    const failed = results.findIndex((r) => r.status === 'rejected');
+    if (failed < 0) {
+      const points: Point[] = [];
+      metrics.forEach((metric, i) => {
+        if (metric.everyMs) n.sampledAt.set(metric.name, now);
+        for (const row of (results[i] as PromiseFulfilledResult<readonly Record<string, unknown>[]>).value) {
+          const point = this.toPoint(n, metric, row, base, now);
+          if (Object.keys(point.fields).length) points.push(point);
         }
-        const present = n.present?.names ?? new Set<string>();
-        const metrics = candidates.filter((m) => !m.requires || present.has(m.requires));
-        const results = await Promise.all(metrics.map((m) => tx.unsafe(sqlFor(m, n.major!)!)));
-        metrics.forEach((m, i) => collect(m, results[i]!));
       });
       return points;
-    } catch (e) {
-      if (isConnectionError(e)) throw e;
-      n.present = undefined; // perhaps an extension went away: ask again next time
     }
-    points.length = 0;
-    await n.sql!.begin('read only', async (tx) => {
-      for (const metric of candidates) {
-        if (metric.requires && !(await tx`select to_regclass(${metric.requires}) is not null as ok`)[0]?.ok) continue;
-        try {
-          collect(metric, await tx.savepoint((sp) => sp.unsafe(sqlFor(metric, n.major!)!)));
-        } catch (e) {
-          if (isConnectionError(e)) throw e;
-          n.disabled.add(metric.name);
-          this.warn(`${n.node.name}: metric ${metric.name} disabled on this node: ${(e as Error).message}`);
-        }
-      }
-    });
-    return points;
+    const metric = metrics[failed]!;
+    const error = (results[failed] as PromiseRejectedResult).reason as Error & { code?: string };
+    if (metric.requires && error.code === '42P01') {
+      n.present = undefined; // the extension went away since it was last asked: ask again
+    } else {
+      n.disabled.add(metric.name);
+      this.warn(`${n.node.name}: metric ${metric.name} disabled on this node: ${error.message}`);
+    }
+    return this.readMetrics(n, base, now);
   }
 
   private toPoint(n: NodeState, metric: MetricDefinition, row: Record<string, unknown>, base: Record<string, string>, now: number): Point {
@@ -162,7 +179,9 @@ export class Collector {
     const fields: Record<string, number> = {};
     const seriesKey = `${metric.name}|${JSON.stringify(tags)}`;
     for (const [name, def] of Object.entries(metric.fields)) {
-      const value = Number(row[name]);
+      const raw = row[name];
+      if (raw === null || raw === undefined) continue; // SQL NULL: no value, not a zero
+      const value = Number(raw);
       if (!Number.isFinite(value)) continue;
       fields[name] = value;
       if (def.kind !== 'counter') continue;
