@@ -1,7 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, nodeConnection, readState } from '../src/lab/index.js';
-import { Collector, ProcessSampler, loadCatalog, type MetricDefinition, type Point } from '../src/metrics/index.js';
+import { Collector, ProcessSampler, loadCatalog, parseCpuTime, parsePsListing, type MetricDefinition, type Point } from '../src/metrics/index.js';
 import { connect, withConnection } from '../src/pg/index.js';
 import { heartbeatPublications } from '../src/replication/index.js';
 import { processAlive } from '../src/runtime/index.js';
@@ -207,6 +208,58 @@ describe('process stats of local nodes', () => {
     // The backend ran the query for most of busyMs: that CPU shows up in the node's share.
     expect(second.fields.cpu_percent).toBeGreaterThan(((busyMs / elapsed) * 100) / 4);
     expect(second.fields.read_bytes_rate).toBeGreaterThanOrEqual(0);
+  });
+
+  // macOS has no /proc: there the sampler reads `ps`. Linux's procps speaks the same options, so
+  // that path runs here against the real server (procps prints CPU time in whole seconds).
+  it('from ps: the same processes, their resident memory and the CPU a busy backend used', async () => {
+    const state = readState(lab.config().stateDir)!.nodes.busy!;
+    if (state.runtime !== 'local') throw new Error('expected local');
+    const sampler = new ProcessSampler({ source: 'ps' });
+    const target = [{ name: 'busy', role: 'standalone' as const, pid: state.pid, cgroupDirs: [] }];
+    const sql = connect(nodeConnection(lab.config(), 'busy'), { max: 1 });
+    try {
+      const backend = (await sql<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid;
+      const first = sampler.sample(target)[0]!;
+      const listed = parsePsListing(spawnSync('ps', ['-A', '-o', 'pid=,ppid=,rss=,time='], { encoding: 'utf8' }).stdout);
+      const tree = listed.filter((p) => p.pid === state.pid || p.ppid === state.pid);
+      expect(tree.map((p) => p.pid)).toContain(backend);
+      expect(first.fields.processes).toBe(tree.length);
+      const rss = tree.reduce((sum, p) => sum + p.rssBytes, 0);
+      expect(first.fields.memory_bytes).toBeGreaterThan(rss * 0.8);
+      expect(first.fields.memory_bytes).toBeLessThan(rss * 1.25);
+      expect(first.fields.read_bytes).toBeUndefined(); // ps has no I/O figures
+      await sql`select count(*) from generate_series(1, 30000000)`;
+      const second = sampler.sample(target)[0]!;
+      expect(second.fields.cpu_seconds! - first.fields.cpu_seconds!).toBeGreaterThanOrEqual(1);
+      expect(second.fields.cpu_percent).toBeGreaterThan(0);
+    } finally {
+      await sql.end();
+    }
+  });
+});
+
+describe('ps output', () => {
+  it.each([
+    ['0:01.25', 1.25], // macOS
+    ['12:03.50', 723.5],
+    ['1:02:03.04', 3723.04],
+    ['00:00:01', 1], // procps
+    ['2-03:04:05', 2 * 86400 + 3 * 3600 + 4 * 60 + 5],
+    ['-', undefined],
+    ['1.5', undefined],
+    ['', undefined],
+  ])('CPU time %j is %j seconds', (text, seconds) => {
+    const parsed = parseCpuTime(text);
+    if (seconds === undefined) expect(parsed).toBeUndefined();
+    else expect(parsed).toBeCloseTo(seconds, 6);
+  });
+
+  it('a listing: pid, parent, resident KiB and CPU time, skipping what does not parse', () => {
+    expect(parsePsListing('  101     1  20480   0:00.50\n  102   101   1024 00:00:02\n garbage line\n')).toEqual([
+      { pid: 101, ppid: 1, rssBytes: 20480 * 1024, cpuSeconds: 0.5 },
+      { pid: 102, ppid: 101, rssBytes: 1024 * 1024, cpuSeconds: 2 },
+    ]);
   });
 });
 

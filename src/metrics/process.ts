@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { NodeRole } from '../config/index.js';
@@ -7,7 +8,9 @@ import type { Point } from './collector.js';
  * Process and cgroup statistics of local nodes, read from /proc and the node's cgroup: what
  * Telegraf's docker input gave the origin. CPU and I/O are per-second rates between samples.
  * Memory is the cgroup's usage when the node has one; otherwise private memory of every
- * process plus the shared memory (shared_buffers) once. Linux only: elsewhere no points.
+ * process plus the shared memory (shared_buffers) once. Elsewhere (macOS) what `ps` offers:
+ * process count, CPU time and resident memory (shared memory counted once per process that
+ * touched it, as `ps` cannot tell it apart), no I/O and no cgroup.
  */
 
 export interface ProcessTarget {
@@ -40,13 +43,23 @@ const read = (file: string) => {
   }
 };
 
+export interface ProcessSamplerOptions {
+  /** Where the figures come from: /proc on Linux (the default there), `ps` elsewhere. */
+  source?: 'proc' | 'ps';
+}
+
 export class ProcessSampler {
   private readonly previous = new Map<string, { ticks: number; readBytes: number; writeBytes: number; time: number }>();
   /** Each cgroup dir set's memory controller dir (or none), found once: it does not move. */
   private readonly memoryDirs = new Map<string, string | undefined>();
+  private readonly source: 'proc' | 'ps';
+
+  constructor(options: ProcessSamplerOptions = {}) {
+    this.source = options.source ?? (process.platform === 'linux' ? 'proc' : 'ps');
+  }
 
   sample(targets: ProcessTarget[], now = Date.now()): Point[] {
-    if (process.platform !== 'linux') return [];
+    if (this.source === 'ps') return this.sampleFromPs(targets, now);
     const points: Point[] = [];
     for (const t of targets) {
       if (!t.pid) continue;
@@ -94,6 +107,30 @@ export class ProcessSampler {
       this.previous.set(t.name, { ticks, readBytes, writeBytes, time: now });
       if (memoryDir) Object.assign(fields, cgroupFields(t.cgroupDirs, memoryDir));
       points.push({ measurement: 'process', tags, fields, time: now });
+    }
+    return points;
+  }
+
+  /** One `ps` listing of every process per sample; each node is its postmaster and its children. */
+  private sampleFromPs(targets: ProcessTarget[], now: number): Point[] {
+    const running = targets.filter((t) => t.pid);
+    if (!running.length) return [];
+    const listing = psListing();
+    if (!listing) return [];
+    const points: Point[] = [];
+    for (const t of running) {
+      const tree = listing.filter((p) => p.pid === t.pid || p.ppid === t.pid);
+      if (!tree.some((p) => p.pid === t.pid)) continue; // the postmaster just exited
+      const seconds = tree.reduce((sum, p) => sum + p.cpuSeconds, 0);
+      const fields: Record<string, number> = {
+        processes: tree.length,
+        memory_bytes: tree.reduce((sum, p) => sum + p.rssBytes, 0),
+        cpu_seconds: seconds,
+      };
+      const prev = this.previous.get(t.name);
+      if (prev && now > prev.time) fields.cpu_percent = Math.max(0, ((seconds * CLOCK_TICKS - prev.ticks) / CLOCK_TICKS / ((now - prev.time) / 1000)) * 100);
+      this.previous.set(t.name, { ticks: seconds * CLOCK_TICKS, readBytes: 0, writeBytes: 0, time: now });
+      points.push({ measurement: 'process', tags: { node: t.name, role: t.role }, fields, time: now });
     }
     return points;
   }
@@ -148,4 +185,43 @@ function cgroupFields(dirs: string[], memoryDir: string): Record<string, number>
     f.cpu_throttled_seconds = v1Time ? Number(v1Time) / 1e9 : Number(v2Time ?? 0) / 1e6;
   }
   return f;
+}
+
+interface PsProcess {
+  pid: number;
+  ppid: number;
+  rssBytes: number;
+  cpuSeconds: number;
+}
+
+/** Every process's pid, parent, resident KiB and CPU time, from the `ps` of macOS, the BSDs and procps. */
+function psListing(): PsProcess[] | undefined {
+  let text: string;
+  try {
+    text = execFileSync('ps', ['-A', '-o', 'pid=,ppid=,rss=,time='], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 });
+  } catch {
+    return undefined;
+  }
+  return parsePsListing(text);
+}
+
+export function parsePsListing(text: string): PsProcess[] {
+  const processes: PsProcess[] = [];
+  for (const line of text.split('\n')) {
+    const [pid, ppid, rss, time] = line.trim().split(/\s+/);
+    const cpuSeconds = time === undefined ? undefined : parseCpuTime(time);
+    if (!pid || cpuSeconds === undefined) continue;
+    processes.push({ pid: Number(pid), ppid: Number(ppid), rssBytes: Number(rss) * 1024, cpuSeconds });
+  }
+  return processes;
+}
+
+/**
+ * `ps`'s CPU time in seconds: macOS and the BSDs print [[DD-]HH:]MM:SS.cc ("0:01.25",
+ * "1:02:03.04"), procps [DD-]HH:MM:SS ("00:00:01", "2-03:04:05"). Undefined for anything else.
+ */
+export function parseCpuTime(text: string): number | undefined {
+  const m = /^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$/.exec(text);
+  if (!m) return undefined;
+  return Number(m[1] ?? 0) * 86400 + Number(m[2] ?? 0) * 3600 + Number(m[3]) * 60 + Number(m[4]);
 }
