@@ -9,7 +9,8 @@
 // pgbench used 0.17-0.34 s per server CPU second here). Medians over rounds; PASS/MISS; exits
 // non-zero only when something fails to run, never on speed.
 //
-//   node bench/load.mjs [--rounds N] [--seconds S] [--clients C] [--scales 1,10] [--json]
+//   node bench/load.mjs [--rounds N] [--seconds S] [--clients C] [--jobs J] [--scales 1,10] [--json]
+//   (--jobs: prodhome's threads, 1 by default as in the issue's command; 2 matches pgbench's -j 2)
 //   (or BENCH_ROUNDS=N; needs `npm run build` and pgbench: BENCH_PGBENCH, else
 //   /usr/lib/postgresql/15/bin/pgbench, else pgbench on PATH)
 
@@ -36,12 +37,13 @@ try {
       rounds: { type: 'string' },
       seconds: { type: 'string', default: '10' },
       clients: { type: 'string', default: '8' },
+      jobs: { type: 'string', default: '1' },
       scales: { type: 'string', default: '1,10' },
       json: { type: 'boolean', default: false },
     },
   }).values;
 } catch (e) {
-  console.error(`bench: ${e.message}\nusage: node bench/load.mjs [--rounds N] [--seconds S] [--clients C] [--scales 1,10] [--json]`);
+  console.error(`bench: ${e.message}\nusage: node bench/load.mjs [--rounds N] [--seconds S] [--clients C] [--jobs J] [--scales 1,10] [--json]`);
   process.exit(2);
 }
 const json = args.json;
@@ -56,6 +58,9 @@ const intArg = (name, text) => {
 const rounds = intArg('rounds', args.rounds ?? process.env.BENCH_ROUNDS ?? '3');
 const seconds = intArg('seconds', args.seconds);
 const clients = intArg('clients', args.clients);
+// prodhome's threads: 1 (its default, the issue's command) or 2 (as many as pgbench is given).
+const jobs = intArg('jobs', args.jobs);
+const jobsArgs = jobs === 1 ? [] : ['-j', String(jobs)];
 const scales = args.scales.split(',').map((x) => intArg('scales', x.trim()));
 if (!fs.existsSync(path.join(ROOT, 'dist', 'workload', 'index.js'))) {
   console.error('bench: dist/ is missing or has no workload part; run `npm run build` first');
@@ -170,7 +175,7 @@ async function benchScale(scale, env, pid, sql) {
   };
   const ours = () =>
     measure(async () => {
-      const r = await prodhome('load', 'tpcb', '-c', String(clients), '-T', String(seconds), '--json');
+      const r = await prodhome('load', 'tpcb', '-c', String(clients), '-T', String(seconds), ...jobsArgs, '--json');
       const s = JSON.parse(r.stdout);
       return { tps: s.tps, transactions: s.transactions + s.failed, cpu: r.cpu, cpuInRun: s.clientCpu.seconds };
     });
@@ -183,7 +188,7 @@ async function benchScale(scale, env, pid, sql) {
     });
 
   log('');
-  log(`scale ${scale}: prodhome load tpcb -c ${clients} -T ${seconds}  vs  pgbench -n -c ${clients} -j 2 -T ${seconds}; ${rounds} round(s), order alternates`);
+  log(`scale ${scale}: prodhome load tpcb -c ${clients}${jobsArgs.length ? ` -j ${jobs}` : ''} -T ${seconds}  vs  pgbench -n -c ${clients} -j 2 -T ${seconds}; ${rounds} round(s), order alternates`);
   // Warm caches (a freshly loaded pgbench_accounts) before anything is timed.
   await reset();
   await mustRun('pgbench warm-up', PGBENCH, ['-n', '-c', String(clients), '-j', '2', '-T', '3'], { env });
