@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, nodeConnection } from '../src/lab/index.js';
 import { loadCatalog, sqlFor } from '../src/metrics/catalog.js';
@@ -31,6 +34,18 @@ describe('metric catalog', () => {
     expect(sqlFor(m, 16)).not.toContain('pg_stat_checkpointer');
     expect(sqlFor(m, 17)).toContain('pg_stat_checkpointer');
     expect(sqlFor(loadCatalog().find((x) => x.name === 'pg_subscription_errors')!, 14)).toBeUndefined();
+  });
+
+  it('names the file, the metric and the field of a bad every:', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prodhome-catalog-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'slow.yaml'), '- name: x\n  help: h\n  every: soon\n  sql: { "10": "select 1 as v" }\n  fields: { v: { kind: gauge, unit: value } }\n');
+      expect(() => loadCatalog(dir)).toThrow('metric catalog slow.yaml: 0.every: every: expects a duration such as 30s or 1m');
+      fs.writeFileSync(path.join(dir, 'slow.yaml'), '- name: x\n  help: h\n  every: 30s\n  sql: { "10": "select 1 as v" }\n  fields: { v: { kind: gauge, unit: value } }\n');
+      expect(loadCatalog(dir)[0]!.everyMs).toBe(30_000);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   let lab: TempLab;
