@@ -2,7 +2,9 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LatestPoints } from '../src/lab/agent-sampler.js';
 import { labDown, labStatus, labUp, nodeConnection, readState } from '../src/lab/index.js';
+import type { Point } from '../src/metrics/index.js';
 import { withConnection } from '../src/pg/index.js';
 import { processAlive } from '../src/runtime/index.js';
 import { cli, tempLab, waitFor, type TempLab } from './helpers.js';
@@ -96,5 +98,27 @@ describe('the agent samples the lab', () => {
     await labDown(lab.config());
     expect(processAlive(agentPid)).toBe(false);
     await expect(fetch(metricsUrl)).rejects.toThrow();
+  });
+});
+
+describe('what /metrics keeps between samples', () => {
+  const point = (measurement: string, node: string, fields: Record<string, number>, name = ''): Point => ({ measurement, tags: { node, ...(name ? { name } : {}) }, fields, time: 0 });
+  const up = (node: string, value = 1) => point('pg_up', node, { up: value });
+  const names = (points: Point[]) => points.map((p) => `${p.measurement}:${p.tags.node}${p.tags.name ? `:${p.tags.name}` : ''}:${Object.values(p.fields).join(',')}`).sort();
+
+  it('keeps a slow family until its next sample, and drops it when its node goes down', () => {
+    const latest = new LatestPoints((m) => m === 'pg_settings');
+    latest.update([up('a'), up('b'), point('pg_locks', 'a', { granted: 3 }), point('pg_settings', 'a', { value: 100 }, 'max_connections'), point('pg_settings', 'b', { value: 50 }, 'max_connections')]);
+    // A scrape without the slow family: the last settings stay, the every-scrape family is the new one.
+    latest.update([up('a'), up('b'), point('pg_locks', 'a', { granted: 1 })]);
+    expect(names(latest.points())).toEqual(['pg_locks:a:1', 'pg_settings:a:max_connections:100', 'pg_settings:b:max_connections:50', 'pg_up:a:1', 'pg_up:b:1']);
+    // Its next sample replaces it whole (a setting gone from the sample is gone from /metrics).
+    latest.update([up('a'), up('b'), point('pg_settings', 'a', { value: 200 }, 'work_mem')]);
+    expect(names(latest.points())).toEqual(['pg_settings:a:work_mem:200', 'pg_settings:b:max_connections:50', 'pg_up:a:1', 'pg_up:b:1']);
+    // A node that is down shows pg_up 0 and nothing else of it, even after it comes back.
+    latest.update([up('a'), up('b', 0)]);
+    expect(names(latest.points())).toEqual(['pg_settings:a:work_mem:200', 'pg_up:a:1', 'pg_up:b:0']);
+    latest.update([up('a'), up('b')]);
+    expect(names(latest.points())).toEqual(['pg_settings:a:work_mem:200', 'pg_up:a:1', 'pg_up:b:1']);
   });
 });

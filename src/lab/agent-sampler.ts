@@ -80,15 +80,40 @@ export function prometheusText(points: readonly Point[]): string {
 }
 
 /**
- * What /metrics shows after a sample: its points, plus the last points of the families sampled
- * less often than every scrape (`every:` in the catalog, such as pg_settings) on nodes that are
- * still up, so those series do not blink out between their samples.
+ * What /metrics shows: the last sample, plus the last points of the families sampled less often
+ * than every scrape (`every:` in the catalog, such as pg_settings) on nodes that are still up,
+ * so those series do not blink out between their samples. Updating costs one pass over the
+ * sample's slow points; the merge happens only when /metrics is read.
  */
-export function latestForPrometheus(previous: readonly Point[], sample: readonly Point[], sampledLessOften: (measurement: string) => boolean): Point[] {
-  const fresh = new Set(sample.map((p) => `${p.measurement}|${p.tags.node ?? ''}`));
-  const up = new Set(sample.filter((p) => p.measurement === 'pg_up' && p.fields.up === 1).map((p) => p.tags.node));
-  const kept = previous.filter((p) => sampledLessOften(p.measurement) && up.has(p.tags.node) && !fresh.has(`${p.measurement}|${p.tags.node ?? ''}`));
-  return [...sample, ...kept];
+export class LatestPoints {
+  private sample: readonly Point[] = [];
+  private fresh = new Set<string>();
+  /** measurement|node → the last points of a slow family on that node. */
+  private readonly slow = new Map<string, Point[]>();
+
+  constructor(private readonly sampledLessOften: (measurement: string) => boolean) {}
+
+  update(sample: readonly Point[]): void {
+    this.sample = sample;
+    const groups = new Map<string, Point[]>();
+    for (const p of sample) {
+      if (!this.sampledLessOften(p.measurement)) continue;
+      const key = `${p.measurement}|${p.tags.node ?? ''}`;
+      const group = groups.get(key);
+      if (group) group.push(p);
+      else groups.set(key, [p]);
+    }
+    for (const [key, points] of groups) this.slow.set(key, points);
+    this.fresh = new Set(groups.keys());
+    const up = new Set(sample.filter((p) => p.measurement === 'pg_up' && p.fields.up === 1).map((p) => p.tags.node ?? ''));
+    for (const [key, points] of this.slow) if (!up.has(points[0]?.tags.node ?? '')) this.slow.delete(key);
+  }
+
+  points(): Point[] {
+    const out = [...this.sample];
+    for (const [key, points] of this.slow) if (!this.fresh.has(key)) out.push(...points);
+    return out;
+  }
 }
 
 /**
@@ -126,9 +151,8 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
   const processes = new ProcessSampler();
   const sinks = await openSinks(config, log);
   const status: SamplingStatus = { intervalMs: config.metrics.intervalMs, sinks: sinks.map((s) => s.name), points: 0 };
-  let latest: Point[] = [];
   const lessOften = new Set(loadCatalog().filter((m) => m.everyMs).map((m) => m.name));
-  const sampledLessOften = (measurement: string) => lessOften.has(measurement);
+  const latest = new LatestPoints((measurement) => lessOften.has(measurement));
 
   let server: http.Server | undefined;
   if (config.metrics.prometheus !== false) {
@@ -137,7 +161,7 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
         res.writeHead(404).end('not found: try /metrics\n');
         return;
       }
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(prometheusText(latest));
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(prometheusText(latest.points()));
     });
     const port = config.metrics.prometheus.port ?? 0;
     try {
@@ -172,7 +196,7 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
         const stats = (sink as { stats?: { written: number; dropped: number; buffered: number } }).stats;
         if (stats) points.push({ measurement: 'prodhome_sink', tags: { sink: sink.name }, fields: { written: stats.written, dropped: stats.dropped, buffered: stats.buffered }, time: started });
       }
-      latest = latestForPrometheus(latest, points, sampledLessOften);
+      latest.update(points);
       for (const sink of sinks) {
         try {
           await sink.write(points);
