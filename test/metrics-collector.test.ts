@@ -68,6 +68,9 @@ describe('collector on real servers', () => {
       return find(p, 'pg_up', { node: 'b' })!.fields.up === 1 ? p : undefined;
     }, 15_000, 'b to be sampled again');
     expect(find(back, 'pg_stat_database', { node: 'b', datname: 'postgres' })).toBeDefined();
+    // Families sampled once a minute are read again as soon as a node returns (a restart may have changed them).
+    expect(find(back, 'pg_settings', { node: 'b', name: 'max_connections' })).toBeDefined();
+    expect(find(back, 'pg_settings', { node: 'a' })).toBeUndefined();
   });
 
   it("the sampler's statement timeout is a connection parameter, so it survives a reconnect", async () => {

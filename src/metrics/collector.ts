@@ -105,6 +105,7 @@ export class Collector {
       const sql = n.sql;
       n.sql = undefined;
       n.present = undefined;
+      n.sampledAt.clear(); // it may come back restarted with other settings: read every family then
       void sql?.end({ timeout: 0 }).catch(() => {});
       n.failures++;
       n.retryAt = now + Math.min(30_000, 500 * 2 ** Math.min(n.failures - 1, 6));
