@@ -117,6 +117,26 @@ describe('collector on real servers', () => {
     }
   });
 
+  it('a metric whose required relation exists but whose SQL names a missing one is disabled, not retried forever', async () => {
+    const broken: MetricDefinition = {
+      name: 'test_missing', help: 'reads a table that is not there', family: 'test', tags: [], requires: 'pg_class',
+      sql: { '10': 'select count(*) as n from no_such_table_anywhere' },
+      fields: { n: { kind: 'gauge', unit: 'rows' } },
+    };
+    const ok: MetricDefinition = { name: 'test_ok', help: 'one', family: 'test', tags: [], sql: { '10': 'select 1 as v' }, fields: { v: { kind: 'gauge', unit: 'value' } } };
+    const seen: string[] = [];
+    const c = new Collector([{ name: 'a', role: 'publisher', connection: nodeConnection(lab.config(), 'a') }], { metrics: [broken, ok], warn: (w) => seen.push(w) });
+    try {
+      const points = await c.scrape();
+      expect(find(points, 'test_ok')!.fields).toEqual({ v: 1 });
+      expect(find(points, 'pg_up')!.fields.up).toBe(1);
+      await c.scrape();
+      expect(seen).toEqual([expect.stringMatching(/^a: metric test_missing disabled on this node: relation "no_such_table_anywhere" does not exist/)]);
+    } finally {
+      await c.close();
+    }
+  });
+
   it('a metric whose SQL fails is disabled for that node with one warning; the rest go on', async () => {
     await withConnection(nodeConnection(lab.config(), 'a'), (sql) => sql`drop extension pg_stat_statements`);
     const points = await collector.scrape();

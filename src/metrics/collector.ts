@@ -122,7 +122,7 @@ export class Collector {
    * too: the first failure names the culprit, which is disabled for this node with one warning,
    * and the scrape is read again without it.
    */
-  private async readMetrics(n: NodeState, base: Record<string, string>, now: number): Promise<Point[]> {
+  private async readMetrics(n: NodeState, base: Record<string, string>, now: number, presenceAskedAgain = false): Promise<Point[]> {
     const sql = n.sql!;
     const due = (m: MetricDefinition) => {
       const last = n.sampledAt.get(m.name);
@@ -165,13 +165,13 @@ export class Collector {
     }
     const metric = metrics[failed]!;
     const error = (results[failed] as PromiseRejectedResult).reason as Error & { code?: string };
-    if (metric.requires && error.code === '42P01') {
-      n.present = undefined; // the extension went away since it was last asked: ask again
-    } else {
-      n.disabled.add(metric.name);
-      this.warn(`${n.node.name}: metric ${metric.name} disabled on this node: ${error.message}`);
+    if (metric.requires && error.code === '42P01' && !presenceAskedAgain) {
+      n.present = undefined; // the extension went away since it was last asked: ask again, once
+      return this.readMetrics(n, base, now, true);
     }
-    return this.readMetrics(n, base, now);
+    n.disabled.add(metric.name);
+    this.warn(`${n.node.name}: metric ${metric.name} disabled on this node: ${error.message}`);
+    return this.readMetrics(n, base, now, presenceAskedAgain);
   }
 
   private toPoint(n: NodeState, metric: MetricDefinition, row: Record<string, unknown>, base: Record<string, string>, now: number): Point {
