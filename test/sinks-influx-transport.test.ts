@@ -123,6 +123,8 @@ describe('influx sink on the wire', () => {
     expect(received).toHaveLength(0);
     await until(() => received.length === 1, 'the timed flush');
     expect(values(received)).toEqual([1, 2]);
+    // The server has the request; the sink counts it written once the response is back.
+    await until(() => sink.stats.written === 2, 'the response to the timed flush');
     expect(sink.stats).toMatchObject({ written: 2, buffered: 0, retries: 0 });
     await sink.close();
   });
