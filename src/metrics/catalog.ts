@@ -3,8 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { z } from 'zod';
-import { NODE_ROLES, type NodeRole } from '../config/index.js';
-import { durationMs } from '../config/schema.js';
+import { NODE_ROLES, durationMs, type NodeRole } from '../config/index.js';
 
 /**
  * The metric catalog: metrics as data, one YAML file per family under src/metrics/catalog/.

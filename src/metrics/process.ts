@@ -49,7 +49,8 @@ export interface ProcessSamplerOptions {
 }
 
 export class ProcessSampler {
-  private readonly previous = new Map<string, { ticks: number; readBytes: number; writeBytes: number; time: number }>();
+  /** Each node's cumulative figures at its last sample, for the rates. */
+  private readonly previous = new Map<string, { cpuSeconds: number; readBytes?: number; writeBytes?: number; time: number }>();
   /** Each cgroup dir set's memory controller dir (or none), found once: it does not move. */
   private readonly memoryDirs = new Map<string, string | undefined>();
   private readonly source: 'proc' | 'ps';
@@ -95,16 +96,7 @@ export class ProcessSampler {
         read_bytes: readBytes,
         write_bytes: writeBytes,
       };
-      const prev = this.previous.get(t.name);
-      if (prev && now > prev.time) {
-        const seconds = (now - prev.time) / 1000;
-        // A process outside the postmaster's children that exited takes its ticks with it:
-        // never report a negative rate.
-        fields.cpu_percent = Math.max(0, ((ticks - prev.ticks) / CLOCK_TICKS / seconds) * 100);
-        fields.read_bytes_rate = Math.max(0, (readBytes - prev.readBytes) / seconds);
-        fields.write_bytes_rate = Math.max(0, (writeBytes - prev.writeBytes) / seconds);
-      }
-      this.previous.set(t.name, { ticks, readBytes, writeBytes, time: now });
+      this.addRates(t.name, fields, now);
       if (memoryDir) Object.assign(fields, cgroupFields(t.cgroupDirs, memoryDir));
       points.push({ measurement: 'process', tags, fields, time: now });
     }
@@ -127,12 +119,26 @@ export class ProcessSampler {
         memory_bytes: tree.reduce((sum, p) => sum + p.rssBytes, 0),
         cpu_seconds: seconds,
       };
-      const prev = this.previous.get(t.name);
-      if (prev && now > prev.time) fields.cpu_percent = Math.max(0, ((seconds * CLOCK_TICKS - prev.ticks) / CLOCK_TICKS / ((now - prev.time) / 1000)) * 100);
-      this.previous.set(t.name, { ticks: seconds * CLOCK_TICKS, readBytes: 0, writeBytes: 0, time: now });
+      this.addRates(t.name, fields, now);
       points.push({ measurement: 'process', tags: { node: t.name, role: t.role }, fields, time: now });
     }
     return points;
+  }
+
+  /**
+   * CPU % and I/O bytes per second since the node's last sample, from the cumulative fields. A
+   * process outside the postmaster's children that exited takes its CPU time with it: never a
+   * negative rate.
+   */
+  private addRates(node: string, fields: Record<string, number>, now: number): void {
+    const current = { cpuSeconds: fields.cpu_seconds!, readBytes: fields.read_bytes, writeBytes: fields.write_bytes, time: now };
+    const prev = this.previous.get(node);
+    this.previous.set(node, current);
+    if (!prev || now <= prev.time) return;
+    const seconds = (now - prev.time) / 1000;
+    fields.cpu_percent = Math.max(0, ((current.cpuSeconds - prev.cpuSeconds) / seconds) * 100);
+    if (current.readBytes !== undefined && prev.readBytes !== undefined) fields.read_bytes_rate = Math.max(0, (current.readBytes - prev.readBytes) / seconds);
+    if (current.writeBytes !== undefined && prev.writeBytes !== undefined) fields.write_bytes_rate = Math.max(0, (current.writeBytes - prev.writeBytes) / seconds);
   }
 
   private memoryDirOf(dirs: string[]): string | undefined {
