@@ -4,6 +4,11 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const CLI = path.join(ROOT, 'bin', 'prodhome.js');
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export const secs = (ms) => (ms / 1000).toFixed(2);
@@ -12,6 +17,45 @@ export function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * The command line every bench shares: `--rounds N` (or BENCH_ROUNDS, else `defaultRounds`) and
+ * `--json`, plus the bench's own `options` (parseArgs style). Options named in `integers` must be
+ * positive integers and come back as numbers. A mistake, or a dist/ without `needs` (a path under
+ * dist/), ends the process with exit 2 and a line saying what to do.
+ */
+export function benchArgs({ usage, options = {}, integers = [], defaultRounds = 3, needs }) {
+  let values;
+  try {
+    values = parseArgs({ options: { rounds: { type: 'string' }, json: { type: 'boolean', default: false }, ...options } }).values;
+  } catch (e) {
+    console.error(`bench: ${e.message}\nusage: ${usage}`);
+    process.exit(2);
+  }
+  values.rounds ??= process.env.BENCH_ROUNDS ?? String(defaultRounds);
+  for (const name of ['rounds', ...integers]) {
+    const n = Number(values[name]);
+    if (!Number.isInteger(n) || n < 1) {
+      console.error(`bench: --${name} wants a positive integer, got ${values[name]}\nusage: ${usage}`);
+      process.exit(2);
+    }
+    values[name] = n;
+  }
+  if (needs && !fs.existsSync(path.join(ROOT, 'dist', needs))) {
+    console.error(`bench: dist/${needs} is missing; run \`npm run build\` first`);
+    process.exit(2);
+  }
+  return values;
+}
+
+/** A file's text, or `fallback` when it cannot be read (a process that exited, a file not yet written). */
+export function readOr(file, fallback = '') {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return fallback;
+  }
 }
 
 /** Lines for people: on stdout, or on stderr when stdout carries --json. */
@@ -138,4 +182,44 @@ export async function stopStragglers(dir) {
     await sleep(50);
   }
   signal(pids, 'SIGKILL');
+}
+
+/**
+ * After a failure: stop every server the lab in `cwd` holds, then destroy it. Servers are stopped
+ * first because an up killed between starting them and writing state.json leaves postmasters that
+ * `destroy` cannot know about (they are detached, so our Ctrl-C does not reach them either).
+ */
+export async function rescueLab(cwd, lab) {
+  const stateDir = path.join(cwd, '.prodhome', lab);
+  if (!fs.existsSync(stateDir)) return;
+  const { SYSTEM_ROOT } = await import('../dist/lab/lifecycle.js');
+  const { labIdFor } = await import('../dist/lab/state.js');
+  const { removeCgroups } = await import('../dist/runtime/cgroups.js');
+  let state;
+  try {
+    state = JSON.parse(fs.readFileSync(path.join(stateDir, 'state.json'), 'utf8'));
+  } catch {
+    state = undefined;
+  }
+  await stopStragglers(stateDir);
+  if (state?.dataRoot) await stopStragglers(state.dataRoot);
+  // Their cgroups (<labId>-<node>, under the v2 root or each v1 controller) go with them.
+  const labId = labIdFor(lab, stateDir);
+  const cgroupParents = ['', 'memory', 'cpu', 'cpu,cpuacct'].map((c) => path.join('/sys/fs/cgroup', c, 'prodhome'));
+  await removeCgroups(
+    cgroupParents.flatMap((parent) => (fs.existsSync(parent) ? fs.readdirSync(parent).filter((n) => n.startsWith(`${labId}-`)).map((n) => path.join(parent, n)) : [])),
+  );
+  const r = await run(process.execPath, [CLI, 'destroy', '--yes'], { cwd }).catch(() => ({ code: -1 }));
+  if (r.code === 0) return;
+  // destroy failed too: stop the agent ourselves, and remove data kept outside the temp dir
+  // (a root-run lab under an unreachable home keeps it under SYSTEM_ROOT/labs).
+  const agentPid = Number(readOr(path.join(stateDir, 'agent.pid')).trim());
+  if (agentPid > 0) {
+    try {
+      process.kill(agentPid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
+  if (state?.dataRoot?.startsWith(path.join(SYSTEM_ROOT, 'labs') + path.sep)) removeDir(state.dataRoot);
 }

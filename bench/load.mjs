@@ -18,52 +18,32 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { logger, median, watchInterrupts } from './lib.mjs';
+import { benchArgs, CLI, logger, median, watchInterrupts } from './lib.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'bin', 'prodhome.js');
 const LAB = 'benchload';
 const PORTS = { from: 57290, to: 57299 };
 const TARGET_RATIO = 0.9;
 
 // ---- arguments ------------------------------------------------------------------------------
 
-let args;
-try {
-  args = parseArgs({
-    options: {
-      rounds: { type: 'string' },
-      seconds: { type: 'string', default: '10' },
-      clients: { type: 'string', default: '8' },
-      jobs: { type: 'string', default: '1' },
-      scales: { type: 'string', default: '1,10' },
-      json: { type: 'boolean', default: false },
-    },
-  }).values;
-} catch (e) {
-  console.error(`bench: ${e.message}\nusage: node bench/load.mjs [--rounds N] [--seconds S] [--clients C] [--jobs J] [--scales 1,10] [--json]`);
-  process.exit(2);
-}
-const json = args.json;
-const intArg = (name, text) => {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`bench: --${name} wants a positive integer, got ${text}`);
-    process.exit(2);
-  }
-  return n;
-};
-const rounds = intArg('rounds', args.rounds ?? process.env.BENCH_ROUNDS ?? '3');
-const seconds = intArg('seconds', args.seconds);
-const clients = intArg('clients', args.clients);
+const args = benchArgs({
+  usage: 'node bench/load.mjs [--rounds N] [--seconds S] [--clients C] [--jobs J] [--scales 1,10] [--json]',
+  options: {
+    seconds: { type: 'string', default: '10' },
+    clients: { type: 'string', default: '8' },
+    jobs: { type: 'string', default: '1' },
+    scales: { type: 'string', default: '1,10' },
+  },
+  integers: ['seconds', 'clients', 'jobs'],
+  needs: 'workload/index.js',
+});
+const { rounds, json, seconds, clients } = args;
 // prodhome's threads: 1 (its default, the issue's command) or 2 (as many as pgbench is given).
-const jobs = intArg('jobs', args.jobs);
+const jobs = args.jobs;
 const jobsArgs = jobs === 1 ? [] : ['-j', String(jobs)];
-const scales = args.scales.split(',').map((x) => intArg('scales', x.trim()));
-if (!fs.existsSync(path.join(ROOT, 'dist', 'workload', 'index.js'))) {
-  console.error('bench: dist/ is missing or has no workload part; run `npm run build` first');
+const scales = args.scales.split(',').map((x) => Number(x.trim()));
+if (!scales.every((n) => Number.isInteger(n) && n >= 1)) {
+  console.error(`bench: --scales wants positive integers separated by commas, got ${args.scales}`);
   process.exit(2);
 }
 const PGBENCH = [process.env.BENCH_PGBENCH, '/usr/lib/postgresql/15/bin/pgbench', spawnSync('sh', ['-c', 'command -v pgbench'], { encoding: 'utf8' }).stdout.trim()].find(

@@ -29,13 +29,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import postgres from 'postgres';
-import { failure, logger, makeTempDir, median, mustRun, processesUnder, removeDir, run, secs, sleep, stopStragglers, watchInterrupts } from './lib.mjs';
+import { benchArgs, CLI, failure, logger, makeTempDir, median, mustRun, removeDir, rescueLab, run, secs, sleep, stopStragglers, watchInterrupts } from './lib.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'bin', 'prodhome.js');
 const PSQL = process.env.BENCH_PSQL ?? '/usr/lib/postgresql/15/bin/psql';
 const LAB = 'benchrepl';
 const RUN_AS = 'prodhome';
@@ -53,36 +49,16 @@ const TARGET_VERIFY_RATIO = 3;
 
 // ---- arguments ------------------------------------------------------------------------------
 
-let args;
-try {
-  args = parseArgs({ options: { rounds: { type: 'string' }, json: { type: 'boolean', default: false } } }).values;
-} catch (e) {
-  console.error(`bench: ${e.message}\nusage: node bench/replication.mjs [--rounds N] [--json]`);
-  process.exit(2);
-}
-const json = args.json;
-const roundsArg = args.rounds ?? process.env.BENCH_ROUNDS ?? '3';
-const rounds = Number(roundsArg);
-if (!Number.isInteger(rounds) || rounds < 1) {
-  console.error(`bench: --rounds wants a positive integer, got ${roundsArg}`);
-  process.exit(2);
-}
-if (!fs.existsSync(path.join(ROOT, 'dist', 'lab', 'index.js'))) {
-  console.error('bench: dist/ is missing; run `npm run build` first');
-  process.exit(2);
-}
+const { rounds, json } = benchArgs({ usage: 'node bench/replication.mjs [--rounds N] [--json]', needs: 'lab/index.js' });
 if (!fs.existsSync(PSQL)) {
   console.error(`bench: psql not found at ${PSQL} (the COPY reference needs it); set BENCH_PSQL=/path/to/psql`);
   process.exit(2);
 }
 
 const { loadConfig } = await import('../dist/config/index.js');
-const { labVerify, nodeConnection, readSecrets, readState, SYSTEM_ROOT } = await import('../dist/lab/index.js');
+const { labVerify, nodeConnection, readSecrets, readState } = await import('../dist/lab/index.js');
 const { planNodes, verifyScanSettings } = await import('../dist/lab/replication.js');
 const { pools, verify } = await import('../dist/replication/index.js');
-// Only for cleaning up after a failed round (see rescueLab).
-const { labIdFor } = await import('../dist/lab/state.js');
-const { removeCgroups } = await import('../dist/runtime/cgroups.js');
 
 // ---- helpers --------------------------------------------------------------------------------
 
@@ -91,34 +67,6 @@ const rate = (rows, ms) => rows / (ms / 1000);
 const krows = (r) => `${Math.round(r / 1000).toLocaleString('en-US')}k rows/s`;
 
 const checkInterrupted = watchInterrupts();
-
-/** After a failure: stop every server the lab holds, then destroy it (see bench/up.mjs). */
-async function rescueLab(cwd) {
-  const stateDir = path.join(cwd, '.prodhome', LAB);
-  if (!fs.existsSync(stateDir)) return;
-  let state;
-  try {
-    state = JSON.parse(fs.readFileSync(path.join(stateDir, 'state.json'), 'utf8'));
-  } catch {
-    state = undefined;
-  }
-  await stopStragglers(stateDir);
-  if (state?.dataRoot) await stopStragglers(state.dataRoot);
-  const labId = labIdFor(LAB, stateDir);
-  const cgroupParents = ['', 'memory', 'cpu', 'cpu,cpuacct'].map((c) => path.join('/sys/fs/cgroup', c, 'prodhome'));
-  await removeCgroups(
-    cgroupParents.flatMap((parent) => (fs.existsSync(parent) ? fs.readdirSync(parent).filter((n) => n.startsWith(`${labId}-`)).map((n) => path.join(parent, n)) : [])),
-  );
-  const r = await run(process.execPath, [CLI, 'destroy', '--yes'], { cwd }).catch(() => ({ code: -1 }));
-  if (r.code === 0) return;
-  try {
-    const agentPid = Number(fs.readFileSync(path.join(stateDir, 'agent.pid'), 'utf8').trim());
-    if (agentPid > 0) process.kill(agentPid, 'SIGTERM');
-  } catch {
-    // no agent, or already gone
-  }
-  if (state?.dataRoot?.startsWith(path.join(SYSTEM_ROOT, 'labs') + path.sep)) removeDir(state.dataRoot);
-}
 
 /** Polls `check` every POLL_MS until it returns something truthy; throws after WAIT_MS. */
 async function pollUntil(what, check) {
@@ -416,7 +364,7 @@ async function benchRound(i) {
   } finally {
     try {
       await Promise.all([ctx.pub?.end({ timeout: 2 }), ctx.sub?.end({ timeout: 2 })]).catch(() => {});
-      if (!destroyed) await rescueLab(cwd).catch((e) => console.error(`bench: cleaning up the lab: ${e.message}`));
+      if (!destroyed) await rescueLab(cwd, LAB).catch((e) => console.error(`bench: cleaning up the lab: ${e.message}`));
       // Whatever happened, no server may outlive the round.
       await stopStragglers(cwd);
     } finally {

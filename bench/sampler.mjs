@@ -24,12 +24,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { logger, makeTempDir, median, mustRun, processesUnder, removeDir, run, sleep, stopStragglers, watchInterrupts } from './lib.mjs';
+import { benchArgs, CLI, logger, makeTempDir, median, mustRun, readOr, removeDir, rescueLab, run, sleep, watchInterrupts } from './lib.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'bin', 'prodhome.js');
 const EXPORTER = '/usr/bin/prometheus-postgres-exporter';
 const EXPORTER_PACKAGE = 'prometheus-postgres-exporter';
 const ONE_NODE_PORTS = { from: 57300, to: 57349 };
@@ -47,37 +43,14 @@ const MB = 1_000_000;
 
 // ---- arguments ------------------------------------------------------------------------------
 
-const USAGE = 'usage: node bench/sampler.mjs [--rounds N] [--scrapes N] [--window S] [--json]';
-let args;
-try {
-  args = parseArgs({
-    options: {
-      rounds: { type: 'string' },
-      scrapes: { type: 'string', default: '200' },
-      window: { type: 'string', default: '30' },
-      json: { type: 'boolean', default: false },
-    },
-  }).values;
-} catch (e) {
-  console.error(`bench: ${e.message}\n${USAGE}`);
-  process.exit(2);
-}
-const positiveInt = (name, text) => {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`bench: --${name} wants a positive integer, got ${text}\n${USAGE}`);
-    process.exit(2);
-  }
-  return n;
-};
-const json = args.json;
-const rounds = positiveInt('rounds', args.rounds ?? process.env.BENCH_ROUNDS ?? '3');
-const scrapes = positiveInt('scrapes', args.scrapes);
-const windowS = positiveInt('window', args.window);
-if (!fs.existsSync(path.join(ROOT, 'dist', 'metrics', 'index.js'))) {
-  console.error('bench: dist/ is missing; run `npm run build` first');
-  process.exit(2);
-}
+const args = benchArgs({
+  usage: 'node bench/sampler.mjs [--rounds N] [--scrapes N] [--window S] [--json]',
+  options: { scrapes: { type: 'string', default: '200' }, window: { type: 'string', default: '30' } },
+  integers: ['scrapes', 'window'],
+  needs: 'metrics/index.js',
+});
+const { rounds, json, scrapes } = args;
+const windowS = args.window;
 if (process.platform !== 'linux') {
   console.error('bench: this benchmark reads /proc: Linux only');
   process.exit(2);
@@ -88,10 +61,6 @@ const { PostgresSink } = await import('../dist/sinks/index.js');
 const { nodeConnection } = await import('../dist/lab/index.js');
 const { loadConfig } = await import('../dist/config/index.js');
 const { connect } = await import('../dist/pg/index.js');
-// Only for cleaning up after an interrupted up (see rescueLab).
-const { SYSTEM_ROOT } = await import('../dist/lab/lifecycle.js');
-const { labIdFor } = await import('../dist/lab/state.js');
-const { removeCgroups } = await import('../dist/runtime/cgroups.js');
 
 // ---- helpers --------------------------------------------------------------------------------
 
@@ -101,13 +70,6 @@ const pass = (ok) => (ok ? 'PASS' : 'MISS');
 
 const checkInterrupted = watchInterrupts();
 
-const readOr = (file, fallback = '') => {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return fallback;
-  }
-};
 
 /** Fields of /proc/<pid>/stat after the command name (index 0 is field 3, "state"). */
 function statFields(pid) {
@@ -181,44 +143,11 @@ async function withLab(prefix, prepare, body) {
     return result;
   } finally {
     try {
-      if (!destroyed) await rescueLab(cwd).catch((e) => console.error(`bench: cleaning up the lab: ${e.message}`));
+      if (!destroyed) await rescueLab(cwd, 'prodhome').catch((e) => console.error(`bench: cleaning up the lab: ${e.message}`));
     } finally {
       removeDir(cwd);
     }
   }
-}
-
-/**
- * After a failure: stop every server the lab holds, then destroy it (as bench/up.mjs does).
- * Servers are stopped first because an up killed between starting them and writing state.json
- * leaves postmasters that `destroy` cannot know about.
- */
-async function rescueLab(cwd) {
-  const stateDir = path.join(cwd, '.prodhome', 'prodhome');
-  if (!fs.existsSync(stateDir)) return;
-  let state;
-  try {
-    state = JSON.parse(fs.readFileSync(path.join(stateDir, 'state.json'), 'utf8'));
-  } catch {
-    state = undefined;
-  }
-  await stopStragglers(stateDir);
-  if (state?.dataRoot) await stopStragglers(state.dataRoot);
-  const labId = labIdFor('prodhome', stateDir);
-  const cgroupParents = ['', 'memory', 'cpu', 'cpu,cpuacct'].map((c) => path.join('/sys/fs/cgroup', c, 'prodhome'));
-  await removeCgroups(
-    cgroupParents.flatMap((parent) => (fs.existsSync(parent) ? fs.readdirSync(parent).filter((n) => n.startsWith(`${labId}-`)).map((n) => path.join(parent, n)) : [])),
-  );
-  const r = await run(process.execPath, [CLI, 'destroy', '--yes'], { cwd }).catch(() => ({ code: -1 }));
-  if (r.code === 0) return;
-  // destroy failed too: stop the agent ourselves, and remove data kept outside the temp dir.
-  try {
-    const agentPid = Number(readOr(path.join(stateDir, 'agent.pid')).trim());
-    if (agentPid > 0) process.kill(agentPid, 'SIGTERM');
-  } catch {
-    // no agent, or already gone
-  }
-  if (state?.dataRoot?.startsWith(path.join(SYSTEM_ROOT, 'labs') + path.sep)) removeDir(state.dataRoot);
 }
 
 function postmasterOf(stateDir, node) {

@@ -11,12 +11,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { logger, median, watchInterrupts } from './lib.mjs';
+import { benchArgs, CLI, logger, median, watchInterrupts } from './lib.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'bin', 'prodhome.js');
 const PSQL_CANDIDATES = ['/usr/lib/postgresql/15/bin/psql', 'psql'];
 const PORTS = { from: 55500, to: 55509 }; // clear of the default lab, the tests and bench/up.mjs
 const TARGET_RATIO = 0.8;
@@ -25,26 +21,13 @@ const TABLE_DDL = (name) => `CREATE TABLE IF NOT EXISTS ${name} (id bigint PRIMA
 
 // ---- arguments ------------------------------------------------------------------------------
 
-let args;
-try {
-  args = parseArgs({ options: { rounds: { type: 'string' }, rows: { type: 'string' }, json: { type: 'boolean', default: false } } }).values;
-} catch (e) {
-  console.error(`bench: ${e.message}\nusage: node bench/seed.mjs [--rounds N] [--rows N] [--json]`);
-  process.exit(2);
-}
-const json = args.json;
-const rounds = Number(args.rounds ?? process.env.BENCH_ROUNDS ?? '5');
-const rows = Number(args.rows ?? '1000000');
-for (const [flag, v] of [['--rounds', rounds], ['--rows', rows]]) {
-  if (!Number.isInteger(v) || v < 1) {
-    console.error(`bench: ${flag} wants a positive integer`);
-    process.exit(2);
-  }
-}
-if (!fs.existsSync(path.join(ROOT, 'dist', 'data', 'index.js'))) {
-  console.error('bench: dist/ is missing; run `npm run build` first');
-  process.exit(2);
-}
+const { rounds, json, rows } = benchArgs({
+  usage: 'node bench/seed.mjs [--rounds N] [--rows N] [--json]',
+  options: { rows: { type: 'string', default: '1000000' } },
+  integers: ['rows'],
+  defaultRounds: 5,
+  needs: 'data/index.js',
+});
 const { bookChunks, DEFAULT_TOPICS } = await import('../dist/data/index.js');
 const { nodeConnection } = await import('../dist/lab/index.js');
 const { loadConfig } = await import('../dist/config/index.js');

@@ -11,12 +11,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { logger, makeTempDir, median, mustRun, processesUnder, removeDir, run, secs, sleep, stopStragglers, watchInterrupts } from './lib.mjs';
+import { benchArgs, CLI, logger, makeTempDir, median, mustRun, removeDir, rescueLab, run, secs, stopStragglers, watchInterrupts } from './lib.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'bin', 'prodhome.js');
 const NODES = 4; // the default lab: publisher, two subscribers, metrics
 const RUN_AS = 'prodhome'; // the default lab's runAs:
 const REF_PORTS_FROM = 55400; // clear of the default lab's 54320-54399
@@ -25,32 +21,12 @@ const TARGET_DOWN_S = 2;
 
 // ---- arguments ------------------------------------------------------------------------------
 
-let args;
-try {
-  args = parseArgs({ options: { rounds: { type: 'string' }, json: { type: 'boolean', default: false } } }).values;
-} catch (e) {
-  console.error(`bench: ${e.message}\nusage: node bench/up.mjs [--rounds N] [--json]`);
-  process.exit(2);
-}
-const json = args.json;
-const roundsArg = args.rounds ?? process.env.BENCH_ROUNDS ?? '5';
-const rounds = Number(roundsArg);
-if (!Number.isInteger(rounds) || rounds < 1) {
-  console.error(`bench: --rounds wants a positive integer, got ${roundsArg}`);
-  process.exit(2);
-}
-if (!fs.existsSync(path.join(ROOT, 'dist', 'runtime', 'binaries.js'))) {
-  console.error('bench: dist/ is missing; run `npm run build` first');
-  process.exit(2);
-}
+const { rounds, json } = benchArgs({ usage: 'node bench/up.mjs [--rounds N] [--json]', defaultRounds: 5, needs: 'runtime/binaries.js' });
 
 // Resolve the binaries exactly as `prodhome up` does, including the copy into a reachable cache
 // when the server user cannot traverse the install (an npm install under a 0700 /root).
 const { resolveBinaries, reachableBinDir } = await import('../dist/runtime/binaries.js');
 const { SYSTEM_ROOT } = await import('../dist/lab/lifecycle.js');
-// Only for cleaning up after an interrupted up (see rescueLab).
-const { labIdFor } = await import('../dist/lab/state.js');
-const { removeCgroups } = await import('../dist/runtime/cgroups.js');
 
 // ---- helpers --------------------------------------------------------------------------------
 
@@ -111,46 +87,11 @@ async function benchProdhome() {
     return { up: up.ms, down: down.ms, destroy: destroy.ms };
   } finally {
     try {
-      if (!destroyed) await rescueLab(cwd).catch((e) => console.error(`bench: cleaning up the lab: ${e.message}`));
+      if (!destroyed) await rescueLab(cwd, 'prodhome').catch((e) => console.error(`bench: cleaning up the lab: ${e.message}`));
     } finally {
       removeDir(cwd);
     }
   }
-}
-
-/**
- * After a failure: stop every server the lab holds, then destroy it. Servers are stopped first
- * because an up killed between starting them and writing state.json leaves postmasters that
- * `destroy` cannot know about (they are detached, so our Ctrl-C does not reach them either).
- */
-async function rescueLab(cwd) {
-  const stateDir = path.join(cwd, '.prodhome', 'prodhome');
-  if (!fs.existsSync(stateDir)) return;
-  let state;
-  try {
-    state = JSON.parse(fs.readFileSync(path.join(stateDir, 'state.json'), 'utf8'));
-  } catch {
-    state = undefined;
-  }
-  await stopStragglers(stateDir);
-  if (state?.dataRoot) await stopStragglers(state.dataRoot);
-  // Their cgroups (<labId>-<node>, under the v2 root or each v1 controller) go with them.
-  const labId = labIdFor('prodhome', stateDir);
-  const cgroupParents = ['', 'memory', 'cpu', 'cpu,cpuacct'].map((c) => path.join('/sys/fs/cgroup', c, 'prodhome'));
-  await removeCgroups(
-    cgroupParents.flatMap((parent) => (fs.existsSync(parent) ? fs.readdirSync(parent).filter((n) => n.startsWith(`${labId}-`)).map((n) => path.join(parent, n)) : [])),
-  );
-  const r = await run(process.execPath, [CLI, 'destroy', '--yes'], { cwd }).catch(() => ({ code: -1 }));
-  if (r.code === 0) return;
-  // destroy failed too: stop the agent ourselves, and remove data kept outside the temp dir
-  // (a root-run lab under an unreachable home keeps it under SYSTEM_ROOT/labs).
-  try {
-    const agentPid = Number(fs.readFileSync(path.join(stateDir, 'agent.pid'), 'utf8').trim());
-    if (agentPid > 0) process.kill(agentPid, 'SIGTERM');
-  } catch {
-    // no agent, or already gone
-  }
-  if (state?.dataRoot?.startsWith(path.join(SYSTEM_ROOT, 'labs') + path.sep)) removeDir(state.dataRoot);
 }
 
 // ---- reference: bare initdb + pg_ctl start ----------------------------------------------------
