@@ -9,8 +9,9 @@
 // pgbench used 0.17-0.34 s per server CPU second here). Medians over rounds; PASS/MISS; exits
 // non-zero only when something fails to run, never on speed.
 //
-//   node bench/load.mjs [--rounds N] [--seconds S] [--clients C] [--jobs J] [--scales 1,10] [--json]
-//   (--jobs: prodhome's threads, 1 by default as in the issue's command; 2 matches pgbench's -j 2)
+//   node bench/load.mjs [--rounds N] [--seconds S] [--clients C] [--jobs J] [--pgbench-jobs J] [--scales 1,10] [--json]
+//   (--jobs: prodhome's threads, 1 by default as in the issue's command; 2 matches pgbench's -j 2;
+//   --pgbench-jobs: pgbench's -j, 2 as in the issue; 1 compares the two clients thread for thread)
 //   (or BENCH_ROUNDS=N; needs `npm run build` and pgbench: BENCH_PGBENCH, else
 //   /usr/lib/postgresql/15/bin/pgbench, else pgbench on PATH)
 
@@ -27,20 +28,22 @@ const TARGET_RATIO = 0.9;
 // ---- arguments ------------------------------------------------------------------------------
 
 const args = benchArgs({
-  usage: 'node bench/load.mjs [--rounds N] [--seconds S] [--clients C] [--jobs J] [--scales 1,10] [--json]',
+  usage: 'node bench/load.mjs [--rounds N] [--seconds S] [--clients C] [--jobs J] [--pgbench-jobs J] [--scales 1,10] [--json]',
   options: {
     seconds: { type: 'string', default: '10' },
     clients: { type: 'string', default: '8' },
     jobs: { type: 'string', default: '1' },
+    'pgbench-jobs': { type: 'string', default: '2' },
     scales: { type: 'string', default: '1,10' },
   },
-  integers: ['seconds', 'clients', 'jobs'],
+  integers: ['seconds', 'clients', 'jobs', 'pgbench-jobs'],
   needs: 'workload/index.js',
 });
 const { rounds, json, seconds, clients } = args;
 // prodhome's threads: 1 (its default, the issue's command) or 2 (as many as pgbench is given).
 const jobs = args.jobs;
 const jobsArgs = jobs === 1 ? [] : ['-j', String(jobs)];
+const pgbenchJobs = String(args['pgbench-jobs']);
 const scales = args.scales.split(',').map((x) => Number(x.trim()));
 if (!scales.every((n) => Number.isInteger(n) && n >= 1)) {
   console.error(`bench: --scales wants positive integers separated by commas, got ${args.scales}`);
@@ -161,17 +164,17 @@ async function benchScale(scale, env, pid, sql) {
     });
   const theirs = () =>
     measure(async () => {
-      const r = await mustRun('pgbench', PGBENCH, ['-n', '-c', String(clients), '-j', '2', '-T', String(seconds)], { env });
+      const r = await mustRun('pgbench', PGBENCH, ['-n', '-c', String(clients), '-j', pgbenchJobs, '-T', String(seconds)], { env });
       const tps = Number(/^tps = ([\d.]+)/m.exec(r.stdout)?.[1]);
       const transactions = Number(/^number of transactions actually processed: (\d+)/m.exec(r.stdout)?.[1]);
       return { tps, transactions, cpu: r.cpu };
     });
 
   log('');
-  log(`scale ${scale}: prodhome load tpcb -c ${clients}${jobsArgs.length ? ` -j ${jobs}` : ''} -T ${seconds}  vs  pgbench -n -c ${clients} -j 2 -T ${seconds}; ${rounds} round(s), order alternates`);
+  log(`scale ${scale}: prodhome load tpcb -c ${clients}${jobsArgs.length ? ` -j ${jobs}` : ''} -T ${seconds}  vs  pgbench -n -c ${clients} -j ${pgbenchJobs} -T ${seconds}; ${rounds} round(s), order alternates`);
   // Warm caches (a freshly loaded pgbench_accounts) before anything is timed.
   await reset();
-  await mustRun('pgbench warm-up', PGBENCH, ['-n', '-c', String(clients), '-j', '2', '-T', '3'], { env });
+  await mustRun('pgbench warm-up', PGBENCH, ['-n', '-c', String(clients), '-j', pgbenchJobs, '-T', '3'], { env });
   log('round  first     prodhome tps  pgbench tps  ratio  prodhome CPU/tx  pgbench CPU/tx  prodhome CPU/server-s  pgbench CPU/server-s');
   const results = [];
   for (let i = 1; i <= rounds; i++) {
@@ -250,5 +253,5 @@ try {
 }
 
 if (json && summaries.length === scales.length) {
-  console.log(JSON.stringify({ ...info, clients, seconds, target: { ratio: TARGET_RATIO }, scales: summaries }, null, 2));
+  console.log(JSON.stringify({ ...info, clients, seconds, jobs, pgbenchJobs: Number(pgbenchJobs), target: { ratio: TARGET_RATIO }, scales: summaries }, null, 2));
 }
