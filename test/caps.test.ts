@@ -71,7 +71,7 @@ describe('resource caps', () => {
 
     // The sampler sees the cap, the OOM kill and the CPU quota from the node's cgroups.
     const node = readState(config.stateDir)!.nodes.tiny as { pid: number; caps: { cgroupDirs: string[] } };
-    const [point] = new ProcessSampler().sample([{ name: 'tiny', role: 'standalone', pid: runningPid((readState(config.stateDir)!.nodes.tiny as { dataDir: string }).dataDir), cgroupDirs: node.caps.cgroupDirs }]);
+    const [point] = await new ProcessSampler().sample([{ name: 'tiny', role: 'standalone', pid: runningPid((readState(config.stateDir)!.nodes.tiny as { dataDir: string }).dataDir), cgroupDirs: node.caps.cgroupDirs }]);
     expect(point!.fields.memory_limit_bytes).toBe(160 * 1024 * 1024);
     expect(point!.fields.oom_kills).toBeGreaterThanOrEqual(1);
     expect(point!.fields.memory_bytes).toBeLessThanOrEqual(160 * 1024 * 1024);

@@ -207,7 +207,7 @@ describe('process stats of local nodes', () => {
     const sampler = new ProcessSampler();
     const target = [{ name: 'busy', role: 'standalone' as const, pid: state.pid, cgroupDirs: [] }];
     const t0 = Date.now();
-    const first = sampler.sample(target, t0)[0]!;
+    const first = (await sampler.sample(target, t0))[0]!;
     expect(first.fields.processes).toBeGreaterThanOrEqual(5); // postmaster, checkpointer, walwriter, …
     // The same figures the slow way: every process's parent from /proc/*/stat, memory from status.
     const status = (pid: number | string, key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
@@ -228,7 +228,7 @@ describe('process stats of local nodes', () => {
     await withConnection(nodeConnection(lab.config(), 'busy'), (sql) => sql`select count(*) from generate_series(1, 4000000)`);
     const busyMs = Date.now() - started;
     const elapsed = Date.now() - t0;
-    const second = sampler.sample(target, Date.now())[0]!;
+    const second = (await sampler.sample(target, Date.now()))[0]!;
     // The backend ran the query for most of busyMs: that CPU shows up in the node's share.
     expect(second.fields.cpu_percent).toBeGreaterThan(((busyMs / elapsed) * 100) / 4);
     expect(second.fields.read_bytes_rate).toBeGreaterThanOrEqual(0);
@@ -244,7 +244,11 @@ describe('process stats of local nodes', () => {
     const sql = connect(nodeConnection(lab.config(), 'busy'), { max: 1 });
     try {
       const backend = (await sql<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid;
-      const first = sampler.sample(target)[0]!;
+      // ps runs as a child process the event loop does not wait on: other work goes on meanwhile.
+      let loopTurned = false;
+      setImmediate(() => (loopTurned = true));
+      const first = (await sampler.sample(target))[0]!;
+      expect(loopTurned).toBe(true);
       const listed = parsePsListing(spawnSync('ps', ['-A', '-o', 'pid=,ppid=,rss=,time='], { encoding: 'utf8' }).stdout);
       const tree = listed.filter((p) => p.pid === state.pid || p.ppid === state.pid);
       expect(tree.map((p) => p.pid)).toContain(backend);
@@ -254,7 +258,7 @@ describe('process stats of local nodes', () => {
       expect(first.fields.memory_bytes).toBeLessThan(rss * 1.25);
       expect(first.fields.read_bytes).toBeUndefined(); // ps has no I/O figures
       await sql`select count(*) from generate_series(1, 30000000)`;
-      const second = sampler.sample(target)[0]!;
+      const second = (await sampler.sample(target))[0]!;
       expect(second.fields.cpu_seconds! - first.fields.cpu_seconds!).toBeGreaterThanOrEqual(1);
       expect(second.fields.cpu_percent).toBeGreaterThan(0);
     } finally {

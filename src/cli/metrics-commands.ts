@@ -76,7 +76,7 @@ export function registerMetricsCommands(program: Command): void {
       try {
         let next = Date.now();
         while (!stop && Date.now() < until) {
-          const points = [...(await collector.scrape()), ...processes.sample(targets())];
+          const points = (await Promise.all([collector.scrape(), processes.sample(targets())])).flat();
           for (const sink of sinks) await sink.write(points);
           if (opts.json) for (const p of points) process.stdout.write(`${JSON.stringify(p)}\n`);
           else console.log(summaryLine(points, nodes.map((n) => n.name)));

@@ -189,7 +189,8 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
     let next = Date.now();
     while (!stopping) {
       const started = Date.now();
-      const points = [...(await collector.scrape(started)), ...processes.sample(targets(), started)];
+      // Process stats are read while the scrape's queries are in flight.
+      const points = (await Promise.all([collector.scrape(started), processes.sample(targets(), started)])).flat();
       // The sampler's own health, as metrics beside what it samples.
       points.push({ measurement: 'prodhome_sampler', tags: {}, fields: { points: points.length, scrape_seconds: (Date.now() - started) / 1000 }, time: started });
       for (const sink of sinks) {

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { NodeRole } from '../config/index.js';
@@ -59,7 +59,8 @@ export class ProcessSampler {
     this.source = options.source ?? (process.platform === 'linux' ? 'proc' : 'ps');
   }
 
-  sample(targets: ProcessTarget[], now = Date.now()): Point[] {
+  /** One point per running target. Async because `ps` is a child process: the agent's loop must not wait on it. */
+  async sample(targets: ProcessTarget[], now = Date.now()): Promise<Point[]> {
     if (this.source === 'ps') return this.sampleFromPs(targets, now);
     const points: Point[] = [];
     for (const t of targets) {
@@ -104,10 +105,10 @@ export class ProcessSampler {
   }
 
   /** One `ps` listing of every process per sample; each node is its postmaster and its children. */
-  private sampleFromPs(targets: ProcessTarget[], now: number): Point[] {
+  private async sampleFromPs(targets: ProcessTarget[], now: number): Promise<Point[]> {
     const running = targets.filter((t) => t.pid);
     if (!running.length) return [];
-    const listing = psListing();
+    const listing = await psListing();
     if (!listing) return [];
     const points: Point[] = [];
     for (const t of running) {
@@ -201,14 +202,10 @@ interface PsProcess {
 }
 
 /** Every process's pid, parent, resident KiB and CPU time, from the `ps` of macOS, the BSDs and procps. */
-function psListing(): PsProcess[] | undefined {
-  let text: string;
-  try {
-    text = execFileSync('ps', ['-A', '-o', 'pid=,ppid=,rss=,time='], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 });
-  } catch {
-    return undefined;
-  }
-  return parsePsListing(text);
+function psListing(): Promise<PsProcess[] | undefined> {
+  return new Promise((resolve) => {
+    execFile('ps', ['-A', '-o', 'pid=,ppid=,rss=,time='], { encoding: 'utf8', timeout: 5000 }, (error, stdout) => resolve(error ? undefined : parsePsListing(stdout)));
+  });
 }
 
 export function parsePsListing(text: string): PsProcess[] {
