@@ -2,7 +2,7 @@ import type { Point as SinkPoint } from '../sinks/index.js';
 import type { NodeRole } from '../config/index.js';
 import { connect, serverVersion, type ConnectionInfo, type Sql } from '../pg/index.js';
 import { HEARTBEAT_BEAT_SQL } from '../replication/index.js';
-import { appliesTo, loadCatalog, sqlFor, type MetricDefinition } from './catalog.js';
+import { appliesTo, loadCatalog, sqlFor, type MetricDefinition, type MetricField } from './catalog.js';
 
 /**
  * The sampler's collector: one persistent connection per node (application_name
@@ -29,7 +29,8 @@ interface NodeState {
   sql?: Sql;
   major?: number;
   disabled: Set<string>;
-  counters: Map<string, { value: number; time: number }>;
+  /** Each series' counter values at its last sample (by metric name and tag values), for rates. */
+  counters: Map<string, Map<string, { value: number; time: number }>>;
   failures: number;
   retryAt: number;
   /** When each metric with an `every` was last sampled on this node. */
@@ -176,24 +177,43 @@ export class Collector {
 
   private toPoint(n: NodeState, metric: MetricDefinition, row: Record<string, unknown>, base: Record<string, string>, now: number): Point {
     const tags: Record<string, string> = { ...base };
-    for (const t of metric.tags) tags[t] = String(row[t] ?? '');
+    let seriesKey = metric.name;
+    for (const t of metric.tags) {
+      const v = String(row[t] ?? '');
+      tags[t] = v;
+      seriesKey += `\0${v}`;
+    }
     const fields: Record<string, number> = {};
-    const seriesKey = `${metric.name}|${JSON.stringify(tags)}`;
-    for (const [name, def] of Object.entries(metric.fields)) {
+    let series: Map<string, { value: number; time: number }> | undefined;
+    for (const [name, kind] of fieldKinds(metric)) {
       const raw = row[name];
       if (raw === null || raw === undefined) continue; // SQL NULL: no value, not a zero
       const value = Number(raw);
       if (!Number.isFinite(value)) continue;
       fields[name] = value;
-      if (def.kind !== 'counter') continue;
-      const key = `${seriesKey}|${name}`;
-      const prev = n.counters.get(key);
-      n.counters.set(key, { value, time: now });
+      if (kind !== 'counter') continue;
+      series ??= n.counters.get(seriesKey);
+      if (!series) n.counters.set(seriesKey, (series = new Map()));
+      const prev = series.get(name);
+      if (!prev) {
+        series.set(name, { value, time: now });
+        continue;
+      }
       // A counter that went down was reset (stats reset, server restart): no rate this time.
-      if (prev && value >= prev.value && now > prev.time) fields[`${name}_rate`] = ((value - prev.value) * 1000) / (now - prev.time);
+      if (value >= prev.value && now > prev.time) fields[`${name}_rate`] = ((value - prev.value) * 1000) / (now - prev.time);
+      prev.value = value;
+      prev.time = now;
     }
     return { measurement: metric.name, tags, fields, time: now };
   }
+}
+
+/** A metric's fields and their kinds, listed once per definition: toPoint runs for every row of every scrape. */
+const fieldKindsCache = new WeakMap<MetricDefinition, [string, MetricField['kind']][]>();
+function fieldKinds(metric: MetricDefinition): [string, MetricField['kind']][] {
+  let list = fieldKindsCache.get(metric);
+  if (!list) fieldKindsCache.set(metric, (list = Object.entries(metric.fields).map(([name, def]) => [name, def.kind])));
+  return list;
 }
 
 function isConnectionError(e: unknown): boolean {

@@ -133,9 +133,18 @@ export class PostgresSink implements Sink {
     for (const [measurement, points] of byMeasurement) {
       const columns = await this.ensureTable(measurement, points);
       const names = [...columns.keys()];
-      const lines = points.map((p) => [new Date(p.time).toISOString(), ...names.map((c) => copyValue(p.tags[c] ?? p.fields[c]))].join('\t'));
+      let data = '';
+      let lastTime = NaN;
+      let timeText = '';
+      for (const p of points) {
+        // A sample's points share one time: format it once.
+        if (p.time !== lastTime) timeText = new Date((lastTime = p.time)).toISOString();
+        data += timeText;
+        for (const c of names) data += `\t${copyValue(p.tags[c] ?? p.fields[c])}`;
+        data += '\n';
+      }
       const table = `${quoteIdent(this.o.schema)}.${quoteIdent(measurement)}`;
-      await copyFrom(this.sql!, `COPY ${table} (time, ${names.map(quoteIdent).join(', ')}) FROM STDIN`, [{ data: `${lines.join('\n')}\n`, rows: lines.length }]);
+      await copyFrom(this.sql!, `COPY ${table} (time, ${names.map(quoteIdent).join(', ')}) FROM STDIN`, [{ data, rows: points.length }]);
     }
   }
 
@@ -153,24 +162,37 @@ export class PostgresSink implements Sink {
       shape = { columns: new Map(existing.map((c) => [c.name, c.type as ColumnType])), partitions: new Set() };
       this.tables.set(measurement, shape);
     }
-    for (const p of points) {
-      for (const [name, value] of [...Object.entries(p.tags), ...Object.entries(p.fields)]) {
-        if (name === 'time' || value === null || value === undefined || shape.columns.has(name)) continue;
-        const type = columnType(value);
-        await this.sql!.unsafe(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${quoteIdent(name)} ${type}`);
-        shape.columns.set(name, type);
-      }
+    for (const [name, type] of newColumns(points, shape.columns)) {
+      await this.sql!.unsafe(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${quoteIdent(name)} ${type}`);
+      shape.columns.set(name, type);
     }
-    for (const day of new Set(points.map((p) => dayKey(p.time)))) {
-      const partition = `${measurement}_${day}`;
+    for (const day of new Set(points.map((p) => Math.floor(p.time / DAY)))) {
+      const from = new Date(day * DAY).toISOString().slice(0, 10);
+      const partition = `${measurement}_${from.replace(/-/g, '')}`;
       if (shape.partitions.has(partition)) continue;
-      const from = `${day.slice(0, 4)}-${day.slice(4, 6)}-${day.slice(6)}`;
-      const to = new Date(Date.parse(`${from}T00:00:00Z`) + DAY).toISOString().slice(0, 10);
+      const to = new Date((day + 1) * DAY).toISOString().slice(0, 10);
       await this.sql!.unsafe(`CREATE TABLE IF NOT EXISTS ${schema}.${quoteIdent(partition)} PARTITION OF ${table} FOR VALUES FROM ('${from}') TO ('${to}')`);
       shape.partitions.add(partition);
     }
     return shape.columns;
   }
+}
+
+/** Tags and fields of these points that the table has no column for yet, with the type each wants. */
+function newColumns(points: Point[], columns: Map<string, ColumnType>): Map<string, ColumnType> {
+  const found = new Map<string, ColumnType>();
+  const look = (values: Record<string, unknown>) => {
+    for (const name in values) {
+      const value = values[name];
+      if (name === 'time' || value === null || value === undefined || columns.has(name) || found.has(name)) continue;
+      found.set(name, columnType(value));
+    }
+  };
+  for (const p of points) {
+    look(p.tags);
+    look(p.fields);
+  }
+  return found;
 }
 
 function dayKey(ms: number): string {
