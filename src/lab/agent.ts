@@ -88,7 +88,11 @@ export function readAgentStatus(stateDir: string): AgentStatus | undefined {
 export async function runAgent(stateDir: string, intervalMs = Number(process.env.PRODHOME_AGENT_INTERVAL_MS) || 1000): Promise<void> {
   const f = files(stateDir);
   let stopping = false;
-  const stop = () => (stopping = true);
+  let wake: (() => void) | undefined;
+  const stop = () => {
+    stopping = true;
+    wake?.(); // end the pause between checks now, not at its end
+  };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
@@ -129,7 +133,16 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
     for (const name of Object.keys(status.nodes)) if (!state.nodes[name]) delete status.nodes[name];
     status.checkedAt = now;
     writeStatus(f.agentStatus, status);
-    for (let waited = 0; waited < intervalMs && !stopping; waited += 50) await sleep(Math.min(50, intervalMs - waited));
+    if (!stopping) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, intervalMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
   }
   await sampler?.stop();
   log('agent stopped');
