@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { labDown, labStatus, labUp, nodeConnection, readState } from '../src/lab
 import type { Point } from '../src/metrics/index.js';
 import { withConnection } from '../src/pg/index.js';
 import { processAlive } from '../src/runtime/index.js';
-import { cli, tempLab, waitFor, type TempLab } from './helpers.js';
+import { CLI, cli, tempLab, waitFor, type TempLab } from './helpers.js';
 import { requireTool } from './support/influxd.js';
 
 // The agent started by `up` samples continuously: into its sinks and onto /metrics.
@@ -77,10 +77,28 @@ describe('the agent samples the lab', () => {
     expect(kinds).toEqual([{ kind: 'p' }]);
   });
 
-  it('a load run writes its per-second figures into the same store', async () => {
+  it('a load run writes its per-second figures into the same store, and onto /metrics while it runs', async () => {
     expect(cli(['seed', 'pgbench', '--scale', '1'], { cwd: lab.dir }).code).toBe(0);
-    const r = cli(['load', 'tpcb', '-c', '2', '-T', '3'], { cwd: lab.dir });
-    expect(r.code, r.stderr).toBe(0);
+    const run = spawn(process.execPath, [CLI, 'load', 'tpcb', '-c', '2', '-T', '4'], { cwd: lab.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    run.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => run.on('exit', resolve));
+    const tpsLine = new RegExp(`^workload_tps\\{node="a",run="${run.pid}",workload="tpcb"\\} (\\S+)$`, 'm');
+    const text = await waitFor(async () => {
+      const t = await (await fetch(metricsUrl)).text();
+      return tpsLine.test(t) ? t : undefined;
+    }, 10_000, "the run's figures on /metrics");
+    expect(Number(tpsLine.exec(text)![1])).toBeGreaterThan(0);
+    expect(text).toMatch(/^# TYPE workload_latency_p95_seconds gauge$/m);
+    expect(text).toMatch(new RegExp(`^workload_latency_p95_seconds\\{node="a",run="${run.pid}",workload="tpcb"\\} 0\\.\\d+`, 'm'));
+    if (promtool) {
+      const check = spawnSync(promtool, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+      expect(check.stdout + check.stderr).toBe('');
+    }
+    expect(await exited, stderr).toBe(0);
+    // Once the run is over, its series leave /metrics and its file leaves the state dir.
+    expect(await (await fetch(metricsUrl)).text()).not.toMatch(/^workload_tps/m);
+    expect(fs.readdirSync(path.join(lab.config().stateDir, 'live'))).toEqual([]);
     const rows = await withConnection(nodeConnection(lab.config(), 'm'), (sql) => sql`select workload, node, tps, latency_p95_ms from metrics.workload order by time`);
     expect(rows.length).toBeGreaterThanOrEqual(2);
     expect(rows[0]).toMatchObject({ workload: 'tpcb', node: 'a' });

@@ -65,6 +65,11 @@ describe('Prometheus text, byte for byte', () => {
     ['', '_'],
   ])('label name %j is %j', (name, out) => expect(sanitizeLabelName(name)).toBe(out));
   it('exportedName scales milliseconds', () => expect(exportedName({ name: 'x', type: 'gauge', unit: 'milliseconds' })).toEqual({ name: 'x_seconds', factor: 1e-3 }));
+  it('exportedName drops a short unit suffix it converts (latency_p95_ms → latency_p95_seconds)', () => {
+    expect(exportedName({ name: 'workload_latency_p95_ms', type: 'gauge', unit: 'milliseconds' })).toEqual({ name: 'workload_latency_p95_seconds', factor: 1e-3 });
+    expect(exportedName({ name: 'temp_kb', type: 'counter', unit: 'kilobytes' })).toEqual({ name: 'temp_bytes_total', factor: 1024 });
+    expect(exportedName({ name: 'forms', type: 'gauge', unit: 'milliseconds' }).name).toBe('forms_seconds'); // "ms" inside a word stays
+  });
 });
 
 const points: Point[] = [

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
-import { agentPid, nodeConnection, openSinks } from '../lab/index.js';
+import { agentPid, LivePointsWriter, nodeConnection, openSinks } from '../lab/index.js';
 import type { Point } from '../sinks/index.js';
 import {
   checkLoad, checkPgbench, DEFAULT_WEIGHTS, findPgbench, formatSchedule, prepareLoad, renderSummary, runPgbench, runPrepared, workloads, type LoadOptions, type Protocol,
@@ -98,11 +98,15 @@ export function registerLoadCommands(program: Command): void {
       };
       process.on('SIGINT', onSigint);
       // While the lab's agent runs, per-second figures go to the lab's sinks beside its metrics.
-      const sinks = agentPid(config.stateDir) ? await openSinks(config, (l) => process.stderr.write(`warning: ${l}\n`)) : [];
+      // /metrics is the agent's: the run's last second goes to it through the state dir.
+      const agentRunning = agentPid(config.stateDir) !== undefined;
+      const sinks = agentRunning ? await openSinks(config, (l) => process.stderr.write(`warning: ${l}\n`)) : [];
+      const live = agentRunning ? new LivePointsWriter(config.stateDir) : undefined;
       let writes = Promise.resolve();
-      if (sinks.length) {
+      if (agentRunning) {
         options.onSecond = (s) => {
           const point = workloadPoint(prepared.name, node, s);
+          live?.write([point]);
           writes = writes.then(() => Promise.all(sinks.map((sink) => sink.write([point]).catch(() => {})))).then(() => {});
         };
       }
@@ -118,6 +122,7 @@ export function registerLoadCommands(program: Command): void {
         }
       } finally {
         process.off('SIGINT', onSigint);
+        live?.close();
       }
     });
 }

@@ -5,8 +5,9 @@ import { Collector, ProcessSampler, loadCatalog, type Point } from '../metrics/i
 import { heartbeatPublications } from '../replication/index.js';
 import { runningPid } from '../runtime/index.js';
 import { PostgresSink } from '../sinks/postgres.js';
-import { createSink, pointsToFamilies, toPrometheusText, type FieldDescription, type Sink } from '../sinks/index.js';
+import { createSink, pointsToFamilies, toPrometheusText, type FieldDescription, type Point as SinkPoint, type Sink } from '../sinks/index.js';
 import { nodeConnection } from './inspect.js';
+import { readLivePoints } from './live-points.js';
 import { readState } from './state.js';
 
 /**
@@ -45,6 +46,17 @@ const BUILT_IN: Record<string, Record<string, FieldDescription>> = {
     up: { help: 'Whether the node answered the last scrape (1) or not (0).', type: 'gauge' },
     scrape_seconds: { help: 'How long the last scrape of the node took.', type: 'gauge', unit: 'seconds' },
   },
+  // A `prodhome load` run's last second, handed over through live-points.ts.
+  workload: {
+    tps: { help: 'Transactions a prodhome load run completed in its last second.', type: 'gauge' },
+    failed: { help: 'Transactions of a prodhome load run that failed in its last second.', type: 'gauge' },
+    latency_avg_ms: { help: "Average latency of a prodhome load run's transactions in its last second.", type: 'gauge', unit: 'milliseconds' },
+    latency_p50_ms: { help: "Median latency of a prodhome load run's transactions in its last second.", type: 'gauge', unit: 'milliseconds' },
+    latency_p95_ms: { help: "95th percentile latency of a prodhome load run's transactions in its last second.", type: 'gauge', unit: 'milliseconds' },
+    latency_p99_ms: { help: "99th percentile latency of a prodhome load run's transactions in its last second.", type: 'gauge', unit: 'milliseconds' },
+    latency_max_ms: { help: "Highest latency of a prodhome load run's transactions in its last second.", type: 'gauge', unit: 'milliseconds' },
+    schedule_lag_avg_ms: { help: 'How late a scheduled prodhome load run started its transactions, on average, in its last second.', type: 'gauge', unit: 'milliseconds' },
+  },
   process: {
     processes: { help: "Processes of the node's server (postmaster and backends).", type: 'gauge' },
     memory_bytes: { help: "Memory of the node's server: its cgroup's usage, or private memory plus shared buffers.", type: 'gauge', unit: 'bytes' },
@@ -69,7 +81,7 @@ function describeField(measurement: string, field: string): FieldDescription | u
 }
 
 /** The Prometheus text of the latest points: catalog fields only, raw counters (no _rate). */
-export function prometheusText(points: readonly Point[]): string {
+export function prometheusText(points: readonly SinkPoint[]): string {
   const exported = points.map((p) => ({
     ...p,
     // pg_up's fields read best as pg_up and pg_scrape_seconds, as exporters name them.
@@ -161,7 +173,9 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
         res.writeHead(404).end('not found: try /metrics\n');
         return;
       }
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(prometheusText(latest.points()));
+      // Beside the samples, what load runs handed over (their per-second figures).
+      const points: SinkPoint[] = [...latest.points(), ...readLivePoints(config.stateDir)];
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(prometheusText(points));
     });
     const port = config.metrics.prometheus.port ?? 0;
     try {

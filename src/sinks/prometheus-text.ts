@@ -42,6 +42,8 @@ const CONVERSIONS: Record<string, readonly [string, number]> = {
   megabytes: ['bytes', 1024 ** 2],
   percent: ['ratio', 1e-2],
 };
+/** The short forms names use for converted units (latency_ms), dropped like the long ones. */
+const UNIT_ABBREVIATIONS: Record<string, string> = { milliseconds: 'ms', microseconds: 'us', nanoseconds: 'ns', kilobytes: 'kb', megabytes: 'mb' };
 /** Base units that become the last word of the name (before `_total`). */
 const BASE_UNITS = new Set(['seconds', 'bytes', 'ratio', 'celsius', 'volts', 'amperes', 'joules', 'grams', 'meters']);
 
@@ -68,7 +70,12 @@ export function exportedName(family: Pick<Family, 'name' | 'type' | 'unit'>): { 
   if (family.type === 'counter') dropSuffix('_total'); // added back after the unit
   const conversion = family.unit ? CONVERSIONS[family.unit] : undefined;
   const unit = conversion?.[0] ?? family.unit;
-  if (conversion) dropSuffix(`_${family.unit}`); // pg_blk_read_time_milliseconds → _seconds
+  if (conversion) {
+    // pg_blk_read_time_milliseconds and workload_latency_p95_ms both end in _seconds
+    dropSuffix(`_${family.unit}`);
+    const short = UNIT_ABBREVIATIONS[family.unit!];
+    if (short) dropSuffix(`_${short}`);
+  }
   if (unit && BASE_UNITS.has(unit) && !name.endsWith(`_${unit}`)) name += `_${unit}`;
   if (family.type === 'counter') name += '_total';
   return { name, factor: conversion?.[1] ?? 1 };
