@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, nodeConnection } from '../src/lab/index.js';
 import { withConnection } from '../src/pg/index.js';
-import { parsePgbenchOutput, type LoadSummary } from '../src/workload/index.js';
+import { parsePgbenchOutput, prepareLoad, runPgbench, type LoadSummary, type SecondStats } from '../src/workload/index.js';
 import { IN_CI, cli, tempLab, type TempLab } from './helpers.js';
 
 // --engine pgbench: the installed pgbench runs tpcb and custom scripts, and its real output
@@ -49,6 +49,25 @@ describe.skipIf(!PGBENCH)('--engine pgbench', () => {
     expect(s.clientCpu.seconds).toBeGreaterThan(0);
     expect(s.clientCpu.perTransactionMicros).toBeGreaterThan(0);
     expect(r.stderr).toMatch(/^progress: 1\.0 s, [\d.]+ tps, lat [\d.]+ ms stddev [\d.]+, 0 failed$/m);
+  });
+
+  it('hands out each second of the run while pgbench runs (for the sinks), every transaction in one second', async () => {
+    const options = { workload: 'tpcb', node: 'publisher', connection: nodeConnection(lab.config(), 'publisher'), clients: 2, seconds: 3 };
+    const seconds: { stats: SecondStats; seenAt: number }[] = [];
+    const started = Date.now();
+    const summary = await runPgbench(await prepareLoad(options), { ...options, onSecond: (stats) => seconds.push({ stats, seenAt: Date.now() }) }, PGBENCH!);
+    const ended = Date.now();
+    expect(seconds.length).toBeGreaterThanOrEqual(3);
+    expect(seconds.reduce((n, x) => n + x.stats.transactions, 0)).toBe(summary.transactions);
+    expect(seconds.map((x) => x.stats.second)).toEqual(seconds.map((_, i) => i));
+    for (const { stats } of seconds) {
+      expect(stats.at!).toBeGreaterThan(started);
+      expect(stats.at!).toBeLessThanOrEqual(ended + 1000);
+    }
+    expect(seconds[0]!.stats.tps).toBeGreaterThan(0);
+    expect(seconds[0]!.stats.latencyMs.p95).toBeGreaterThan(0);
+    // Live, not all at the end: the first second was handed out well before pgbench finished.
+    expect(seconds[0]!.seenAt).toBeLessThan(ended - 500);
   });
 
   it('-R: the schedule lag comes from its log, like pgbench reports it', () => {

@@ -1,11 +1,14 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ProdhomeError } from '../src/errors.js';
 import {
-  arrivalTimes, cumulative, gateOpenAt, Histogram, inverseCumulative, paceOf, parseSchedule, parseWeights, Random, type ArrivalShape,
+  arrivalTimes, cumulative, gateOpenAt, Histogram, inverseCumulative, paceOf, parseSchedule, parseWeights, PgbenchLogTail, Random, type ArrivalShape,
 } from '../src/workload/index.js';
 import { inline, literal, statement } from '../src/workload/statement.js';
 
-// The load generator's pure parts, no server: histogram, random draws, schedules, weights, literals.
+// The load generator's pure parts, no server: histogram, random draws, schedules, weights, literals, pgbench's logs.
 
 function usageError(f: () => unknown): string {
   try {
@@ -216,5 +219,37 @@ describe('statements', () => {
     expect(inline(s, [7, "O'Reilly", null])).toBe("INSERT INTO t VALUES (7, 'O''Reilly', NULL, 7)");
     expect(literal('a\\b')).toBe("E'a\\\\b'");
     expect(literal(0.1 + 0.2)).toBe('0.3');
+  });
+});
+
+// pgbench's per-transaction logs, followed while it writes them: one file per thread.
+describe('PgbenchLogTail', () => {
+  const line = (second: number, us: number, latency: number | 'failed', lag?: number) => `0 1 ${latency} 0 ${second} ${us}${lag === undefined ? '' : ` ${lag}`}\n`;
+  it('gives out a second once every log has moved past it, each transaction once, the rest at the end', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prodhome-tail-'));
+    try {
+      const a = path.join(dir, 'log.100');
+      const b = path.join(dir, 'log.100.1');
+      fs.writeFileSync(a, line(1000, 1, 500) + line(1000, 2, 1500) + line(1001, 3, 700));
+      fs.writeFileSync(b, line(1000, 5, 'failed') + '0 2 90'); // ends mid-line: the rest comes later
+      fs.writeFileSync(path.join(dir, 'other.txt'), line(999, 1, 1));
+      const tail = new PgbenchLogTail(dir);
+      expect(tail.poll()).toEqual([]); // b has not passed second 1000 yet
+      fs.appendFileSync(b, '0 0 1001 9 250\n');
+      const [first, ...none] = tail.poll();
+      expect(none).toEqual([]);
+      expect(first).toMatchObject({ second: 0, at: 1_001_000, transactions: 2, failed: 1, latencyMs: { avg: 1, max: 1.5 } });
+      fs.appendFileSync(a, line(1000, 9, 100)); // late for a second already given out: left out
+      fs.appendFileSync(b, line(1002, 1, 300));
+      expect(tail.poll().map((s) => [s.second, s.transactions])).toEqual([]); // a has not passed 1001
+      const rest = tail.poll(true);
+      expect(rest.map((s) => [s.second, s.at, s.transactions])).toEqual([
+        [1, 1_002_000, 2],
+        [2, 1_003_000, 1],
+      ]);
+      expect(rest[0]!.latencyMs.max).toBe(0.9);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

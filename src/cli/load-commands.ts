@@ -140,7 +140,7 @@ function workloadPoint(workload: string, node: string, s: SecondStats): Point {
     latency_max_ms: s.latencyMs.max,
   };
   if (s.lagMs) fields.schedule_lag_avg_ms = s.lagMs.avg;
-  return { measurement: 'workload', tags: { workload, node }, fields, time: Date.now() };
+  return { measurement: 'workload', tags: { workload, node }, fields, time: s.at ?? Date.now() };
 }
 
 /** The lab's first publisher, or its only node. */

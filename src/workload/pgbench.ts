@@ -7,7 +7,7 @@ import { ProdhomeError } from '../errors.js';
 import { Histogram } from './histogram.js';
 import { cpuSummary, type LoadOptions, type PreparedLoad } from './runner.js';
 import { formatSchedule } from './schedule.js';
-import { latencyMs, SQLSTATE_NAMES, type ErrorSummary, type LoadSummary } from './summary.js';
+import { latencyMs, SQLSTATE_NAMES, Totals, type ErrorSummary, type LoadSummary, type SecondStats } from './summary.js';
 
 /**
  * `--engine pgbench`: the installed pgbench runs the same workload (tpcb, custom) against the same
@@ -152,6 +152,90 @@ export async function readPgbenchLogs(files: string[]): Promise<{ latency: Histo
   return { latency, failed, lag };
 }
 
+/**
+ * Follows pgbench's per-transaction logs while it runs (one file per thread, appended as it goes)
+ * and gives out each second's figures once every log has moved past that second — what the
+ * sinks get from the prodhome engine every second. pgbench writes its logs in buffered blocks,
+ * so at a few transactions per second a second arrives late, but complete.
+ */
+export class PgbenchLogTail {
+  private readonly files = new Map<string, { offset: number; rest: string; lastSecond: number }>();
+  private readonly seconds = new Map<number, Totals>();
+  private done = -Infinity;
+  private first?: number;
+
+  constructor(
+    private readonly dir: string,
+    private readonly prefix = 'log.',
+  ) {}
+
+  /** Reads what the logs gained; returns the seconds now complete, oldest first (all of them when `final`). */
+  poll(final = false): SecondStats[] {
+    for (const name of fs.readdirSync(this.dir)) {
+      if (!name.startsWith(this.prefix)) continue;
+      let f = this.files.get(name);
+      if (!f) this.files.set(name, (f = { offset: 0, rest: '', lastSecond: -Infinity }));
+      const text = this.readFrom(path.join(this.dir, name), f);
+      const lines = (f.rest + text).split('\n');
+      f.rest = lines.pop()!;
+      for (const line of lines) this.add(line, f);
+    }
+    // A second is complete when every log has a transaction that ended after it.
+    const upTo = final ? Infinity : Math.min(...[...this.files.values()].map((f) => f.lastSecond)) - 1;
+    const ready = [...this.seconds.keys()].filter((s) => s <= upTo).sort((a, b) => a - b);
+    return ready.map((s) => {
+      const t = this.seconds.get(s)!;
+      this.seconds.delete(s);
+      this.done = Math.max(this.done, s);
+      this.first ??= s;
+      return { ...t.second(s - this.first), at: (s + 1) * 1000 };
+    });
+  }
+
+  private readFrom(file: string, f: { offset: number }): string {
+    let fd: number;
+    try {
+      fd = fs.openSync(file, 'r');
+    } catch {
+      return '';
+    }
+    try {
+      const size = fs.fstatSync(fd).size;
+      if (size <= f.offset) return '';
+      const b = Buffer.allocUnsafe(size - f.offset);
+      const n = fs.readSync(fd, b, 0, b.length, f.offset);
+      f.offset += n;
+      return b.toString('utf8', 0, n);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** client_id transaction_no time script_no time_epoch time_us [schedule_lag [retries]] */
+  private add(line: string, f: { lastSecond: number }): void {
+    const x = line.split(' ');
+    if (x.length < 6) return;
+    const second = Number(x[4]);
+    if (!Number.isFinite(second)) return;
+    f.lastSecond = Math.max(f.lastSecond, second);
+    if (second <= this.done || x[2] === 'skipped') return; // a second already given out stays as it was
+    let t = this.seconds.get(second);
+    if (!t) this.seconds.set(second, (t = new Totals()));
+    if (x[2] === 'failed') {
+      t.failed++;
+      return;
+    }
+    t.transactions++;
+    t.latency.record(Number(x[2]));
+    if (x[6] !== undefined) {
+      const lag = Number(x[6]);
+      t.lag.count++;
+      t.lag.sum += lag;
+      if (lag > t.lag.max) t.lag.max = lag;
+    }
+  }
+}
+
 /** Runs pgbench and reports its run as a LoadSummary. */
 export async function runPgbench(p: PreparedLoad, o: LoadOptions, pgbenchPath: string): Promise<LoadSummary> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prodhome-pgbench-'));
@@ -172,12 +256,22 @@ export async function runPgbench(p: PreparedLoad, o: LoadOptions, pgbenchPath: s
       stderr += `${line}\n`;
       if (line.startsWith('progress: ')) o.onProgress?.(line);
     });
+    // Each second's figures for the sinks, from the logs as pgbench writes them.
+    const tail = o.onSecond ? new PgbenchLogTail(dir) : undefined;
+    const report = (final: boolean) => {
+      for (const second of tail!.poll(final)) o.onSecond!(second);
+    };
+    const ticker = tail ? setInterval(() => report(false), 1000) : undefined;
     const abort = () => child.kill('SIGINT');
     o.signal?.addEventListener('abort', abort);
     const code = await new Promise<number | null>((resolve, reject) => {
       child.on('error', reject);
       child.on('close', (exitCode) => resolve(exitCode));
-    }).finally(() => o.signal?.removeEventListener('abort', abort));
+    }).finally(() => {
+      o.signal?.removeEventListener('abort', abort);
+      clearInterval(ticker);
+    });
+    if (tail) report(true);
 
     const out = parsePgbenchOutput(stdout, stderr);
     const interrupted = o.signal?.aborted ?? false;

@@ -107,8 +107,9 @@ export async function runPrepared(p: PreparedLoad, o: LoadOptions): Promise<Load
   let emitted = -1;
   let window = new Totals();
   let windowStart = 0;
+  let start = 0; // the run's clock: every thread starts on it
   const emit = (second: number, t: Totals) => {
-    o.onSecond?.(t.second(second));
+    o.onSecond?.({ ...t.second(second), at: start + (second + 1) * 1000 });
     // Like pgbench, progress covers whole intervals of the run, not the tail of in-flight transactions after -T.
     if (o.progressSeconds && o.onProgress && (o.seconds === undefined || second < o.seconds)) {
       window.add(t);
@@ -170,7 +171,6 @@ export async function runPrepared(p: PreparedLoad, o: LoadOptions): Promise<Load
   handles = jobs.map((job, t) => (t === 0 ? inProcessThread(job, onInterval) : workerThread(job, onInterval)));
   const abort = () => stopAll();
   o.signal?.addEventListener('abort', abort);
-  let start = 0;
   let end = 0;
   try {
     const connected = await Promise.allSettled(handles.map((h) => h.connect()));

@@ -55,6 +55,8 @@ export interface LoadSummary {
 /** Per-second figures, for `onSecond` (the future metrics sinks) and -P progress. */
 export interface SecondStats {
   second: number;
+  /** When the second ended, ms since the epoch. */
+  at?: number;
   transactions: number;
   failed: number;
   tps: number;
