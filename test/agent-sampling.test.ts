@@ -105,6 +105,17 @@ describe('the agent samples the lab', () => {
     expect(Math.max(...rows.map((x) => x.tps as number))).toBeGreaterThan(0);
   });
 
+  it("a load run's errors go to the store by SQLSTATE, each second", async () => {
+    const script = path.join(lab.dir, 'fails.sql');
+    fs.writeFileSync(script, 'SELECT 1 / 0;\n\\sleep 10 ms\n');
+    const r = cli(['load', 'custom', script, '-c', '1', '-T', '2'], { cwd: lab.dir });
+    expect(r.code, r.stderr).toBe(0);
+    const rows = await withConnection(nodeConnection(lab.config(), 'm'), (sql) => sql`select sqlstate, sum(count)::int as n, count(*)::int as seconds from metrics.workload_errors where workload = 'custom' group by sqlstate`);
+    expect(rows).toEqual([{ sqlstate: '22012', n: expect.any(Number), seconds: expect.any(Number) }]);
+    expect(rows[0]!.seconds).toBeGreaterThanOrEqual(2);
+    expect(r.stdout).toMatch(new RegExp(`22012.*\\b${rows[0]!.n}\\b`)); // the same count as the summary's
+  });
+
   it('shows a node that died as pg_up 0, and down stops the agent', async () => {
     const node = readState(lab.config().stateDir)!.nodes.b as { dataDir: string };
     const pid = Number(fs.readFileSync(`${node.dataDir}/postmaster.pid`, 'utf8').split('\n')[0]);

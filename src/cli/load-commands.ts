@@ -105,9 +105,9 @@ export function registerLoadCommands(program: Command): void {
       let writes = Promise.resolve();
       if (agentRunning) {
         options.onSecond = (s) => {
-          const point = workloadPoint(prepared.name, node, s);
-          live?.write([point]);
-          writes = writes.then(() => Promise.all(sinks.map((sink) => sink.write([point]).catch(() => {})))).then(() => {});
+          const points = workloadPoints(prepared.name, node, s);
+          live?.write(points);
+          writes = writes.then(() => Promise.all(sinks.map((sink) => sink.write(points).catch(() => {})))).then(() => {});
         };
       }
       try {
@@ -127,8 +127,11 @@ export function registerLoadCommands(program: Command): void {
     });
 }
 
-/** One second of a load run, as a point: the dashboard shows it beside the database's own metrics. */
-function workloadPoint(workload: string, node: string, s: SecondStats): Point {
+/**
+ * One second of a load run, as points: the dashboard shows them beside the database's own
+ * metrics. `workload` has the figures; `workload_errors` the second's errors, one point per SQLSTATE.
+ */
+function workloadPoints(workload: string, node: string, s: SecondStats): Point[] {
   const fields: Point['fields'] = {
     tps: s.tps,
     transactions: s.transactions,
@@ -140,7 +143,9 @@ function workloadPoint(workload: string, node: string, s: SecondStats): Point {
     latency_max_ms: s.latencyMs.max,
   };
   if (s.lagMs) fields.schedule_lag_avg_ms = s.lagMs.avg;
-  return { measurement: 'workload', tags: { workload, node }, fields, time: s.at ?? Date.now() };
+  const time = s.at ?? Date.now();
+  const errors = Object.entries(s.errors).map(([sqlstate, count]): Point => ({ measurement: 'workload_errors', tags: { workload, node, sqlstate }, fields: { count }, time }));
+  return [{ measurement: 'workload', tags: { workload, node }, fields, time }, ...errors];
 }
 
 /** The lab's first publisher, or its only node. */

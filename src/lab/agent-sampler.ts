@@ -57,6 +57,9 @@ const BUILT_IN: Record<string, Record<string, FieldDescription>> = {
     latency_max_ms: { help: "Highest latency of a prodhome load run's transactions in its last second.", type: 'gauge', unit: 'milliseconds' },
     schedule_lag_avg_ms: { help: 'How late a scheduled prodhome load run started its transactions, on average, in its last second.', type: 'gauge', unit: 'milliseconds' },
   },
+  workload_errors: {
+    count: { help: 'Errors a prodhome load run met in its last second, by SQLSTATE.', type: 'gauge' },
+  },
   process: {
     processes: { help: "Processes of the node's server (postmaster and backends).", type: 'gauge' },
     memory_bytes: { help: "Memory of the node's server: its cgroup's usage, or private memory plus shared buffers.", type: 'gauge', unit: 'bytes' },
