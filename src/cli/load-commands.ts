@@ -1,11 +1,9 @@
 import type { Command } from 'commander';
 import type { LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
-import { agentPid, LivePointsWriter, nodeConnection, openSinks } from '../lab/index.js';
-import type { Point } from '../sinks/index.js';
+import { loadReporter, nodeConnection } from '../lab/index.js';
 import {
   checkLoad, checkPgbench, DEFAULT_WEIGHTS, findPgbench, formatSchedule, prepareLoad, renderSummary, runPgbench, runPrepared, workloads, type LoadOptions, type Protocol,
-  type SecondStats,
 } from '../workload/index.js';
 import { printJson } from './render.js';
 import { configFrom } from './shared.js';
@@ -97,23 +95,11 @@ export function registerLoadCommands(program: Command): void {
         stop.abort();
       };
       process.on('SIGINT', onSigint);
-      // While the lab's agent runs, per-second figures go to the lab's sinks beside its metrics.
-      // /metrics is the agent's: the run's last second goes to it through the state dir.
-      const agentRunning = agentPid(config.stateDir) !== undefined;
-      const sinks = agentRunning ? await openSinks(config, (l) => process.stderr.write(`warning: ${l}\n`)) : [];
-      const live = agentRunning ? new LivePointsWriter(config.stateDir) : undefined;
-      let writes = Promise.resolve();
-      if (agentRunning) {
-        options.onSecond = (s) => {
-          const points = workloadPoints(prepared.name, node, s);
-          live?.write(points);
-          writes = writes.then(() => Promise.all(sinks.map((sink) => sink.write(points).catch(() => {})))).then(() => {});
-        };
-      }
+      // While the lab's agent runs, each second goes where its samples go (sinks, /metrics).
+      const reporter = await loadReporter(config, node, prepared.name, (l) => process.stderr.write(`warning: ${l}\n`));
+      options.onSecond = reporter.onSecond;
       try {
         const summary = pgbench ? await runPgbench(prepared, options, pgbench) : await runPrepared(prepared, options);
-        await writes;
-        for (const sink of sinks) await sink.close();
         if (flags.json) printJson(summary);
         else console.log(renderSummary(summary));
         if (summary.stoppedBy === 'max-errors') {
@@ -122,30 +108,9 @@ export function registerLoadCommands(program: Command): void {
         }
       } finally {
         process.off('SIGINT', onSigint);
-        live?.close();
+        await reporter.close();
       }
     });
-}
-
-/**
- * One second of a load run, as points: the dashboard shows them beside the database's own
- * metrics. `workload` has the figures; `workload_errors` the second's errors, one point per SQLSTATE.
- */
-function workloadPoints(workload: string, node: string, s: SecondStats): Point[] {
-  const fields: Point['fields'] = {
-    tps: s.tps,
-    transactions: s.transactions,
-    failed: s.failed,
-    latency_avg_ms: s.latencyMs.avg,
-    latency_p50_ms: s.latencyMs.p50,
-    latency_p95_ms: s.latencyMs.p95,
-    latency_p99_ms: s.latencyMs.p99,
-    latency_max_ms: s.latencyMs.max,
-  };
-  if (s.lagMs) fields.schedule_lag_avg_ms = s.lagMs.avg;
-  const time = s.at ?? Date.now();
-  const errors = Object.entries(s.errors).map(([sqlstate, count]): Point => ({ measurement: 'workload_errors', tags: { workload, node, sqlstate }, fields: { count }, time }));
-  return [{ measurement: 'workload', tags: { workload, node }, fields, time }, ...errors];
 }
 
 /** The lab's first publisher, or its only node. */

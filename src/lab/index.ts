@@ -7,4 +7,4 @@ export {
   labReplicate, labVerify, labReplicationStatus, labSetSubscriptionEnabled, labDropSubscriptions, labResync, labRevert, addSubscriptionToConfig, replicationFile,
 } from './replication.js';
 export { openSinks } from './agent-sampler.js';
-export { LivePointsWriter } from './live-points.js';
+export { loadReporter, workloadPoints, type LoadReporter } from './load-report.js';

@@ -1,0 +1,61 @@
+import type { LabConfig } from '../config/index.js';
+import type { Point } from '../sinks/index.js';
+import type { SecondStats } from '../workload/index.js';
+import { agentPid } from './agent.js';
+import { openSinks } from './agent-sampler.js';
+import { LivePointsWriter } from './live-points.js';
+
+/**
+ * Where a load run's seconds go while the lab's agent runs: the lab's sinks (metrics store,
+ * `metrics.sinks`) and, through the state dir, the agent's /metrics, so the dashboard shows the
+ * load beside the database's own metrics. Without an agent the run reports nowhere but its
+ * summary, as a lab that is down samples nothing either.
+ */
+export interface LoadReporter {
+  /** For LoadOptions.onSecond; undefined when there is nowhere to report. */
+  onSecond?: (stats: SecondStats) => void;
+  /** Waits for the writes, closes the sinks, takes the run off /metrics. */
+  close(): Promise<void>;
+}
+
+export async function loadReporter(config: LabConfig, node: string, workload: string, warn: (line: string) => void): Promise<LoadReporter> {
+  if (agentPid(config.stateDir) === undefined) return { close: async () => undefined };
+  const sinks = await openSinks(config, warn);
+  const live = new LivePointsWriter(config.stateDir);
+  let writes = Promise.resolve();
+  let closed: Promise<void> | undefined;
+  return {
+    onSecond: (s) => {
+      const points = workloadPoints(workload, node, s);
+      live.write(points);
+      writes = writes.then(() => Promise.all(sinks.map((sink) => sink.write(points).catch(() => {})))).then(() => {});
+    },
+    close: () =>
+      (closed ??= (async () => {
+        live.close();
+        await writes;
+        for (const sink of sinks) await sink.close().catch(() => {});
+      })()),
+  };
+}
+
+/**
+ * One second of a load run, as points: `workload` has the figures; `workload_errors` the
+ * second's errors, one point per SQLSTATE.
+ */
+export function workloadPoints(workload: string, node: string, s: SecondStats): Point[] {
+  const fields: Point['fields'] = {
+    tps: s.tps,
+    transactions: s.transactions,
+    failed: s.failed,
+    latency_avg_ms: s.latencyMs.avg,
+    latency_p50_ms: s.latencyMs.p50,
+    latency_p95_ms: s.latencyMs.p95,
+    latency_p99_ms: s.latencyMs.p99,
+    latency_max_ms: s.latencyMs.max,
+  };
+  if (s.lagMs) fields.schedule_lag_avg_ms = s.lagMs.avg;
+  const time = s.at ?? Date.now();
+  const errors = Object.entries(s.errors).map(([sqlstate, count]): Point => ({ measurement: 'workload_errors', tags: { workload, node, sqlstate }, fields: { count }, time }));
+  return [{ measurement: 'workload', tags: { workload, node }, fields, time }, ...errors];
+}
