@@ -120,8 +120,10 @@ describe('the agent samples the lab', () => {
     const node = readState(lab.config().stateDir)!.nodes.b as { dataDir: string };
     const pid = Number(fs.readFileSync(`${node.dataDir}/postmaster.pid`, 'utf8').split('\n')[0]);
     process.kill(pid, 'SIGKILL');
-    await waitFor(async () => /^pg_up\{node="b",role="subscriber"\} 0$/m.test(await (await fetch(metricsUrl)).text()), 10_000, '/metrics to show b down').catch((e) => {
-      throw new Error(`${e.message}; agent log:\n${fs.readFileSync(path.join(lab.config().stateDir, 'agent.log'), 'utf8')}`);
+    await waitFor(async () => /^pg_up\{node="b",role="subscriber"\} 0$/m.test(await (await fetch(metricsUrl)).text()), 10_000, '/metrics to show b down').catch(async (e: Error) => {
+      const shown = (await (await fetch(metricsUrl)).text()).split('\n').filter((l) => /^(pg_up|prodhome_sampler)/.test(l)).join('\n');
+      const status = fs.readFileSync(path.join(lab.config().stateDir, 'agent-status.json'), 'utf8');
+      throw new Error(`${e.message}; /metrics shows:\n${shown}\nagent status: ${status}\nnow ${new Date().toISOString()}\nagent log:\n${fs.readFileSync(path.join(lab.config().stateDir, 'agent.log'), 'utf8')}`);
     });
     const agentPid = (await labStatus(lab.config())).agent.pid!;
     await labDown(lab.config());

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, nodeConnection, readState } from '../src/lab/index.js';
 import { Collector, ProcessSampler, loadCatalog, parseCpuTime, parsePsListing, type MetricDefinition, type Point } from '../src/metrics/index.js';
@@ -145,6 +146,43 @@ describe('collector on real servers', () => {
     expect(statementWarnings).toHaveLength(1);
     expect(find(points, 'pg_locks', { node: 'a' })).toBeDefined();
     expect(find(points, 'pg_statements', { node: 'b' })).toBeDefined();
+  });
+});
+
+// A server that was killed mid-scrape can leave the driver waiting on a connection that never
+// answers. Here a listener plays such a server for real over TCP: it takes the connection and
+// the startup message and then says nothing, ever (no Postgres server can be made to do that on
+// purpose). The scrape must end at the collector's own timeout, before the driver's connect
+// timeout (2 s) would, as pg_up 0.
+describe('a node that stops answering', () => {
+  let server: net.Server;
+  let port: number;
+  const sockets = new Set<net.Socket>();
+  beforeAll(async () => {
+    server = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as net.AddressInfo).port;
+  });
+  afterAll(() => {
+    for (const s of sockets) s.destroy();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  it('is pg_up 0 once the scrape timeout passes, with one warning', async () => {
+    const warnings: string[] = [];
+    const collector = new Collector([{ name: 'mute', role: 'standalone', connection: { host: '127.0.0.1', port, user: 'u', password: 'p', database: 'd' } }], { scrapeTimeoutMs: 700, warn: (w) => warnings.push(w) });
+    try {
+      const started = Date.now();
+      const points = await collector.scrape();
+      expect(Date.now() - started).toBeLessThan(1500);
+      expect(points).toEqual([expect.objectContaining({ measurement: 'pg_up', tags: { node: 'mute', role: 'standalone' }, fields: { up: 0 } })]);
+      expect(warnings).toEqual(['mute: not answering (no answer within 0.7 s); retrying with backoff']);
+    } finally {
+      await collector.close();
+    }
   });
 });
 

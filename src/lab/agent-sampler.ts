@@ -202,10 +202,22 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
       return s?.runtime === 'local' ? [{ name: n.name, role: n.role, pid: runningPid(s.dataDir), cgroupDirs: s.caps.cgroupDirs }] : [];
     });
   };
+  // A sample that takes far longer than its interval is logged once, with the step it waits on.
+  let doing: { what: string; since: number; reported?: boolean } | undefined;
+  const step = (what: string) => (doing = { what, since: doing?.since ?? Date.now() });
+  const watchdog = setInterval(() => {
+    if (!doing || doing.reported || Date.now() - doing.since < Math.max(5000, 4 * config.metrics.intervalMs)) return;
+    doing.reported = true;
+    const nodes = doing.what.startsWith('the scrape') && collector.scraping.size ? ` (${[...collector.scraping].join(', ')})` : '';
+    log(`a sample has been waiting ${((Date.now() - doing.since) / 1000).toFixed(1)} s, on ${doing.what}${nodes}`);
+  }, 1000);
+  watchdog.unref();
   const loop = (async () => {
     let next = Date.now();
     while (!stopping) {
       const started = Date.now();
+      doing = undefined;
+      step('the scrape of every node');
       // Process stats are read while the scrape's queries are in flight.
       const points = (await Promise.all([collector.scrape(started), processes.sample(targets(), started)])).flat();
       // The sampler's own health, as metrics beside what it samples.
@@ -217,11 +229,13 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
       latest.update(points);
       for (const sink of sinks) {
         try {
+          step(`the sink ${sink.name}`);
           await sink.write(points);
         } catch (e) {
           log(`${sink.name}: ${(e as Error).message}`);
         }
       }
+      doing = undefined;
       status.points += points.length;
       status.lastSampleAt = new Date(started).toISOString();
       status.lastSampleMs = Date.now() - started;
@@ -236,6 +250,7 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
     stop: async () => {
       stopping = true;
       await loop;
+      clearInterval(watchdog);
       await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
       await collector.close();
       for (const sink of sinks) await sink.close();

@@ -39,11 +39,20 @@ interface NodeState {
   present?: { names: Set<string>; at: number };
 }
 
+const CONNECT_TIMEOUT_S = 2;
+
 /** How long the answer to "does pg_stat_statements exist?" is trusted: one round trip less per scrape. */
 const PRESENCE_TTL_MS = 10_000;
 
 export interface CollectorOptions {
   statementTimeoutMs?: number;
+  /**
+   * A node's whole scrape (connecting included) gives up after this long: the node counts as
+   * away and its connection is dropped. Default: the connect timeout plus the statement
+   * timeout, and a second. (The server ends slow statements itself; this catches a connection
+   * that never answers, as when a server is killed in the middle of a scrape.)
+   */
+  scrapeTimeoutMs?: number;
   /** Publications whose heartbeat row the collector beats on each publisher node, every scrape. */
   heartbeats?: Map<string, string[]>;
   metrics?: MetricDefinition[];
@@ -63,9 +72,21 @@ export class Collector {
 
   /** Scrapes every node once, in parallel. Never throws: failures become points. */
   async scrape(now = Date.now()): Promise<Point[]> {
-    const perNode = await Promise.all(this.nodes.map((n) => this.scrapeNode(n, now)));
+    const perNode = await Promise.all(
+      this.nodes.map(async (n) => {
+        this.scraping.add(n.node.name);
+        try {
+          return await this.scrapeNode(n, now);
+        } finally {
+          this.scraping.delete(n.node.name);
+        }
+      }),
+    );
     return perNode.flat();
   }
+
+  /** Nodes whose scrape is under way: what a slow sample waits on. */
+  readonly scraping = new Set<string>();
 
   async close(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.sql?.end({ timeout: 1 })));
@@ -73,34 +94,14 @@ export class Collector {
 
   private async scrapeNode(n: NodeState, now: number): Promise<Point[]> {
     const base = { node: n.node.name, role: n.node.role };
-    const started = performance.now();
     if (now < n.retryAt) return [{ measurement: 'pg_up', tags: base, fields: { up: 0 }, time: now }];
+    const timeoutMs = this.options.scrapeTimeoutMs ?? CONNECT_TIMEOUT_S * 1000 + (this.options.statementTimeoutMs ?? 2000) + 1000;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs / 1000} s`)), timeoutMs);
+    });
     try {
-      if (!n.sql) {
-        // statement_timeout as a connection parameter: it holds for every connection the
-        // driver opens, also after one was closed for idling.
-        n.sql = connect(n.node.connection, {
-          max: 1,
-          connectTimeoutSeconds: 2,
-          applicationName: 'prodhome-sampler',
-          statementTimeoutMs: this.options.statementTimeoutMs ?? 2000,
-        });
-        n.major = (await serverVersion(n.sql)).major;
-      }
-      const beats = this.options.heartbeats?.get(n.node.name);
-      if (beats?.length && !n.disabled.has('heartbeat')) {
-        try {
-          await n.sql.unsafe(HEARTBEAT_BEAT_SQL, [beats]);
-        } catch (e) {
-          if (isConnectionError(e)) throw e;
-          n.disabled.add('heartbeat');
-          this.warn(`${n.node.name}: heartbeat disabled on this node: ${(e as Error).message}`);
-        }
-      }
-      const points = await this.readMetrics(n, base, now);
-      n.failures = 0;
-      points.push({ measurement: 'pg_up', tags: base, fields: { up: 1, scrape_seconds: (performance.now() - started) / 1000 }, time: now });
-      return points;
+      return await Promise.race([this.scrapeConnected(n, base, now), timedOut]);
     } catch (e) {
       // Reconnect next time, after a backoff that grows to 30 s while the node stays away.
       const sql = n.sql;
@@ -112,7 +113,39 @@ export class Collector {
       n.retryAt = now + Math.min(30_000, 500 * 2 ** Math.min(n.failures - 1, 6));
       if (n.failures === 1) this.warn(`${n.node.name}: not answering (${(e as Error).message}); retrying with backoff`);
       return [{ measurement: 'pg_up', tags: base, fields: { up: 0 }, time: now }];
+    } finally {
+      clearTimeout(timer);
     }
+  }
+
+  /** One node's scrape; throws when the node cannot be reached (scrapeNode turns that into pg_up 0). */
+  private async scrapeConnected(n: NodeState, base: Record<string, string>, now: number): Promise<Point[]> {
+    const started = performance.now();
+    if (!n.sql) {
+      // statement_timeout as a connection parameter: it holds for every connection the
+      // driver opens, also after one was closed for idling.
+      n.sql = connect(n.node.connection, {
+        max: 1,
+        connectTimeoutSeconds: CONNECT_TIMEOUT_S,
+        applicationName: 'prodhome-sampler',
+        statementTimeoutMs: this.options.statementTimeoutMs ?? 2000,
+      });
+      n.major = (await serverVersion(n.sql)).major;
+    }
+    const beats = this.options.heartbeats?.get(n.node.name);
+    if (beats?.length && !n.disabled.has('heartbeat')) {
+      try {
+        await n.sql.unsafe(HEARTBEAT_BEAT_SQL, [beats]);
+      } catch (e) {
+        if (isConnectionError(e)) throw e;
+        n.disabled.add('heartbeat');
+        this.warn(`${n.node.name}: heartbeat disabled on this node: ${(e as Error).message}`);
+      }
+    }
+    const points = await this.readMetrics(n, base, now);
+    n.failures = 0;
+    points.push({ measurement: 'pg_up', tags: base, fields: { up: 1, scrape_seconds: (performance.now() - started) / 1000 }, time: now });
+    return points;
   }
 
   /**
