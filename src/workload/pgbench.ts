@@ -126,30 +126,39 @@ export function parsePgbenchOutput(stdout: string, stderr: string): PgbenchOutpu
 
 /** Reads pgbench's per-transaction logs: latency µs of each success, failures, schedule lag. */
 export async function readPgbenchLogs(files: string[]): Promise<{ latency: Histogram; failed: number; lag: { count: number; sum: number; max: number } }> {
-  const latency = new Histogram();
-  const lag = { count: 0, sum: 0, max: 0 };
-  let failed = 0;
+  const t = new Totals();
   for (const file of files) {
     const lines = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
     for await (const line of lines) {
-      // client_id transaction_no time script_no time_epoch time_us [schedule_lag [retries]]
-      const f = line.split(' ');
-      if (f.length < 6) continue;
-      if (f[2] === 'failed') {
-        failed++;
-        continue;
-      }
-      if (f[2] === 'skipped') continue;
-      latency.record(Number(f[2]));
-      if (f[6] !== undefined) {
-        const l = Number(f[6]);
-        lag.count++;
-        lag.sum += l;
-        if (l > lag.max) lag.max = l;
-      }
+      const entry = logEntry(line);
+      if (entry) addLogEntry(t, entry.fields);
     }
   }
-  return { latency, failed, lag };
+  return { latency: t.latency, failed: t.failed, lag: t.lag };
+}
+
+/** A line of pgbench's per-transaction log: client_id transaction_no time script_no time_epoch time_us [schedule_lag [retries]]. */
+function logEntry(line: string): { second: number; fields: string[] } | undefined {
+  const fields = line.split(' ');
+  const second = Number(fields[4]);
+  return fields.length >= 6 && Number.isFinite(second) ? { second, fields } : undefined;
+}
+
+/** Counts one logged transaction: its latency and schedule lag (µs), or a failure; skipped ones not at all. */
+function addLogEntry(t: Totals, f: string[]): void {
+  if (f[2] === 'skipped') return;
+  if (f[2] === 'failed') {
+    t.failed++;
+    return;
+  }
+  t.transactions++;
+  t.latency.record(Number(f[2]));
+  if (f[6] !== undefined) {
+    const lag = Number(f[6]);
+    t.lag.count++;
+    t.lag.sum += lag;
+    if (lag > t.lag.max) t.lag.max = lag;
+  }
 }
 
 /**
@@ -211,28 +220,14 @@ export class PgbenchLogTail {
     }
   }
 
-  /** client_id transaction_no time script_no time_epoch time_us [schedule_lag [retries]] */
   private add(line: string, f: { lastSecond: number }): void {
-    const x = line.split(' ');
-    if (x.length < 6) return;
-    const second = Number(x[4]);
-    if (!Number.isFinite(second)) return;
-    f.lastSecond = Math.max(f.lastSecond, second);
-    if (second <= this.done || x[2] === 'skipped') return; // a second already given out stays as it was
-    let t = this.seconds.get(second);
-    if (!t) this.seconds.set(second, (t = new Totals()));
-    if (x[2] === 'failed') {
-      t.failed++;
-      return;
-    }
-    t.transactions++;
-    t.latency.record(Number(x[2]));
-    if (x[6] !== undefined) {
-      const lag = Number(x[6]);
-      t.lag.count++;
-      t.lag.sum += lag;
-      if (lag > t.lag.max) t.lag.max = lag;
-    }
+    const entry = logEntry(line);
+    if (!entry) return;
+    f.lastSecond = Math.max(f.lastSecond, entry.second);
+    if (entry.second <= this.done) return; // a second already given out stays as it was
+    let t = this.seconds.get(entry.second);
+    if (!t) this.seconds.set(entry.second, (t = new Totals()));
+    addLogEntry(t, entry.fields);
   }
 }
 
