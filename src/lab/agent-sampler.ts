@@ -204,7 +204,7 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
   };
   // A sample that takes far longer than its interval is logged once, with the step it waits on.
   let doing: { what: string; since: number; reported?: boolean } | undefined;
-  const step = (what: string) => (doing = { what, since: doing?.since ?? Date.now() });
+  const step = (what: string) => (doing = { what, since: doing?.since ?? Date.now(), reported: doing?.reported });
   const watchdog = setInterval(() => {
     if (!doing || doing.reported || Date.now() - doing.since < Math.max(5000, 4 * config.metrics.intervalMs)) return;
     doing.reported = true;
