@@ -2,7 +2,7 @@ import type { Point as SinkPoint } from '../sinks/index.js';
 import type { NodeRole } from '../config/index.js';
 import { connect, serverVersion, type ConnectionInfo, type Sql } from '../pg/index.js';
 import { HEARTBEAT_BEAT_SQL } from '../replication/index.js';
-import { appliesTo, loadCatalog, sqlFor, type MetricDefinition, type MetricField } from './catalog.js';
+import { appliesTo, loadCatalog, sqlFor, type MetricDefinition } from './catalog.js';
 
 /**
  * The sampler's collector: one persistent connection per node (application_name
@@ -218,13 +218,13 @@ export class Collector {
     }
     const fields: Record<string, number> = {};
     let series: Map<string, { value: number; time: number }> | undefined;
-    for (const [name, kind] of fieldKinds(metric)) {
+    for (const name in metric.fields) {
       const raw = row[name];
       if (raw === null || raw === undefined) continue; // SQL NULL: no value, not a zero
       const value = Number(raw);
       if (!Number.isFinite(value)) continue;
       fields[name] = value;
-      if (kind !== 'counter') continue;
+      if (metric.fields[name]!.kind !== 'counter') continue;
       series ??= n.counters.get(seriesKey);
       if (!series) n.counters.set(seriesKey, (series = new Map()));
       const prev = series.get(name);
@@ -239,14 +239,6 @@ export class Collector {
     }
     return { measurement: metric.name, tags, fields, time: now };
   }
-}
-
-/** A metric's fields and their kinds, listed once per definition: toPoint runs for every row of every scrape. */
-const fieldKindsCache = new WeakMap<MetricDefinition, [string, MetricField['kind']][]>();
-function fieldKinds(metric: MetricDefinition): [string, MetricField['kind']][] {
-  let list = fieldKindsCache.get(metric);
-  if (!list) fieldKindsCache.set(metric, (list = Object.entries(metric.fields).map(([name, def]) => [name, def.kind])));
-  return list;
 }
 
 function isConnectionError(e: unknown): boolean {
