@@ -263,8 +263,14 @@ describe('process stats of local nodes', () => {
     expect(first.fields.memory_bytes).toBeLessThan(expected * 1.25);
     expect(first.fields.cpu_percent).toBeUndefined();
     const started = Date.now();
-    await withConnection(nodeConnection(lab.config(), 'busy'), (sql) => sql`select count(*) from generate_series(1, 4000000)`);
+    const backend = await withConnection(nodeConnection(lab.config(), 'busy'), async (sql) => {
+      await sql`select count(*) from generate_series(1, 4000000)`;
+      return (await sql<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid;
+    });
     const busyMs = Date.now() - started;
+    // Its CPU moves to the postmaster's reaped-children time once the postmaster has waited for
+    // the exited backend; sampled in between, the CPU would show up one sample later.
+    await waitFor(() => !fs.existsSync(`/proc/${backend}`), 5000, 'the postmaster to reap the backend');
     const elapsed = Date.now() - t0;
     const second = (await sampler.sample(target, Date.now()))[0]!;
     // The backend ran the query for most of busyMs: that CPU shows up in the node's share.
