@@ -107,7 +107,7 @@ describe.skipIf(!PGBENCH)('--engine pgbench', () => {
     expect(out).toMatchObject({ clients: 2, threads: 1, scale: 1, protocol: 'simple', processed: 10, failed: 0, serializationFailures: 0, deadlockFailures: 0 });
     expect(out.tps).toBeGreaterThan(0);
     expect(out.latencyAverageMs).toBeGreaterThan(0);
-    expect(out.latencyStddevMs).toBeGreaterThanOrEqual(0);
+    expect(out.latencyStddevMs).toBeGreaterThan(0); // ten transactions never all take the same time
     expect(out.lagMs).toMatchObject({ avg: expect.any(Number), max: expect.any(Number) });
     const aborted = spawnSync(PGBENCH!, ['-n', '-c', '3', '-t', '1', '-f', bad], { env: env(), encoding: 'utf8' });
     expect(parsePgbenchOutput(aborted.stdout, aborted.stderr).aborted).toEqual(new Map([['relation "nosuch" does not exist', 3]]));

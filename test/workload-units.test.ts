@@ -60,7 +60,10 @@ describe('random draws (pgbench semantics)', () => {
   const n = 100_000;
   it('random(lb, ub) covers both ends uniformly', () => {
     const counts = new Map<number, number>();
-    for (let i = 0; i < n; i++) counts.set(r.int(1, 10), (counts.get(r.int(1, 10)) ?? 0) + 1);
+    for (let i = 0; i < n; i++) {
+      const x = r.int(1, 10);
+      counts.set(x, (counts.get(x) ?? 0) + 1);
+    }
     expect([...counts.keys()].sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     for (const c of counts.values()) expect(Math.abs(c - n / 10)).toBeLessThan(600);
   });
