@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG_YAML, labJsonSchema, loadConfig, parseConfigText } from '../src/config/index.js';
+import { DEFAULT_CONFIG_YAML, durationOption, labJsonSchema, loadConfig, parseConfigText, parseDuration } from '../src/config/index.js';
 import { ProdhomeError } from '../src/errors.js';
 import { ROOT } from './helpers.js';
 
@@ -101,5 +101,15 @@ describe('config: bad input is named with file:line, field path and what to do',
     expect(err.exitCode).toBe(2);
     for (const p of patterns) expect(err.message).toMatch(p);
     expect(err.hint).toBeTruthy();
+  });
+});
+
+describe('durations: one grammar for config, catalog, CLI options and schedules', () => {
+  it.each([
+    ['250ms', 250], ['1s', 1000], ['1.5s', 1500], ['30', 30_000], ['.5', 500], ['2m', 120_000], ['1h', 3_600_000], ['7d', 604_800_000], ['100us', 0.1],
+  ])('%s is %d ms', (text, ms) => expect(parseDuration(text)).toBe(ms));
+  it.each(['', '-5s', '5 sec', '1e3', 's', '5S', '1.2.3s'])('%j is not a duration', (text) => expect(parseDuration(text)).toBeUndefined());
+  it('a bad option value names the option and gives examples', () => {
+    expect(() => durationOption('-5s', '--wait')).toThrow(/--wait -5s: expected a duration such as 500ms/);
   });
 });

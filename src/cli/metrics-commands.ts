@@ -1,13 +1,12 @@
 import type { Command } from 'commander';
 import { readState } from '../lab/index.js';
 import { nodeConnection } from '../lab/index.js';
-import { didYouMean, formatBytes } from '../config/index.js';
+import { didYouMean, durationOption, formatBytes } from '../config/index.js';
 import { Collector, ProcessSampler, loadCatalog, type Point } from '../metrics/index.js';
 import { ProdhomeError } from '../errors.js';
 import { heartbeatPublications } from '../replication/index.js';
 import { createSink, SINK_SCHEMES } from '../sinks/index.js';
 import { runningPid, sleep } from '../runtime/index.js';
-import { parseDuration } from './replication-commands.js';
 import { printJson, table } from './render.js';
 import { configFrom } from './shared.js';
 
@@ -48,9 +47,9 @@ export function registerMetricsCommands(program: Command): void {
     .option('--sink <uri...>', `also write every point to sinks (${SINK_SCHEMES.map((s) => `${s}:`).join(', ')}), e.g. influx://127.0.0.1:8086/prodhome or file:-`)
     .action(async (opts: { interval: string; duration?: string; json?: boolean; sink?: string[]; metric?: string[] }, cmd: Command) => {
       const config = configFrom(cmd);
-      const interval = parseDuration(opts.interval, '--interval');
+      const interval = durationOption(opts.interval, '--interval');
       if (interval < 250) throw new ProdhomeError('USAGE', `--interval ${opts.interval}: 250ms is the shortest interval`);
-      const until = opts.duration ? Date.now() + parseDuration(opts.duration, '--duration') : Infinity;
+      const until = opts.duration ? Date.now() + durationOption(opts.duration, '--duration') : Infinity;
       const state = readState(config.stateDir);
       if (!state) throw new ProdhomeError('LAB_NOT_UP', `lab "${config.lab}" has not been brought up here`, { hint: 'Run `prodhome up` first.' });
       const nodes = config.nodes.filter((n) => state.nodes[n.name]).map((n) => ({ name: n.name, role: n.role, connection: nodeConnection(config, n.name) }));

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { durationOption } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import {
   addSubscriptionToConfig, labDropSubscriptions, labReplicate, labReplicationStatus, labResync, labRevert, labSetSubscriptionEnabled, labUp, labVerify,
@@ -41,7 +42,7 @@ export function registerReplicationCommands(program: Command): void {
     .option('--max-keys <n>', 'primary keys to show per mismatch', (v) => Number(v), 10)
     .option('--json', 'print the result as JSON')
     .action(async (opts: { wait: string; maxKeys: number; json?: boolean }, cmd: Command) => {
-      const result = await labVerify(configFrom(cmd), { waitMs: parseDuration(opts.wait, '--wait'), maxKeys: opts.maxKeys });
+      const result = await labVerify(configFrom(cmd), { waitMs: durationOption(opts.wait, '--wait'), maxKeys: opts.maxKeys });
       if (opts.json) printJson(result);
       else console.log(renderVerify(result));
       if (!result.ok) process.exitCode = 1;
@@ -106,12 +107,6 @@ export function registerReplicationCommands(program: Command): void {
 
 function renderReport(r: OperationReport): string {
   return [...r.ran.map((x) => `-- on ${x.node}\n${x.sql}`), ...r.notes.map((n) => `note: ${n}`)].join('\n') || 'nothing to do.';
-}
-
-export function parseDuration(text: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
-  if (!m) throw new ProdhomeError('USAGE', `${flag} ${text}: expected a duration such as 500ms, 30s or 2m`);
-  return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
 }
 
 export function renderPlan(result: ApplyResult, title: string): string {

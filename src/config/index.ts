@@ -1,6 +1,7 @@
 export { loadConfig, parseConfigText, parseTableRef, didYouMean, CONFIG_FILE_NAME, type LoadOptions } from './load.js';
 export { DEFAULT_CONFIG_YAML } from './default-lab.js';
-export { LabSchema, NODE_ROLES, durationMs } from './schema.js';
+export { LabSchema, NODE_ROLES } from './schema.js';
+export { parseDuration, durationOption, DURATION_EXAMPLES } from './duration.js';
 export { parseSize, formatBytes } from './sizes.js';
 export { labJsonSchema } from './json-schema.js';
 export type { LabConfig, NodeSpec, NodeRole, TableRef, PublishedTable, PublicationSpec, SubscriptionSpec, ReplicationConfig } from './types.js';

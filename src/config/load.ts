@@ -4,7 +4,8 @@ import { isMap, isPair, isScalar, LineCounter, parseDocument, type Node as YamlN
 import { z } from 'zod';
 import { ProdhomeError } from '../errors.js';
 import { DEFAULT_CONFIG_YAML } from './default-lab.js';
-import { LabSchema, durationMs, type LabParsed, type NodeParsed } from './schema.js';
+import { LabSchema, type LabParsed, type NodeParsed } from './schema.js';
+import { parseDuration } from './duration.js';
 import { parsePgMemory, parseSize } from './sizes.js';
 import type { LabConfig, NodeSpec, PublicationSpec, ReplicationConfig, SubscriptionSpec, TableRef } from './types.js';
 
@@ -229,7 +230,7 @@ function normalise(parsed: LabParsed, file: string | undefined, baseDir: string)
     stateDir: path.join(baseDir, '.prodhome', parsed.lab),
     replication: normaliseReplication(parsed, baseDir, file),
     metrics: {
-      intervalMs: durationMs(parsed.metrics.interval),
+      intervalMs: parseDuration(parsed.metrics.interval)!,
       sinks: parsed.metrics.sinks,
       prometheus: parsed.metrics.prometheus,
       store: parsed.metrics.store === false ? undefined : (parsed.metrics.store ?? nodes.find((n) => n.role === 'metrics')?.name),

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { z } from 'zod';
 import { parsePgMemory, parseSize, formatBytes } from './sizes.js';
+import { DURATION, parseDuration } from './duration.js';
 
 /**
  * The prodhome.yaml schema. Objects are strict so a typo is an error with a "did you mean",
@@ -166,8 +167,8 @@ export const LabSchema = z.strictObject({
       /** Time between samples: 1s by default, 250ms at the least. */
       interval: z
         .string()
-        .regex(/^\d+(\.\d+)?(ms|s|m)$/, 'expected a duration such as 250ms, 1s or 1m')
-        .refine((d) => durationMs(d) >= 250, { message: 'the shortest interval is 250ms' })
+        .regex(DURATION, 'expected a duration such as 250ms, 1s or 1m')
+        .refine((d) => (parseDuration(d) ?? 250) >= 250, { message: 'the shortest interval is 250ms' })
         .default('1s'),
       /** Where points go, by URI: file:///path.lp, file:-, influx://host:8086/db, influx2://host:8086?org=&bucket= */
       sinks: z.array(z.string().min(1)).default([]),
@@ -279,9 +280,3 @@ function checkNodes(lab: LabShape, ctx: z.RefinementCtx): void {
   }
 }
 
-/** Milliseconds in a duration such as 250ms, 1s, 1.5m. */
-export function durationMs(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(text.trim());
-  if (!m) return NaN;
-  return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
-}

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { z } from 'zod';
-import { NODE_ROLES, durationMs, type NodeRole } from '../config/index.js';
+import { NODE_ROLES, parseDuration, type NodeRole } from '../config/index.js';
 
 /**
  * The metric catalog: metrics as data, one YAML file per family under src/metrics/catalog/.
@@ -30,7 +30,7 @@ const MetricSchema = z.strictObject({
   /** Sampled at most this often (such as 1m), for what changes rarely; every scrape when absent. */
   every: z
     .string()
-    .refine((t) => durationMs(t) > 0, 'every: expects a duration such as 30s or 1m')
+    .refine((t) => (parseDuration(t) ?? 0) > 0, 'every: expects a duration such as 30s or 1m')
     .optional(),
 });
 
@@ -70,7 +70,7 @@ export function loadCatalog(dir = CATALOG_DIR): MetricDefinition[] {
     for (const m of parsed.data) {
       if (metrics.some((x) => x.name === m.name)) throw new Error(`metric catalog ${file}: metric ${m.name} is defined twice`);
       const { every, ...rest } = m;
-      metrics.push({ ...rest, tags: m.tags ?? [], family, ...(every ? { everyMs: durationMs(every) } : {}) });
+      metrics.push({ ...rest, tags: m.tags ?? [], family, ...(every ? { everyMs: parseDuration(every)! } : {}) });
     }
   }
   if (dir === CATALOG_DIR) cached = metrics;

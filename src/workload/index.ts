@@ -1,7 +1,7 @@
 export { runLoad, checkLoad, prepareLoad, runPrepared, PROTOCOLS, type LoadOptions, type PreparedLoad } from './runner.js';
 export { findPgbench, checkPgbench, runPgbench, parsePgbenchOutput, readPgbenchLogs, pgbenchArgs, PgbenchLogTail, type PgbenchOutput } from './pgbench.js';
 export { renderSummary, progressLine, type LoadSummary, type SecondStats, type LatencyMs, type ErrorSummary } from './summary.js';
-export { parseSchedule, formatSchedule, paceOf, arrivalTimes, cumulative, inverseCumulative, gateOpenAt, parseDurationMs, type ScheduleSpec, type Pace, type ArrivalShape } from './schedule.js';
+export { parseSchedule, formatSchedule, paceOf, arrivalTimes, cumulative, inverseCumulative, gateOpenAt, type ScheduleSpec, type Pace, type ArrivalShape } from './schedule.js';
 export { parseScript, BUILTIN_VARIABLES, type Script, type Command, type Defines } from './script.js';
 export { scriptSource } from './script-source.js';
 export { Histogram, bucketOf, bucketRange, type HistogramData } from './histogram.js';

@@ -1,3 +1,4 @@
+import { parseDuration } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import type { Random } from './random.js';
 
@@ -40,14 +41,6 @@ function bad(text: string, what: string): ProdhomeError {
   return new ProdhomeError('USAGE', `--schedule ${text}: ${what}`, { hint: HINT });
 }
 
-/** Milliseconds from "1500us", "500ms", "5s", "1m" or a bare number of seconds. */
-export function parseDurationMs(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?|\.\d+)(us|ms|s|m)?$/.exec(text.trim());
-  if (!m) return undefined;
-  const unit = { us: 0.001, ms: 1, s: 1000, m: 60_000 }[m[2] ?? 's'] ?? 1000;
-  return Number(m[1]) * unit;
-}
-
 export function parseSchedule(text: string): ScheduleSpec {
   const [name = '', rest] = splitOnce(text.trim(), ':');
   const known = SCHEDULES[name as ScheduleSpec['kind']];
@@ -68,7 +61,7 @@ export function parseSchedule(text: string): ScheduleSpec {
       if (fallback === undefined) throw bad(text, `${name} needs ${key}= (e.g. ${known.example})`);
       return fallback;
     }
-    const ms = parseDurationMs(v);
+    const ms = parseDuration(v);
     if (ms === undefined) throw bad(text, `${key}=${v} is not a duration (e.g. 500ms, 5s, 1m)`);
     return ms;
   };
