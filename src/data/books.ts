@@ -1,6 +1,6 @@
 import { ProdhomeError } from '../errors.js';
 import { copyTextValue } from '../pg/copy.js';
-import { below, mulberry32, pick, type Rng } from './prng.js';
+import { Prng } from '../random/index.js';
 import { COUNTS, vocabularyFor, type Vocabulary } from './words.js';
 
 /** A topic and its relative weight in the mix (leadership=2,technical=3 → 40% / 60%). */
@@ -39,20 +39,20 @@ export function parseTopics(text: string): TopicWeight[] {
 
 const EDITIONS = ['2nd', '3rd', '4th', '5th', 'Anniversary'] as const;
 
-type Template = (v: Vocabulary, rng: Rng) => string;
+type Template = (v: Vocabulary, rng: Prng) => string;
 
 // Title shapes seen on real shelves; "Designing Data-Intensive Applications" is the 7th.
 const TEMPLATES: readonly Template[] = [
-  (v, r) => `The ${pick(r, v.adjectives)} ${pick(r, v.nouns)}`,
-  (v, r) => `${pick(r, v.verbs)} ${pick(r, v.plurals)}`,
-  (v, r) => `${pick(r, v.adjectives)} ${pick(r, v.plurals)}`,
-  (v, r) => `The ${pick(r, COUNTS)} ${pick(r, v.plurals)} of ${pick(r, v.nouns)}`,
-  (v, r) => `${pick(r, v.nouns)} and ${pick(r, v.nouns)}`,
-  (v, r) => `The Art of ${pick(r, v.nouns)}`,
-  (v, r) => `${pick(r, v.verbs)} ${pick(r, v.adjectives)} ${pick(r, v.plurals)}`,
-  (v, r) => `${pick(r, v.nouns)}: ${pick(r, v.verbs)} ${pick(r, v.adjectives)} ${pick(r, v.plurals)}`,
-  (v, r) => `The ${pick(r, v.nouns)} Handbook`,
-  (v, r) => `${pick(r, v.adjectives)} ${pick(r, v.nouns)} (${pick(r, EDITIONS)} Edition)`,
+  (v, r) => `The ${r.pick(v.adjectives)} ${r.pick(v.nouns)}`,
+  (v, r) => `${r.pick(v.verbs)} ${r.pick(v.plurals)}`,
+  (v, r) => `${r.pick(v.adjectives)} ${r.pick(v.plurals)}`,
+  (v, r) => `The ${r.pick(COUNTS)} ${r.pick(v.plurals)} of ${r.pick(v.nouns)}`,
+  (v, r) => `${r.pick(v.nouns)} and ${r.pick(v.nouns)}`,
+  (v, r) => `The Art of ${r.pick(v.nouns)}`,
+  (v, r) => `${r.pick(v.verbs)} ${r.pick(v.adjectives)} ${r.pick(v.plurals)}`,
+  (v, r) => `${r.pick(v.nouns)}: ${r.pick(v.verbs)} ${r.pick(v.adjectives)} ${r.pick(v.plurals)}`,
+  (v, r) => `The ${r.pick(v.nouns)} Handbook`,
+  (v, r) => `${r.pick(v.adjectives)} ${r.pick(v.nouns)} (${r.pick(EDITIONS)} Edition)`,
 ];
 
 export interface BookRowsOptions {
@@ -73,7 +73,7 @@ export interface RowChunk {
 
 /** Draws book k of a seed: row k depends only on the seed and k, never on ids or chunking. */
 function bookSource(opts: BookRowsOptions) {
-  const rng = mulberry32(opts.seed);
+  const rng = new Prng(opts.seed);
   const mix = opts.topics.filter((t) => t.weight > 0);
   const total = mix.reduce((s, t) => s + t.weight, 0);
   const cumulative = mix.map(((sum) => (t: TopicWeight) => (sum += t.weight / total))(0));
@@ -82,12 +82,12 @@ function bookSource(opts: BookRowsOptions) {
   return {
     topics: mix.map((t) => t.topic),
     next() {
-      const u = rng() / 4294967296;
+      const u = rng.uint32() / 4294967296;
       let t = 0;
       while (t < cumulative.length - 1 && u >= cumulative[t]!) t++;
       row.topic = t;
-      row.title = TEMPLATES[below(rng, TEMPLATES.length)]!(vocab[t]!, rng);
-      row.sku = 1_000_000 + below(rng, 9_000_000);
+      row.title = TEMPLATES[rng.below(TEMPLATES.length)]!(vocab[t]!, rng);
+      row.sku = 1_000_000 + rng.below(9_000_000);
       return row;
     },
   };

@@ -1,7 +1,9 @@
+import { Prng } from '../random/index.js';
+
 /**
- * A small seedable generator (xoshiro128**, seeded through splitmix32) and the distributions
- * pgbench offers, computed as pgbench computes them (pgbench.c: getExponentialRand,
- * getGaussianRand, computeIterativeZipfian), so a script means the same thing under either engine.
+ * The distributions pgbench offers, drawn from prodhome's one generator (random/) and computed
+ * as pgbench computes them (pgbench.c: getExponentialRand, getGaussianRand,
+ * computeIterativeZipfian), so a script means the same thing under either engine.
  */
 export class ScriptRuntimeError extends Error {}
 
@@ -9,44 +11,7 @@ export const MIN_GAUSSIAN_PARAM = 2.0;
 export const MIN_ZIPFIAN_PARAM = 1.001;
 export const MAX_ZIPFIAN_PARAM = 1000.0;
 
-export class Random {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-
-  constructor(seed: number) {
-    let s = seed >>> 0 || 0x9e3779b9;
-    const next = () => {
-      s = (s + 0x9e3779b9) | 0;
-      let z = s;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.a = next();
-    this.b = next();
-    this.c = next();
-    this.d = next();
-  }
-
-  uint32(): number {
-    const result = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
-    const t = this.b << 9;
-    this.c ^= this.a;
-    this.d ^= this.b;
-    this.b ^= this.c;
-    this.a ^= this.d;
-    this.c ^= t;
-    this.d = rotl(this.d, 11);
-    return result;
-  }
-
-  /** Uniform in [0, 1) with 53 random bits. */
-  double(): number {
-    return ((this.uint32() >>> 5) * 67108864 + (this.uint32() >>> 6)) / 9007199254740992;
-  }
-
+export class Random extends Prng {
   /** random(lb, ub): uniform integer, both ends included. */
   int(lb: number, ub: number): number {
     if (lb > ub) throw new ScriptRuntimeError(`empty range given to random: ${lb} > ${ub}`);
@@ -104,8 +69,4 @@ export class Random {
   rayleigh(mean: number): number {
     return (mean / Math.sqrt(Math.PI / 2)) * Math.sqrt(-2.0 * Math.log(1.0 - this.double()));
   }
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
 }
