@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { labDestroy, labDown, labStatus, labUp, nodeConnection, readState } from '../src/lab/index.js';
 import { connectionUrl, serverVersion, withConnection } from '../src/pg/index.js';
 import { npmBinDir, processAlive, resolveBinaries } from '../src/runtime/index.js';
-import { findPsql } from '../src/cli/node-commands.js';
+import { findPsql } from '../src/runtime/index.js';
 import { IN_CI, IS_ROOT, cli, portRange, processUid, tempLab, type TempLab } from './helpers.js';
 
 const labs: TempLab[] = [];

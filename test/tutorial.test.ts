@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { findPsql } from '../src/cli/node-commands.js';
+import { findPsql } from '../src/runtime/index.js';
 import { CLI, IN_CI, ROOT } from './helpers.js';
 
 // docs/tutorial.md promises every block is pasteable: run them all, in order, as a reader would.

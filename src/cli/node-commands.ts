@@ -1,10 +1,8 @@
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
 import type { Command } from 'commander';
-import { logFileOf, nodeConnection, readState } from '../lab/index.js';
-import { connectionUrl, type ConnectionInfo } from '../pg/index.js';
-import { sleep } from '../runtime/index.js';
+import { followLog, logFileOf, nodeConnection, readLogTail, readState } from '../lab/index.js';
+import { connectionUrl, pgEnv } from '../pg/index.js';
+import { findPsql } from '../runtime/index.js';
 import { configFrom } from './shared.js';
 
 /** logs, psql, env: reaching one node. */
@@ -17,24 +15,8 @@ export function registerNodeCommands(program: Command): void {
     .option('-n, --lines <n>', 'print only the last N lines', (v) => Number(v))
     .action(async (node: string, opts: { follow?: boolean; lines?: number }, cmd: Command) => {
       const file = logFileOf(configFrom(cmd), node);
-      let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
-      if (opts.lines !== undefined) text = text.split('\n').slice(-(opts.lines + 1)).join('\n');
-      process.stdout.write(text);
-      if (!opts.follow) return;
-      let offset = fs.existsSync(file) ? fs.statSync(file).size : 0;
-      for (;;) {
-        await sleep(200);
-        const size = fs.existsSync(file) ? fs.statSync(file).size : 0;
-        if (size < offset) offset = 0; // truncated or recreated
-        if (size > offset) {
-          const fd = fs.openSync(file, 'r');
-          const buf = Buffer.alloc(size - offset);
-          fs.readSync(fd, buf, 0, buf.length, offset);
-          fs.closeSync(fd);
-          process.stdout.write(buf);
-          offset = size;
-        }
-      }
+      process.stdout.write(readLogTail(file, opts.lines));
+      if (opts.follow) await followLog(file, (chunk) => process.stdout.write(chunk));
     });
 
   program
@@ -68,43 +50,7 @@ export function registerNodeCommands(program: Command): void {
     });
 }
 
-export function pgEnv(info: ConnectionInfo): Record<string, string> {
-  const env: Record<string, string> = {
-    PGHOST: info.host,
-    PGPORT: String(info.port),
-    PGUSER: info.user,
-    PGDATABASE: info.database,
-  };
-  if (info.password) env.PGPASSWORD = info.password;
-  env.DATABASE_URL = connectionUrl(info, { withPassword: true });
-  return env;
-}
-
 function shellQuote(v: string): string {
   return /^[A-Za-z0-9_./:@%+=,-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`;
-}
-
-/** psql to run: PRODHOME_PSQL if set, else beside the node's binaries, on PATH, or Debian's. */
-export function findPsql(binDir?: string): string | undefined {
-  if (process.env.PRODHOME_PSQL) return isExecutable(process.env.PRODHOME_PSQL) ? process.env.PRODHOME_PSQL : undefined;
-  const candidates = [
-    ...(binDir ? [path.join(binDir, 'psql')] : []),
-    ...(process.env.PATH ?? '').split(path.delimiter).map((d) => path.join(d, 'psql')),
-  ];
-  try {
-    for (const v of fs.readdirSync('/usr/lib/postgresql').sort().reverse()) candidates.push(path.join('/usr/lib/postgresql', v, 'bin', 'psql'));
-  } catch {
-    // not a Debian-style install
-  }
-  return candidates.find(isExecutable);
-}
-
-function isExecutable(file: string): boolean {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 

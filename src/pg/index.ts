@@ -76,6 +76,19 @@ export function connectionUrl(info: ConnectionInfo, { withPassword = false } = {
   return `postgres://${auth}@${info.host}:${info.port}/${encodeURIComponent(info.database)}`;
 }
 
+/** libpq's environment (PGHOST…, PGPASSWORD) and DATABASE_URL for a child process: secrets travel there, never on its command line. */
+export function pgEnv(info: ConnectionInfo): Record<string, string> {
+  const env: Record<string, string> = {
+    PGHOST: info.host,
+    PGPORT: String(info.port),
+    PGUSER: info.user,
+    PGDATABASE: info.database,
+  };
+  if (info.password) env.PGPASSWORD = info.password;
+  env.DATABASE_URL = connectionUrl(info, { withPassword: true });
+  return env;
+}
+
 /** Parses a postgres:// URL into ConnectionInfo (for external nodes). */
 export function parseConnectionUrl(url: string): ConnectionInfo {
   const u = new URL(url);
