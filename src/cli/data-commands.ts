@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import { formatBytes, parseTableRef } from '../config/index.js';
 import {
-  DEFAULT_TOPICS, ImportRejected, dataTarget, describeBadRow, importCsv, parseTopics, seedBooks, seedPgbench,
+  DEFAULT_TOPICS, ImportRejected, describeBadRow, importCsv, parseTopics, seedBooks, seedPgbench,
   type ImportResult, type OnProgress, type Progress, type SeedBooksResult, type SeedPgbenchResult,
 } from '../data/index.js';
 import { ProdhomeError } from '../errors.js';
+import { dataTarget } from '../lab/index.js';
 import { printJson } from './render.js';
 import { configFrom } from './shared.js';
 

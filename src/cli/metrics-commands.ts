@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import { readState } from '../lab/index.js';
-import { nodeConnection } from '../lab/index.js';
+import { labNodes, readState } from '../lab/index.js';
 import { didYouMean, durationOption, formatBytes } from '../config/index.js';
 import { Collector, ProcessSampler, loadCatalog, type Point } from '../metrics/index.js';
 import { ProdhomeError } from '../errors.js';
@@ -52,7 +51,7 @@ export function registerMetricsCommands(program: Command): void {
       const until = opts.duration ? Date.now() + durationOption(opts.duration, '--duration') : Infinity;
       const state = readState(config.stateDir);
       if (!state) throw new ProdhomeError('LAB_NOT_UP', `lab "${config.lab}" has not been brought up here`, { hint: 'Run `prodhome up` first.' });
-      const nodes = config.nodes.filter((n) => state.nodes[n.name]).map((n) => ({ name: n.name, role: n.role, connection: nodeConnection(config, n.name) }));
+      const nodes = [...labNodes(config, state).values()];
       const catalog = loadCatalog();
       for (const name of opts.metric ?? []) {
         if (catalog.some((m) => m.name === name)) continue;

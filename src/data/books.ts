@@ -1,5 +1,5 @@
 import { ProdhomeError } from '../errors.js';
-import { copyTextValue } from '../pg/copy.js';
+import { copyTextValue } from '../pg/index.js';
 import { Prng } from '../random/index.js';
 import { COUNTS, vocabularyFor, type Vocabulary } from './words.js';
 

@@ -1,7 +1,7 @@
 import type { TableRef } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { connect, quoteIdent, serverVersion } from '../pg/index.js';
-import { copyFrom, copyTextValue, type CopyChunk } from '../pg/copy.js';
+import { copyFrom, copyTextValue, type CopyChunk } from '../pg/index.js';
 import type { CsvOptions, CsvRecord } from './csv.js';
 import { csvBatches, csvFileSize } from './csv-file.js';
 import { findTable, mapHeader, similarTable, tableColumns, type TargetColumn } from './import-table.js';

@@ -5,6 +5,6 @@ export { importCsv, describeBadRow, ImportRejected, type ImportOptions, type Imp
 export { bookChunks, bookChunksBinary, parseTopics, DEFAULT_TOPICS, type TopicWeight, type BookRowsOptions, type RowChunk } from './books.js';
 export { CsvParser, type CsvRecord, type CsvOptions } from './csv.js';
 export { TypeGuesser, columnNames, type InferredType } from './infer.js';
-export { copyFrom, copyTextValue, type CopyChunk } from '../pg/copy.js';
-export { dataTarget, defaultDataNode, type DataTarget } from './target.js';
+export { copyFrom, copyTextValue, type CopyChunk } from '../pg/index.js';
+export type { DataTarget } from './target.js';
 export type { Progress, OnProgress } from './progress.js';

@@ -1,5 +1,5 @@
 import { connect, quoteIdent, serverVersion } from '../pg/index.js';
-import { copyFrom, type CopyChunk } from '../pg/copy.js';
+import { copyFrom, type CopyChunk } from '../pg/index.js';
 import { meter, type OnProgress } from './progress.js';
 import { loadFailure, type DataTarget, type Db } from './target.js';
 

@@ -1,7 +1,7 @@
 import { connect } from '../pg/index.js';
 
 import { bookChunks, bookChunksBinary, type TopicWeight } from './books.js';
-import { copyFrom } from '../pg/copy.js';
+import { copyFrom } from '../pg/index.js';
 import { meter, type OnProgress } from './progress.js';
 import { loadFailure, qualifiedName, type DataTarget } from './target.js';
 

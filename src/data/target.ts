@@ -1,7 +1,6 @@
 import postgres from 'postgres';
-import type { LabConfig, TableRef } from '../config/index.js';
+import type { TableRef } from '../config/index.js';
 import { ProdhomeError, messageOf } from '../errors.js';
-import { nodeConnection } from '../lab/index.js';
 import { quoteIdent, type ConnectionInfo } from '../pg/index.js';
 
 /** A pool or a transaction: what query helpers need (src/pg's Sql is the pool only). */
@@ -11,23 +10,6 @@ export type Db = postgres.ISql;
 export interface DataTarget {
   node: string;
   connection: ConnectionInfo;
-}
-
-/** The node data commands use without --node: the lab's first publisher. */
-export function defaultDataNode(config: LabConfig): string {
-  const publisher = config.nodes.find((n) => n.role === 'publisher');
-  if (!publisher) {
-    throw new ProdhomeError('USAGE', `lab "${config.lab}" has no node with role publisher, so there is no default node`, {
-      hint: `Pass --node with one of: ${config.nodes.map((n) => n.name).join(', ')}.`,
-    });
-  }
-  return publisher.name;
-}
-
-/** Resolves `node` (default: the first publisher); unknown or never-created nodes get their own clear errors. */
-export function dataTarget(config: LabConfig, node?: string): DataTarget {
-  const name = node ?? defaultDataNode(config);
-  return { node: name, connection: nodeConnection(config, name) };
 }
 
 /** `"schema"."name"`, both parts quoted. */

@@ -4,9 +4,9 @@ import type { LabConfig } from '../config/index.js';
 import { Collector, ProcessSampler, loadCatalog, type Point } from '../metrics/index.js';
 import { heartbeatPublications } from '../replication/index.js';
 import { runningPid } from '../runtime/index.js';
-import { PostgresSink } from '../sinks/postgres.js';
+import { PostgresSink } from '../sinks/index.js';
 import { createSink, pointsToFamilies, toPrometheusText, type FieldDescription, type Point as SinkPoint, type Sink } from '../sinks/index.js';
-import { nodeConnection } from './inspect.js';
+import { labNodes, nodeConnection } from './nodes.js';
 import { readLivePoints } from './live-points.js';
 import { readState } from './state.js';
 
@@ -161,7 +161,7 @@ export async function openSinks(config: LabConfig, log: (line: string) => void):
 
 export async function startSampling(config: LabConfig, log: (line: string) => void): Promise<Sampler> {
   const state = readState(config.stateDir);
-  const nodes = config.nodes.filter((n) => state?.nodes[n.name]).map((n) => ({ name: n.name, role: n.role, connection: nodeConnection(config, n.name) }));
+  const nodes = [...labNodes(config, state).values()];
   const collector = new Collector(nodes, { warn: log, heartbeats: heartbeatPublications(config.replication), statementTimeoutMs: Math.max(1000, config.metrics.intervalMs) });
   const processes = new ProcessSampler();
   const sinks = await openSinks(config, log);

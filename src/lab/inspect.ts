@@ -1,10 +1,10 @@
 import type { LabConfig, NodeRole, NodeSpec } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
-import { parseConnectionUrl, type ConnectionInfo } from '../pg/index.js';
 import { runtimes, type NodeCondition, type NodeState } from '../runtime/index.js';
 import { agentPid, readAgentStatus } from './agent.js';
 import type { SamplingStatus } from './agent-sampler.js';
-import { files, readSecrets, readState } from './state.js';
+import { labNodes, nodeConnection } from './nodes.js';
+import { files, readState } from './state.js';
 
 /** Read-only views of a lab: status, how to reach a node, where its log is. Take no lock. */
 
@@ -33,7 +33,7 @@ export interface StatusResult {
 /** `prodhome status`: what runs, where, and in what shape. Read-only; takes no lock. */
 export async function labStatus(config: LabConfig): Promise<StatusResult> {
   const state = readState(config.stateDir);
-  const secrets = readSecrets(config.stateDir);
+  const handles = labNodes(config, state);
   const agentStatus = readAgentStatus(config.stateDir);
   const pid = agentPid(config.stateDir);
   const names = [...new Set([...config.nodes.map((n) => n.name), ...Object.keys(state?.nodes ?? {})])];
@@ -42,8 +42,7 @@ export async function labStatus(config: LabConfig): Promise<StatusResult> {
       const spec = config.nodes.find((n) => n.name === name);
       const node = state?.nodes[name];
       if (!node) return { name, role: spec?.role ?? 'standalone', runtime: spec?.runtime ?? 'local', condition: 'absent', caps: '-' };
-      const password = node.runtime === 'external' ? (spec?.url ? parseConnectionUrl(spec.url).password : undefined) : secrets.nodes[name]?.password;
-      const seen = await runtimes[node.runtime].inspect(name, node, password);
+      const seen = await runtimes[node.runtime].inspect(name, node, handles.get(name)?.connection.password);
       const agentSaw = agentStatus?.nodes[name];
       return {
         name,
@@ -66,27 +65,6 @@ export async function labStatus(config: LabConfig): Promise<StatusResult> {
     agent: { running: pid !== undefined, pid, checkedAt: pid ? agentStatus?.checkedAt : undefined, sampling: pid ? agentStatus?.sampling : undefined },
     nodes,
   };
-}
-
-/** How to connect to a node (with its password), for `env` and `psql`. */
-export function nodeConnection(config: LabConfig, name: string): ConnectionInfo {
-  const state = readState(config.stateDir);
-  const node = state?.nodes[name];
-  if (!node) {
-    const known = [...new Set([...config.nodes.map((n) => n.name), ...Object.keys(state?.nodes ?? {})])];
-    if (!known.includes(name)) {
-      throw new ProdhomeError('UNKNOWN_NODE', `there is no node "${name}" in lab "${config.lab}" (nodes: ${known.join(', ')})`, {
-        hint: 'Use one of the node names from `prodhome status`.',
-      });
-    }
-    throw new ProdhomeError('LAB_NOT_UP', `node "${name}" of lab "${config.lab}" has not been created yet`, { hint: 'Run `prodhome up` first.' });
-  }
-  if (node.runtime === 'external') {
-    const spec = config.nodes.find((n) => n.name === name);
-    return parseConnectionUrl(spec?.url ?? node.url);
-  }
-  const secret = readSecrets(config.stateDir).nodes[name];
-  return { host: '127.0.0.1', port: node.port, user: secret?.user ?? 'postgres', password: secret?.password, database: 'postgres' };
 }
 
 /** The log file of a node, or of the agent. */

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
-import { parseConnectionUrl, quoteIdent, type ConnectionInfo } from '../pg/index.js';
+import { quoteIdent } from '../pg/index.js';
 import { parseDocument } from 'yaml';
 import { parseConfigText, parseTableRef } from '../config/index.js';
 import {
@@ -12,6 +12,7 @@ import {
 } from '../replication/index.js';
 import { binariesAt, runningPid, runtimes, type LocalNodeState, type NodeState } from '../runtime/index.js';
 import { acquireLock } from './lock.js';
+import { labNodes } from './nodes.js';
 import { files, newPassword, readSecrets, readState, writeSecrets, writeState, type LabState, type Secrets } from './state.js';
 
 /**
@@ -22,18 +23,9 @@ import { files, newPassword, readSecrets, readState, writeSecrets, writeState, t
 
 export const replicationFile = (stateDir: string) => path.join(stateDir, 'replication.json');
 
+/** The replication plan's view of the lab's nodes: how to reach each, and how it runs. */
 export function planNodes(config: LabConfig, state: LabState, secrets: Secrets): Map<string, PlanNode> {
-  const nodes = new Map<string, PlanNode>();
-  for (const spec of config.nodes) {
-    const node = state.nodes[spec.name];
-    if (!node) continue;
-    const connection: ConnectionInfo =
-      node.runtime === 'external'
-        ? parseConnectionUrl(spec.url ?? node.url)
-        : { host: '127.0.0.1', port: node.port, user: 'postgres', password: secrets.nodes[spec.name]?.password, database: 'postgres' };
-    nodes.set(spec.name, { connection, runtime: node.runtime });
-  }
-  return nodes;
+  return new Map([...labNodes(config, state, secrets)].map(([name, h]) => [name, { connection: h.connection, runtime: h.runtime }]));
 }
 
 export function replicationPasswords(secrets: Secrets): (publisher: string) => string {
