@@ -1,9 +1,10 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { labDown, labStatus, labUp, readSecrets, readState, stateFiles } from '../src/lab/index.js';
+import { labDown, labStatus, labUp, nodeConnection, readSecrets, readState, stateFiles } from '../src/lab/index.js';
 import { withConnection } from '../src/pg/index.js';
 import { processAlive } from '../src/runtime/index.js';
-import { IS_ROOT, cli, portRange, processUid, tempLab, waitFor, type TempLab } from './helpers.js';
+import { CLI, IS_ROOT, cli, portRange, processUid, tempLab, waitFor, type TempLab } from './helpers.js';
 
 // Two real nodes through the project's own runtime: the whole lifecycle, in order.
 const YAML = `lab: life
@@ -180,6 +181,38 @@ describe('lab lifecycle on real servers', () => {
     expect(unknown.stderr).toContain('there is no node "nosuch" in lab "life" (nodes: publisher, subscriber1)');
   });
 
+  it('logs with no node merges every log, each line prefixed with its source; -n keeps the last lines of each', () => {
+    const r = cli(['logs', '-n', '3'], { cwd: lab.dir });
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    const sources = lines.map((l) => /^(\S+)\s*\| /.exec(l)?.[1]);
+    expect(sources).toEqual(['publisher', 'publisher', 'publisher', 'subscriber1', 'subscriber1', 'subscriber1', 'agent', 'agent', 'agent']);
+  });
+
+  it('logs NODE -f follows the log (-f is --follow there; the config file is --file)', async () => {
+    const child = spawn(process.execPath, [CLI, 'logs', 'publisher', '-f', '-n', '0', '--file', lab.file], { cwd: '/' });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    try {
+      await new Promise((r) => setTimeout(r, 1000)); // let it reach the end of the file
+      await withConnection(connectionOf(lab, 'publisher'), (sql) => sql`select pg_sleep(0.3) as marker_for_logs_follow`);
+      await waitFor(() => out.includes('marker_for_logs_follow'), 10_000, 'the slow statement to be followed');
+    } finally {
+      child.kill();
+    }
+    expect(err).toBe('');
+  });
+
+  it('-f FILE works before and after the command, as compose users write it', () => {
+    for (const args of [['-f', lab.file, 'status'], ['status', '-f', lab.file], ['status', '--file', lab.file]]) {
+      const r = cli(args, { cwd: '/' });
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toMatch(/publisher\s+publisher/);
+    }
+  });
+
   it('destroy needs --yes without a terminal, then leaves nothing: no process, no directory', async () => {
     const stateDir = lab.config().stateDir;
     const running = Object.values(readState(stateDir)!.nodes).map((n) => (n.runtime === 'local' ? n.pid! : 0));
@@ -196,3 +229,7 @@ describe('lab lifecycle on real servers', () => {
     expect(fs.readdirSync(lab.dir)).toEqual(['prodhome.yaml']);
   });
 });
+
+function connectionOf(lab: TempLab, node: string) {
+  return nodeConnection(lab.config(), node);
+}

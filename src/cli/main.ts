@@ -15,6 +15,7 @@ export function buildProgram(): Command {
     .version(VERSION)
     .option('-f, --file <file>', 'config file (default: ./prodhome.yaml, else the default lab)')
     .option('--debug', 'show stack traces for errors')
+    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text) });
   registerLabCommands(program);
@@ -24,7 +25,25 @@ export function buildProgram(): Command {
   registerLoadCommands(program);
   registerSetupCommands(program);
   registerDataCommands(program);
+  acceptGlobalOptionsAnywhere(program);
   return program;
+}
+
+/**
+ * `-f FILE` and `--debug` work before the command (`prodhome -f lab.yaml up`, as compose) and
+ * after it (`prodhome up -f lab.yaml`). Program options are positional, so a command's own
+ * `-f` (`logs -f`: follow) is its own; such a command still takes `--file`.
+ */
+function acceptGlobalOptionsAnywhere(cmd: Command): void {
+  for (const sub of cmd.commands) {
+    if (sub.commands.length) {
+      acceptGlobalOptionsAnywhere(sub);
+      continue;
+    }
+    const has = (flag: string) => sub.options.some((o) => o.short === flag || o.long === flag);
+    if (!has('--file')) sub.option(has('-f') ? '--file <file>' : '-f, --file <file>', 'config file (default: ./prodhome.yaml, else the default lab)');
+    if (!has('--debug')) sub.option('--debug', 'show stack traces for errors');
+  }
 }
 
 const VERSION = '0.1.0';

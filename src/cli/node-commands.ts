@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
-import { followLog, logFileOf, nodeConnection, readLogTail, readState } from '../lab/index.js';
+import { followLogs, labLogs, logFileOf, nodeConnection, readLogTail, readState, type LogSource } from '../lab/index.js';
 import { connectionUrl, pgEnv } from '../pg/index.js';
 import { findPsql } from '../runtime/index.js';
 import { configFrom } from './shared.js';
@@ -9,14 +9,19 @@ import { configFrom } from './shared.js';
 export function registerNodeCommands(program: Command): void {
   program
     .command('logs')
-    .description("print a node's Postgres log (or the agent's: prodhome logs agent)")
-    .argument('<node>', 'node name, or "agent"')
+    .description("print a node's Postgres log, the agent's (logs agent), or every log of the lab merged (no NODE)")
+    .argument('[node]', 'node name, or "agent"; none for every log, each line prefixed with its source')
     .option('-f, --follow', 'keep printing new lines until Ctrl-C')
-    .option('-n, --lines <n>', 'print only the last N lines', (v) => Number(v))
-    .action(async (node: string, opts: { follow?: boolean; lines?: number }, cmd: Command) => {
-      const file = logFileOf(configFrom(cmd), node);
-      process.stdout.write(readLogTail(file, opts.lines));
-      if (opts.follow) await followLog(file, (chunk) => process.stdout.write(chunk));
+    .option('-n, --lines <n>', 'print only the last N lines (of each log)', (v) => Number(v))
+    .action(async (node: string | undefined, opts: { follow?: boolean; lines?: number }, cmd: Command) => {
+      const config = configFrom(cmd);
+      const sources = node === undefined ? labLogs(config) : [{ name: node, file: logFileOf(config, node) }];
+      const print = node === undefined ? prefixer(sources.map((s) => s.name)) : (_: LogSource, line: string) => line;
+      for (const source of sources) {
+        const tail = readLogTail(source.file, opts.lines);
+        for (const line of tail.split('\n').slice(0, -1)) process.stdout.write(`${print(source, line)}\n`);
+      }
+      if (opts.follow) await followLogs(sources, (source, line) => process.stdout.write(`${print(source, line)}\n`));
     });
 
   program
@@ -54,3 +59,14 @@ function shellQuote(v: string): string {
   return /^[A-Za-z0-9_./:@%+=,-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`;
 }
 
+/** `name | ` before each line, names padded alike and coloured per source when stdout is a terminal (as compose does). */
+function prefixer(names: string[]): (source: LogSource, line: string) => string {
+  const width = Math.max(...names.map((n) => n.length));
+  const colours = [36, 33, 32, 35, 34, 31];
+  const tty = process.stdout.isTTY && !process.env.NO_COLOR;
+  return (source, line) => {
+    const label = source.name.padEnd(width);
+    const c = colours[names.indexOf(source.name) % colours.length];
+    return `${tty ? `\x1b[${c}m${label} |\x1b[0m` : `${label} |`} ${line}`;
+  };
+}

@@ -1,8 +1,8 @@
 export { labUp, labDown, labDestroy, SYSTEM_ROOT } from './lifecycle.js';
-export { readLogTail, followLog } from './logs.js';
+export { logFileOf, labLogs, readLogTail, followLogs, type LogSource } from './logs.js';
 export { doctor, type DoctorCheck } from './doctor.js';
 export { labNodes, nodeHandle, nodeConnection, dataTarget, defaultDataNode, type NodeHandle } from './nodes.js';
-export { labStatus, logFileOf, type StatusResult, type NodeStatusRow } from './inspect.js';
+export { labStatus, type StatusResult, type NodeStatusRow } from './inspect.js';
 export type { UpResult, DownResult, DestroyResult, NodeUpReport, Log } from './lifecycle.js';
 export { runAgent, agentPid, readAgentStatus, type AgentStatus } from './agent.js';
 export { readState, readSecrets, files as stateFiles, type LabState } from './state.js';

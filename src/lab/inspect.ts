@@ -66,15 +66,3 @@ export async function labStatus(config: LabConfig): Promise<StatusResult> {
     nodes,
   };
 }
-
-/** The log file of a node, or of the agent. */
-export function logFileOf(config: LabConfig, name: string): string {
-  if (name === 'agent') return files(config.stateDir).agentLog;
-  const node = readState(config.stateDir)?.nodes[name];
-  if (node?.runtime === 'local') return node.logFile;
-  if (node?.runtime === 'external') {
-    throw new ProdhomeError('USAGE', `${name} is an external server; its logs are wherever that server keeps them`);
-  }
-  nodeConnection(config, name); // throws the right "unknown node" / "not up" error
-  throw new ProdhomeError('LAB_NOT_UP', `node "${name}" has no log yet`, { hint: 'Run `prodhome up` first.' });
-}
