@@ -14,7 +14,7 @@ describe.runIf(psql || IN_CI)('docs/tutorial.md', () => {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'prodhome-tutorial-test-'));
   fs.chmodSync(work, 0o755);
   afterAll(() => {
-    spawnSync(process.execPath, [CLI, 'destroy', '--yes'], { cwd: path.join(work, 'tutorial') });
+    if (fs.existsSync(path.join(work, 'tutorial'))) spawnSync(process.execPath, [CLI, 'destroy', '--yes'], { cwd: path.join(work, 'tutorial') });
     fs.rmSync(work, { recursive: true, force: true });
   });
 
@@ -22,14 +22,19 @@ describe.runIf(psql || IN_CI)('docs/tutorial.md', () => {
     const text = fs.readFileSync(path.join(ROOT, 'docs', 'tutorial.md'), 'utf8');
     const blocks = [...text.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
     expect(blocks.length).toBeGreaterThanOrEqual(8);
-    // The reader's `npx prodhome` is this checkout's CLI; the tutorial's directory is moved into our temp dir.
+    // Run as printed, with two places moved: the reader's clone is this checkout, and the
+    // tutorial's directory is in our temp dir. `npm link` links into a temp prefix (npm's own
+    // setting), so the test leaves the machine's global packages alone.
+    const prefix = path.join(work, 'npm-global');
     const script = [
       'set -euo pipefail',
-      `npx() { if [ "$1" = prodhome ]; then shift; "${process.execPath}" "${CLI}" "$@"; else command npx "$@"; fi; }`,
-      ...(psql ? [`export PATH="${path.dirname(psql)}:$PATH"`] : []),
-      ...blocks.map((b) => b.replaceAll('/tmp/prodhome-tutorial', path.join(work, 'tutorial'))),
+      `export NPM_CONFIG_PREFIX="${prefix}" PATH="${prefix}/bin:$PATH"`,
+      ...(psql ? [`export PATH="$PATH:${path.dirname(psql)}"`] : []),
+      ...blocks.map((b) => b.replaceAll('~/prodhome', ROOT).replaceAll('/tmp/prodhome-tutorial', path.join(work, 'tutorial'))),
     ].join('\n');
-    const r = spawnSync('bash', ['-c', script], { cwd: work, encoding: 'utf8', timeout: 120_000 });
+    expect(script).not.toContain('npx');
+    const r = spawnSync('bash', ['-c', script], { cwd: work, encoding: 'utf8', timeout: 180_000 });
+    expect(r.stdout).toMatch(/^0\.1\.0$/m); // prodhome --version, from the linked command
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^replica\n/m);
     expect(r.stdout).toMatch(/^logical$/m);
@@ -38,5 +43,5 @@ describe.runIf(psql || IN_CI)('docs/tutorial.md', () => {
     expect(r.stdout).toMatch(/leadership_sub +\| streaming/);
     expect(r.stdout + r.stderr).not.toMatch(/password=\w/);
     expect(fs.existsSync(path.join(work, 'tutorial'))).toBe(false);
-  });
+  }, 200_000);
 });
