@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG_YAML, durationOption, labJsonSchema, loadConfig, parseConfigText, parseDuration } from '../src/config/index.js';
+import { DEFAULT_CONFIG_YAML, defaultConfigFor, durationOption, labJsonSchema, loadConfig, parseConfigText, parseDuration } from '../src/config/index.js';
 import { ProdhomeError } from '../src/errors.js';
 import { ROOT } from './helpers.js';
 
@@ -111,5 +111,18 @@ describe('durations: one grammar for config, catalog, CLI options and schedules'
   it.each(['', '-5s', '5 sec', '1e3', 's', '5S', '1.2.3s'])('%j is not a duration', (text) => expect(parseDuration(text)).toBeUndefined());
   it('a bad option value names the option and gives examples', () => {
     expect(() => durationOption('-5s', '--wait')).toThrow(/--wait -5s: expected a duration such as 500ms/);
+  });
+});
+
+describe('init: the written config points editors at a schema file that exists', () => {
+  const schemaOf = (text: string) => /\$schema=(\S+)/.exec(text)![1]!;
+  it.each([
+    ['a directory outside the clone', '/tmp/somewhere'],
+    ['a directory inside the clone', path.join(ROOT, 'labs', 'mine')],
+    ['the file system root', '/'],
+  ])('%s', (_, dir) => {
+    const ref = schemaOf(defaultConfigFor(dir));
+    expect(fs.existsSync(path.resolve(dir, ref))).toBe(true);
+    expect(parseConfigText(defaultConfigFor(dir), 'init').lab).toBe(parseConfigText(DEFAULT_CONFIG_YAML, 'default').lab);
   });
 });

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { CONFIG_FILE_NAME, DEFAULT_CONFIG_YAML, labJsonSchema } from '../config/index.js';
+import { CONFIG_FILE_NAME, defaultConfigFor, labJsonSchema } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { doctor, runAgent } from '../lab/index.js';
 import { printJson, table } from './render.js';
@@ -18,7 +18,7 @@ export function registerSetupCommands(program: Command): void {
       if (fs.existsSync(file) && !opts.force) {
         throw new ProdhomeError('USAGE', `${file} already exists; not overwriting it`, { hint: 'Pass --force to replace it.' });
       }
-      fs.writeFileSync(file, DEFAULT_CONFIG_YAML);
+      fs.writeFileSync(file, defaultConfigFor(path.dirname(file)));
       console.log(`wrote ${file} — edit it, then run \`prodhome up\``);
     });
 

@@ -1,3 +1,6 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
 /**
  * The default lab, as the commented prodhome.yaml that `prodhome init` writes. With no config
  * file, prodhome parses this same text, so the documented default and the running default cannot
@@ -111,3 +114,21 @@ subscriptions:
     node: subscriber2
     publications: [technical_pub]
 `;
+
+/** Where the JSON Schema ships: the package's root, beside src/ and dist/. */
+export const SCHEMA_FILE = fileURLToPath(new URL('../../prodhome.schema.json', import.meta.url));
+
+/**
+ * The default config as `prodhome init` writes it into `dir`: its `$schema` line points at this
+ * installation's prodhome.schema.json (relative when it can be), so editors find the schema
+ * whether prodhome is a dependency, a clone or a global install.
+ */
+export function defaultConfigFor(dir: string): string {
+  const rel = path.relative(dir, SCHEMA_FILE);
+  const inside = (child: string, parent: string) => !path.relative(parent, child).startsWith('..');
+  // Relative where the two travel together (a dependency below the config, a config inside the
+  // clone); absolute otherwise.
+  const together = inside(SCHEMA_FILE, dir) || inside(dir, path.dirname(SCHEMA_FILE));
+  const where = !together ? SCHEMA_FILE : rel.startsWith('.') ? rel : `./${rel}`;
+  return DEFAULT_CONFIG_YAML.replace(/^# yaml-language-server: \$schema=\S+/, `# yaml-language-server: $schema=${where}`);
+}
