@@ -115,7 +115,7 @@ export function parseDuration(text: string, flag: string): number {
 }
 
 export function renderPlan(result: ApplyResult, title: string): string {
-  if (!result.steps.length) return 'replication: already as configured; nothing to do.';
+  if (!result.steps.length && !result.problems.length) return 'replication: already as configured; nothing to do.';
   const out = [`-- replication ${title}: ${result.steps.length} step${result.steps.length > 1 ? 's' : ''}`];
   result.steps.forEach((s, i) => {
     out.push('', `-- ${i + 1}. on ${s.node}: ${s.reason}`, s.show);
