@@ -55,10 +55,11 @@ export async function dropSubscription(sub: SubscriptionSpec, subSql: Sql, pubSq
 }
 
 /** Tables a subscription receives, as its subscriber knows them. */
-async function subscribedTables(subSql: Sql, name: string): Promise<{ schema: string; name: string }[]> {
-  return subSql<{ schema: string; name: string }[]>`
-    select n.nspname::text as schema, c.relname::text as name from pg_subscription_rel r join pg_class c on c.oid = r.srrelid
-    join pg_namespace n on n.oid = c.relnamespace join pg_subscription s on s.oid = r.srsubid where s.subname = ${name} order by 1, 2`;
+async function subscribedTables(subSql: Sql, name: string): Promise<{ schema: string; name: string; quoted: string }[]> {
+  return subSql<{ schema: string; name: string; quoted: string }[]>`
+    select n.nspname::text as schema, c.relname::text as name, quote_ident(n.nspname) || '.' || quote_ident(c.relname) as quoted
+    from pg_subscription_rel r join pg_class c on c.oid = r.srrelid
+    join pg_namespace n on n.oid = c.relnamespace join pg_subscription s on s.oid = r.srsubid where s.subname = ${name} order by 3`;
 }
 
 /**
@@ -70,8 +71,14 @@ async function subscribedTables(subSql: Sql, name: string): Promise<{ schema: st
 export async function resetSubscription(config: ReplicationConfig, sub: SubscriptionSpec, subSql: Sql, pubSql: Sql, applied: AppliedState, report: OperationReport): Promise<void> {
   const tables = await subscribedTables(subSql, sub.name);
   const full = withHeartbeat(config);
+  const truncate: string[] = [];
   const statements: string[] = [];
-  for (const t of tables) statements.push(await emptyingStatement(full, sub, t, subSql));
+  for (const t of tables) {
+    const how = await emptyingStatement(full, sub, { schema: t.schema, name: t.name }, subSql);
+    if ('truncate' in how) truncate.push(t.quoted);
+    else statements.push(how.sql);
+  }
+  if (truncate.length) statements.unshift(`TRUNCATE ${truncate.join(', ')}`);
   await dropSubscription(sub, subSql, pubSql, report);
   for (const text of statements) {
     await subSql.unsafe(text);
@@ -109,7 +116,8 @@ export async function resyncTable(
     report.ran.push({ node, sql: `${text};` });
   };
   // Decided before anything changes: the others' rows of a shared table stay (shared-tables.ts).
-  const empty = await emptyingStatement(config, sub, table, subSql);
+  const how = await emptyingStatement(config, sub, table, subSql);
+  const empty = 'truncate' in how ? `TRUNCATE ${qualified(table)}` : how.sql;
   const clauses = pubs.map((p) => {
     const t = p.tables.find((x) => tableKey(x.table) === key)!;
     const cols = t.columns ? ` (${t.columns.map(quoteIdent).join(', ')})` : '';

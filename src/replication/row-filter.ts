@@ -85,10 +85,10 @@ export async function readOnlyProbe<T extends Record<string, unknown>>(sql: Sql,
   return rows;
 }
 
-/** Checks a filter on the publisher: one expression (lexically), then a boolean over the table's columns. */
+/** Checks a filter on the publisher: one expression (lexically), then a boolean over the table's columns; says why not ("refused: …" / "not valid: …"). */
 export async function checkRowFilter(sql: Sql, table: TableRef, where: string): Promise<string | undefined> {
   const why = validateRowFilter(where);
-  if (why) return `${why}. A row filter is one SQL boolean expression over the table's columns`;
+  if (why) return `refused: ${why}`;
   try {
     await readOnlyProbe(sql, `EXPLAIN SELECT FROM ${qualified(table)} WHERE (${where})`);
   } catch (e) {

@@ -46,14 +46,14 @@ export async function sharedTableCollisions(
 }
 
 /**
- * The statement that empties `sub`'s rows of `table` on its subscriber before they are copied
- * afresh: TRUNCATE when no other subscription feeds it, else a DELETE of this subscription's
+ * How `sub`'s rows of `table` on its subscriber are emptied before they are copied afresh:
+ * truncated when no other subscription feeds it, else a DELETE of this subscription's
  * rows that keeps every row another subscription's filter selects. Refused, before anything
  * changed, when the rows cannot be told apart.
  */
-export async function emptyingStatement(config: ReplicationConfig, sub: SubscriptionSpec, table: TableRef, subSql: Sql): Promise<string> {
+export async function emptyingStatement(config: ReplicationConfig, sub: SubscriptionSpec, table: TableRef, subSql: Sql): Promise<{ truncate: true } | { sql: string }> {
   const others = await otherFeeders(subSql, table, sub.name);
-  if (!others.length) return `TRUNCATE ${qualified(table)}`;
+  if (!others.length) return { truncate: true };
   const key = tableKey(table);
   const them = others.join(', ');
   const refuse = (why: string, fix: string): never => {
@@ -85,5 +85,5 @@ export async function emptyingStatement(config: ReplicationConfig, sub: Subscrip
   }
   if (both > 0) refuse(`${both} of its rows match both ${sub.name}'s row filter and that of ${them}`, `Make the row filters of their publications disjoint. ${byHand}`);
   // The guard repeats in the statement itself: a row another filter selects is never deleted.
-  return `DELETE FROM ${qualified(table)} WHERE ${mineP} AND NOT (${theirsP})`;
+  return { sql: `DELETE FROM ${qualified(table)} WHERE ${mineP} AND NOT (${theirsP})` };
 }

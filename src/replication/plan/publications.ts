@@ -40,7 +40,7 @@ async function checkTable(pub: PublicationSpec, t: PublishedTable, info: TableIn
     // Checked without running it: validated as one expression, probed read-only and rolled back.
     const bad = await checkRowFilter(sql, t.table, t.where);
     if (bad) {
-      problems.push({ node: pub.node, what: `${where}: the row filter (${t.where}) is refused: ${bad}`, fix: 'fix where: — it is one SQL boolean expression over the table\'s columns' });
+      problems.push({ node: pub.node, what: `${where}: the row filter (${t.where}) is ${bad}`, fix: 'fix where: — it is one SQL boolean expression over the table\'s columns (no ";", comments, backslashes or $ quoting)' });
       return;
     }
   }
