@@ -110,7 +110,7 @@ function renderReport(r: OperationReport): string {
 }
 
 export function renderPlan(result: ApplyResult, title: string): string {
-  if (!result.steps.length) return 'replication: already as configured; nothing to do.';
+  if (!result.steps.length && !result.problems.length) return 'replication: already as configured; nothing to do.';
   const out = [`-- replication ${title}: ${result.steps.length} step${result.steps.length > 1 ? 's' : ''}`];
   result.steps.forEach((s, i) => {
     out.push('', `-- ${i + 1}. on ${s.node}: ${s.reason}`, s.show);

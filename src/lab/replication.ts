@@ -211,6 +211,7 @@ export async function labResync(config: LabConfig, name: string, table?: string)
       try {
         await resyncTable(config.replication, sub, ref, sql(sub.node), sql(sub.publisher), report);
       } catch (e) {
+        if (e instanceof ProdhomeError) throw e;
         throw new ProdhomeError('USAGE', `cannot resync ${table} of ${name}: ${pgMessage(e)}`);
       }
     });
@@ -218,7 +219,7 @@ export async function labResync(config: LabConfig, name: string, table?: string)
   }
   await withLabPools(config, async (sql) => {
     const applied = readApplied(replicationFile(config.stateDir));
-    await resetSubscription(sub, sql(sub.node), sql(sub.publisher), applied, report);
+    await resetSubscription(config.replication, sub, sql(sub.node), sql(sub.publisher), applied, report);
     writeApplied(replicationFile(config.stateDir), applied);
   });
   const again = await labReplicate(config);

@@ -1,7 +1,11 @@
 import type { ReplicationConfig, SubscriptionSpec } from '../config/index.js';
 import { quoteIdent, type Sql } from '../pg/index.js';
+import { ProdhomeError } from '../errors.js';
 import { qualified, tableKey } from './catalog.js';
+import { withHeartbeat } from './heartbeat.js';
 import { REPLICATION_ROLE, slotName, type AppliedState } from './plan/index.js';
+import { assertRowFilter } from './row-filter.js';
+import { emptyingStatement } from './shared-tables.js';
 
 /**
  * Operations on running replication: drop, resync, revert. Each returns the statements it ran
@@ -51,22 +55,32 @@ export async function dropSubscription(sub: SubscriptionSpec, subSql: Sql, pubSq
 }
 
 /** Tables a subscription receives, as its subscriber knows them. */
-async function subscribedTables(subSql: Sql, name: string): Promise<string[]> {
-  const rows = await subSql<{ t: string }[]>`
-    select quote_ident(n.nspname) || '.' || quote_ident(c.relname) as t from pg_subscription_rel r join pg_class c on c.oid = r.srrelid
-    join pg_namespace n on n.oid = c.relnamespace join pg_subscription s on s.oid = r.srsubid where s.subname = ${name} order by 1`;
-  return rows.map((r) => r.t);
+async function subscribedTables(subSql: Sql, name: string): Promise<{ schema: string; name: string; quoted: string }[]> {
+  return subSql<{ schema: string; name: string; quoted: string }[]>`
+    select n.nspname::text as schema, c.relname::text as name, quote_ident(n.nspname) || '.' || quote_ident(c.relname) as quoted
+    from pg_subscription_rel r join pg_class c on c.oid = r.srrelid
+    join pg_namespace n on n.oid = c.relnamespace join pg_subscription s on s.oid = r.srsubid where s.subname = ${name} order by 3`;
 }
 
 /**
  * Resyncs a whole subscription: drop it (and its slot), empty its tables on the subscriber; the
- * caller re-applies the plan, whose CREATE SUBSCRIPTION copies everything afresh.
+ * caller re-applies the plan, whose CREATE SUBSCRIPTION copies everything afresh. A table
+ * another subscription also feeds keeps that subscription's rows (see shared-tables.ts); how
+ * each table is emptied is decided before anything changes, so a refusal leaves all as it was.
  */
-export async function resetSubscription(sub: SubscriptionSpec, subSql: Sql, pubSql: Sql, applied: AppliedState, report: OperationReport): Promise<void> {
+export async function resetSubscription(config: ReplicationConfig, sub: SubscriptionSpec, subSql: Sql, pubSql: Sql, applied: AppliedState, report: OperationReport): Promise<void> {
   const tables = await subscribedTables(subSql, sub.name);
+  const full = withHeartbeat(config);
+  const truncate: string[] = [];
+  const statements: string[] = [];
+  for (const t of tables) {
+    const how = await emptyingStatement(full, sub, { schema: t.schema, name: t.name }, subSql);
+    if ('truncate' in how) truncate.push(t.quoted);
+    else statements.push(how.sql);
+  }
+  if (truncate.length) statements.unshift(`TRUNCATE ${truncate.join(', ')}`);
   await dropSubscription(sub, subSql, pubSql, report);
-  if (tables.length) {
-    const text = `TRUNCATE ${tables.join(', ')}`;
+  for (const text of statements) {
     await subSql.unsafe(text);
     report.ran.push({ node: sub.node, sql: `${text};` });
   }
@@ -88,6 +102,7 @@ export async function resyncTable(
   report: OperationReport,
 ): Promise<void> {
   const key = tableKey(table);
+  config = withHeartbeat(config);
   const pubs = config.publications.filter((p) => sub.publications.includes(p.name) && p.tables.some((t) => tableKey(t.table) === key));
   if (!pubs.length) throw new Error(`${key} is not in any publication of ${sub.name}`);
   for (const p of pubs) {
@@ -100,14 +115,20 @@ export async function resyncTable(
     await sql.unsafe(text);
     report.ran.push({ node, sql: `${text};` });
   };
+  // Decided before anything changes: the others' rows of a shared table stay (shared-tables.ts).
+  const how = await emptyingStatement(config, sub, table, subSql);
+  const empty = 'truncate' in how ? `TRUNCATE ${qualified(table)}` : how.sql;
+  const clauses = pubs.map((p) => {
+    const t = p.tables.find((x) => tableKey(x.table) === key)!;
+    const cols = t.columns ? ` (${t.columns.map(quoteIdent).join(', ')})` : '';
+    const where = t.where ? ` WHERE (${assertRowFilter(t.where, `publication ${p.name}, table ${key}`)})` : '';
+    return { p, cols, where };
+  });
   const name = quoteIdent(sub.name);
   for (const p of pubs) await run(sub.publisher, pubSql, `ALTER PUBLICATION ${quoteIdent(p.name)} DROP TABLE ${qualified(table)}`);
   await run(sub.node, subSql, `ALTER SUBSCRIPTION ${name} REFRESH PUBLICATION`);
-  await run(sub.node, subSql, `TRUNCATE ${qualified(table)}`);
-  for (const p of pubs) {
-    const t = p.tables.find((x) => tableKey(x.table) === key)!;
-    const cols = t.columns ? ` (${t.columns.map(quoteIdent).join(', ')})` : '';
-    const where = t.where ? ` WHERE (${t.where})` : '';
+  await run(sub.node, subSql, empty);
+  for (const { p, cols, where } of clauses) {
     await run(sub.publisher, pubSql, `ALTER PUBLICATION ${quoteIdent(p.name)} ADD TABLE ${qualified(table)}${cols}${where}`);
   }
   await run(sub.node, subSql, `ALTER SUBSCRIPTION ${name} REFRESH PUBLICATION WITH (copy_data = true)`);

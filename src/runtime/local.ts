@@ -85,7 +85,8 @@ export function renderConf(spec: NodeSpec, port: number, bins: PgBinaries): stri
 const HBA = `# Written by prodhome: TCP on loopback only, scram-sha-256 passwords for everyone.
 # TYPE  DATABASE     USER  ADDRESS        METHOD
 host    all          all   127.0.0.1/32   scram-sha-256
-host    replication  all   127.0.0.1/32   scram-sha-256
+# No "replication" line: logical replication (subscriptions) matches the line above; physical
+# replication (pg_basebackup, pg_receivewal, standbys) is refused for every role.
 `;
 
 /** Writes prodhome.conf and pg_hba.conf; returns a hash of what a running server must have loaded. */

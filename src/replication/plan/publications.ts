@@ -1,6 +1,8 @@
 import type { PublicationSpec, PublishedTable } from '../../config/index.js';
 import { quoteIdent, type Sql } from '../../pg/index.js';
 import { publications as readPublications, qualified, serverFacts, tableInfo, tableKey, type ServerFacts, type TableInfo } from '../catalog.js';
+import { runUntracked, scramVerifier } from './secret-statements.js';
+import { assertRowFilter, checkRowFilter, validateRowFilter } from '../row-filter.js';
 import { REPLICATION_ROLE, lit, publisherNodes, type AppliedState, type PlanContext, type Problem, type StagePlan, type Step } from './types.js';
 
 export function filterColumns(where: string, columns: string[]): string[] {
@@ -15,7 +17,7 @@ export function filterColumns(where: string, columns: string[]): string[] {
 
 export function tableClause(t: PublishedTable): string {
   const cols = t.columns ? ` (${t.columns.map(quoteIdent).join(', ')})` : '';
-  const where = t.where ? ` WHERE (${t.where})` : '';
+  const where = t.where ? ` WHERE (${assertRowFilter(t.where, `table ${tableKey(t.table)}`)})` : '';
   return `${qualified(t.table)}${cols}${where}`;
 }
 
@@ -35,10 +37,10 @@ async function checkTable(pub: PublicationSpec, t: PublishedTable, info: TableIn
   const unknown = (t.columns ?? []).filter((c) => !info.columns.includes(c));
   if (unknown.length) problems.push({ node: pub.node, what: `${where}: no column ${unknown.map((c) => `"${c}"`).join(', ')} (columns: ${info.columns.join(', ')})`, fix: 'fix the column list' });
   if (t.where) {
-    try {
-      await sql.unsafe(`EXPLAIN SELECT FROM ${qualified(t.table)} WHERE (${t.where})`);
-    } catch (e) {
-      problems.push({ node: pub.node, what: `${where}: the row filter (${t.where}) is not valid: ${(e as Error).message}`, fix: 'fix where: — it is an SQL boolean expression over the table\'s columns' });
+    // Checked without running it: validated as one expression, probed read-only and rolled back.
+    const bad = await checkRowFilter(sql, t.table, t.where);
+    if (bad) {
+      problems.push({ node: pub.node, what: `${where}: the row filter (${t.where}) is ${bad}`, fix: 'fix where: — it is one SQL boolean expression over the table\'s columns (no ";", comments, backslashes or $ quoting)' });
       return;
     }
   }
@@ -92,11 +94,9 @@ export async function planPublications(ctx: PlanContext): Promise<StagePlan> {
         kind: 'sql',
         reason: 'subscribers connect as a dedicated role with REPLICATION and a password, not as a superuser',
         show: `CREATE ROLE ${REPLICATION_ROLE} LOGIN REPLICATION PASSWORD '********';`,
-        exec: async (c) => {
-          // The password is a literal (utility statements take no parameters), built server-side by format(%L).
-          const [q] = await c.sql(node)<{ q: string }[]>`select format('CREATE ROLE %I LOGIN REPLICATION PASSWORD %L', ${REPLICATION_ROLE}::text, ${c.replicationPassword(node)}::text) as q`;
-          await c.sql(node).unsafe(q!.q);
-        },
+        // Utility statements take no parameters: the password goes as a SCRAM verifier literal,
+        // on a session that neither tracks nor logs it (secret-statements.ts).
+        exec: async (c) => runUntracked(c.nodes.get(node)!.connection, `CREATE ROLE ${quoteIdent(REPLICATION_ROLE)} LOGIN REPLICATION PASSWORD ${lit(scramVerifier(c.replicationPassword(node)))}`),
         undo: async (c) => {
           await c.sql(node).unsafe(`DROP OWNED BY ${REPLICATION_ROLE}`);
           await c.sql(node).unsafe(`DROP ROLE IF EXISTS ${REPLICATION_ROLE}`);
@@ -112,10 +112,7 @@ export async function planPublications(ctx: PlanContext): Promise<StagePlan> {
         kind: 'sql',
         reason: `${REPLICATION_ROLE} exists but this lab does not know its password; give it a new one`,
         show: `ALTER ROLE ${REPLICATION_ROLE} PASSWORD '********';`,
-        exec: async (c) => {
-          const [q] = await c.sql(node)<{ q: string }[]>`select format('ALTER ROLE %I PASSWORD %L', ${REPLICATION_ROLE}::text, ${c.replicationPassword(node)}::text) as q`;
-          await c.sql(node).unsafe(q!.q);
-        },
+        exec: async (c) => runUntracked(c.nodes.get(node)!.connection, `ALTER ROLE ${quoteIdent(REPLICATION_ROLE)} PASSWORD ${lit(scramVerifier(c.replicationPassword(node)))}`),
       });
     }
 
@@ -161,6 +158,8 @@ export async function planPublications(ctx: PlanContext): Promise<StagePlan> {
         const show = `GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${REPLICATION_ROLE};`;
         steps.push({ node, kind: 'sql', reason: 'the initial copy reads every published table', show, exec: async (c) => void (await c.sql(node).unsafe(show)) });
       }
+      // A refused row filter is a problem above; its publication gets no steps (nothing pasted).
+      if (pub.tables.some((t) => t.where && validateRowFilter(t.where))) continue;
       steps.push(...(await publicationSteps(ctx, pub, sql)));
     }
   }

@@ -3,6 +3,8 @@ import { quoteIdent } from '../../pg/index.js';
 import { qualified, subscriptions as readSubscriptions, tableInfo, tableKey } from '../catalog.js';
 import { tableDdl } from '../ddl.js';
 import { HEARTBEAT_SUBSCRIBER_SQL, isHeartbeat } from '../heartbeat.js';
+import { sharedTableCollisions } from '../shared-tables.js';
+import { runUntracked } from './secret-statements.js';
 import { REPLICATION_ROLE, hash, lit, type AppliedState, type PlanContext, type Problem, type StagePlan, type Step } from './types.js';
 
 function conninfo(c: PlanContext, publisher: string, masked: boolean): string {
@@ -37,6 +39,7 @@ export async function planSubscriptions(ctx: PlanContext): Promise<StagePlan> {
   const steps: Step[] = [];
   const problems: Problem[] = [];
   const created = new Set<string>();
+  const emptied = new Set<string>();
   for (const sub of ctx.config.subscriptions) {
     if (!ctx.nodes.has(sub.node) || !ctx.nodes.has(sub.publisher)) continue;
     const subSql = ctx.sql(sub.node);
@@ -107,8 +110,25 @@ export async function planSubscriptions(ctx: PlanContext): Promise<StagePlan> {
       if (sub.options.copy_data !== false) {
         // The initial copy starts from empty tables; rows already there (left by an earlier
         // subscription) would collide with it. Lab nodes are emptied; external ones are not touched.
+        // A table another subscription feeds is never emptied (its rows would be lost): the copy
+        // goes ahead only when no row there falls under this subscription's filter.
         for (const [k, t] of tables) {
           if (!(await tableInfo(subSql, t.ref))) continue;
+          const shared = await sharedTableCollisions(ctx.config, sub, t.ref, subSql);
+          if (shared) {
+            const them = shared.others.join(', ');
+            if ('error' in shared) {
+              problems.push({ node: sub.node, what: `subscription ${sub.name}: ${k} on ${sub.node} is fed by ${them} too, and its row filter cannot be evaluated there to tell the rows apart (${shared.error})`, fix: `set options: { copy_data: false } for ${sub.name} if the rows it needs are already there, or subscribe it on another node` });
+            } else if (shared.rows > 0) {
+              problems.push({
+                node: sub.node,
+                what: `subscription ${sub.name}: ${shared.rows} row(s) of ${k} on ${sub.node} already fall under its row filter, and ${them} feeds that table too: the initial copy would collide with them, and prodhome never empties a table another subscription feeds`,
+                fix: `make the row filters of ${sub.name}'s and ${them}'s publications disjoint, or set options: { copy_data: false } for ${sub.name} if those rows are already right`,
+              });
+            }
+            continue;
+          }
+          if (emptied.has(`${sub.node}:${k}`)) continue;
           const [row] = await subSql.unsafe(`select exists (select from ${qualified(t.ref)}) as has_rows`);
           if (!row?.has_rows) continue;
           if (ctx.nodes.get(sub.node)!.runtime === 'external') {
@@ -116,6 +136,8 @@ export async function planSubscriptions(ctx: PlanContext): Promise<StagePlan> {
             continue;
           }
           const text = `TRUNCATE ${qualified(t.ref)}`;
+          // Once per table and run: a later subscription of this run must not empty what an earlier one copies.
+          emptied.add(`${sub.node}:${k}`);
           steps.push({ node: sub.node, kind: 'sql', reason: `${k} on ${sub.node} has rows from before; ${sub.name}'s initial copy starts from empty`, show: `${text};`, exec: async (c) => void (await c.sql(sub.node).unsafe(text)) });
         }
       }
@@ -129,7 +151,8 @@ export async function planSubscriptions(ctx: PlanContext): Promise<StagePlan> {
         show: `${build(true)};`,
         exec: async (c) => {
           try {
-            await c.sql(sub.node).unsafe(build(false));
+            // Its conninfo carries the password: a session that neither tracks nor logs it.
+            await runUntracked(c.nodes.get(sub.node)!.connection, build(false));
           } catch (e) {
             const msg = (e as Error).message;
             if (/could not connect|connection to server/i.test(msg)) {
