@@ -42,7 +42,7 @@ describe('the agent samples the lab', () => {
     expect(text).toMatch(/^# TYPE pg_stat_database_xact_commit_total counter$/m);
     expect(text).not.toMatch(/^\w+_rate[{ ]/m); // rates are left to PromQL's rate()
     expect(text).toMatch(/^prodhome_sampler_points \d+$/m);
-    expect(text).toMatch(/^prodhome_sink_written_total\{sink="postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres"\} \d+$/m);
+    expect(text).toMatch(/^prodhome_sink_written_points_total\{sink="postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres"\} \d+$/m);
     // pg_settings is sampled once a minute; /metrics keeps showing it between its samples.
     const settingsLine = /^pg_settings_value\{name="max_connections",node="a",role="publisher"\} 100$/m;
     expect(text).toMatch(settingsLine);
@@ -64,7 +64,7 @@ describe('the agent samples the lab', () => {
       const l = fs.existsSync(lp()) ? fs.readFileSync(lp(), 'utf8').split('\n').filter((x) => x.startsWith('pg_up,node=b')) : [];
       return l.length >= 4 ? l : undefined;
     }, 10_000, 'four samples of b in the file sink');
-    expect(lines[0]).toMatch(/^pg_up,node=b,role=subscriber up=1,scrape_seconds=/);
+    expect(lines[0]).toMatch(/^pg_up,node=b,role=subscriber up=1i,scrape_seconds=/);
   });
 
   it('keeps the samples in the metrics node, one partitioned table per measurement', async () => {

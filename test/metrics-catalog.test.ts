@@ -28,6 +28,23 @@ describe('metric catalog', () => {
     expect(catalog.map((m) => m.name)).toEqual(expect.arrayContaining(['pg_locks', 'pg_stat_database', 'pg_cache_hit', 'pg_database_size', 'pg_checkpoints', 'pg_replication', 'pg_statements', 'pg_connections']));
   });
 
+  it('gives every field of a metric with several fields a help of its own (HELP is per Prometheus family)', () => {
+    for (const m of loadCatalog()) {
+      const fields = Object.entries(m.fields);
+      if (fields.length < 2) continue;
+      for (const [name, f] of fields) expect(f.help, `${m.name}.${name}`).toBeDefined();
+      expect(new Set(fields.map(([, f]) => f.help)).size, m.name).toBe(fields.length);
+    }
+  });
+
+  it('reads ages that cannot go negative: every *age* and since_* field is clamped at 0 in its SQL', () => {
+    for (const m of loadCatalog()) {
+      for (const name of Object.keys(m.fields).filter((f) => /age_seconds|^since_|lag_seconds$/.test(f) && m.name !== 'pg_replication')) {
+        for (const text of Object.values(m.sql)) expect(text, `${m.name}.${name}`).toMatch(new RegExp(`greatest\\(0,[^\\n]*\\bas ${name}\\b`));
+      }
+    }
+  });
+
   it('picks the SQL of the largest version key at or below the server', () => {
     const m = loadCatalog().find((x) => x.name === 'pg_checkpoints')!;
     expect(sqlFor(m, 16)).toContain('pg_stat_bgwriter');

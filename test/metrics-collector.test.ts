@@ -41,7 +41,7 @@ describe('collector on real servers', () => {
     // Pretend 2 s passed: the rate is the counter delta over the time between scrapes.
     const second = await collector.scrape(t0 + 2000);
     const after = find(second, 'pg_stat_database', { node: 'a', datname: 'postgres' })!;
-    const delta = after.fields.xact_commit! - before.fields.xact_commit!;
+    const delta = Number(after.fields.xact_commit) - Number(before.fields.xact_commit);
     expect(delta).toBeGreaterThanOrEqual(301);
     expect(delta).toBeLessThan(301 + 40); // the collector's own and the lab's few transactions
     expect(after.fields.xact_commit_rate).toBeCloseTo(delta / 2, 5);
@@ -303,7 +303,7 @@ describe('process stats of local nodes', () => {
       expect(first.fields.read_bytes).toBeUndefined(); // ps has no I/O figures
       await sql`select count(*) from generate_series(1, 30000000)`;
       const second = (await sampler.sample(target))[0]!;
-      expect(second.fields.cpu_seconds! - first.fields.cpu_seconds!).toBeGreaterThanOrEqual(1);
+      expect(Number(second.fields.cpu_seconds) - Number(first.fields.cpu_seconds)).toBeGreaterThanOrEqual(1);
       expect(second.fields.cpu_percent).toBeGreaterThan(0);
     } finally {
       await sql.end();
@@ -364,7 +364,7 @@ subscriptions:
       await collector.scrape();
       const point = await waitFor(async () => {
         const p = find(await collector.scrape(), 'replication_heartbeat', { node: 'sub', subscription: 's' });
-        return p && p.fields.age_seconds! < 5 ? p : undefined;
+        return p && Number(p.fields.age_seconds) < 5 ? p : undefined;
       }, 20_000, 'a heartbeat to arrive');
       expect(point.tags.publication).toBe('only_a');
       expect(point.fields.lag_seconds).toBeGreaterThan(0);

@@ -60,9 +60,11 @@ describe('createSink picks a sink by URI scheme', () => {
     ['influx://127.0.0.1:8086', /the database is missing/, /influx:\/\/host:port\/DATABASE/],
     ['influx://127.0.0.1:8086/a/b', /the database is missing/, /DATABASE/],
     ['influx2://127.0.0.1:8086?org=o', /org and bucket are both required/, /bucket=BUCKET/],
-    ['influx://127.0.0.1/db?bucket=x', /unknown parameter "bucket"/, /rp, precision, token_file, batch_size, flush_ms, max_buffer, timeout_ms/],
+    ['influx://127.0.0.1/db?bucket=x', /unknown parameter "bucket"/, /rp, create, precision, token_file, batch_size, flush_ms, max_buffer, timeout_ms/],
     ['influx://127.0.0.1/db?batch_size=0', /batch_size must be a positive whole number, not "0"/, /default is 5000/],
     ['influx://127.0.0.1/db?flush_ms=1.5', /flush_ms must be a positive whole number/, /default is 1000/],
+    ['influx://127.0.0.1/db?create=no', /create must be true or false, not "no"/, /create=false leaves a missing database missing/],
+    ['influx2://127.0.0.1?org=o&bucket=b&create=false', /unknown parameter "create"/, /org, bucket/],
   ])('%s is refused with a usage error', (uri, message, hint) => {
     const e = thrown(() => createSink(uri));
     expect(e.code).toBe('USAGE');

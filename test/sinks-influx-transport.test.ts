@@ -25,7 +25,8 @@ interface Received {
 let server: http.Server;
 let base: string;
 let received: Received[] = [];
-let answers: number[] = []; // statuses to answer, in order; 204 once they run out
+/** statuses (or status and body) to answer, in order; 204 once they run out */
+let answers: (number | { status: number; body: string })[] = [];
 
 beforeAll(async () => {
   server = http.createServer((req, res) => {
@@ -35,9 +36,10 @@ beforeAll(async () => {
       const raw = Buffer.concat(chunks);
       const body = req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw).toString() : raw.toString();
       received.push({ url: req.url ?? '', headers: req.headers, body });
-      const status = answers.shift() ?? 204;
+      const answer = answers.shift() ?? 204;
+      const status = typeof answer === 'number' ? answer : answer.status;
       res.writeHead(status, { 'Content-Type': 'application/json' });
-      res.end(status === 204 ? undefined : JSON.stringify({ error: `answer ${status}` }));
+      res.end(typeof answer === 'object' ? answer.body : status === 204 ? undefined : JSON.stringify({ error: `answer ${status}` }));
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -144,7 +146,20 @@ describe('influx sink on the wire', () => {
     await until(() => sink.stats.written === 5, 'delivery after retries');
     expect(received).toHaveLength(4);
     expect(values(received.slice(-1))).toEqual([1, 2, 3, 4, 5]);
-    expect(sink.stats).toEqual({ written: 5, buffered: 0, dropped: 0, rejected: 0, retries: 3, lastError: 'HTTP 500 {"error":"answer 500"}' });
+    expect(sink.stats).toEqual({
+      offered: 5,
+      written: 5,
+      buffered: 0,
+      dropped: 0,
+      droppedBy: {},
+      rejected: 0,
+      rejectedBy: {},
+      retries: 3,
+      healthy: true,
+      since: expect.any(String),
+      lastError: 'HTTP 500 {"error":"answer 500"}',
+      lastErrorAt: expect.any(String),
+    });
     expect(warnings).toEqual([
       `influx://${base}/db: cannot write (HTTP 503 {"error":"answer 503"}); buffering up to 100000 points and retrying.`,
       `influx://${base}/db: writing again after 3 failed attempts; 0 points dropped so far.`,
@@ -180,6 +195,73 @@ describe('influx sink on the wire', () => {
     expect(await sink.flush()).toBe(true);
     expect(sink.stats).toMatchObject({ written: 1, rejected: 3, retries: 0, buffered: 0 });
     expect(warnings).toEqual([`influx2://${base}?org=o&bucket=b: the server refused 3 points: HTTP 400 {"error":"answer 400"}`]);
+    await sink.close();
+  });
+
+  it('counts only the points a partial write names as rejected; the rest were written', async () => {
+    answers = [{ status: 400, body: JSON.stringify({ error: 'partial write: field type conflict: input field "v" on measurement "m" is type integer, already exists as type float dropped=2' }) }];
+    const warnings: string[] = [];
+    const sink = influx(`influx://${base}/db`, { warn: (w) => warnings.push(w) });
+    await sink.write(points(1, 5));
+    expect(await sink.flush()).toBe(true);
+    expect(sink.stats).toMatchObject({ offered: 5, written: 3, rejected: 2, rejectedBy: { field_type_conflict: 2 }, healthy: false });
+    expect(warnings[0]).toMatch(/refused 2 points: HTTP 400 .*field type conflict.* — a field was written before with another type/);
+    await sink.write(points(6, 1)); // a write that goes through whole: healthy again
+    expect(await sink.flush()).toBe(true);
+    expect(sink.stats).toMatchObject({ offered: 6, written: 4, rejected: 2, healthy: true });
+    await sink.close();
+  });
+
+  it('1.x: creates a database the server says is missing, then sends the batch again', async () => {
+    answers = [{ status: 404, body: '{"error":"database not found: \\"lab db\\""}' }, { status: 200, body: '{"results":[{"statement_id":0}]}' }];
+    const warnings: string[] = [];
+    const sink = influx(`influx://${base}/lab%20db`, { token: 'u:p', warn: (w) => warnings.push(w) });
+    await sink.write(points(1, 3));
+    expect(await sink.flush()).toBe(true);
+    expect(received.map((r) => r.url)).toEqual(['/write?db=lab+db&precision=ms', '/query', '/write?db=lab+db&precision=ms']);
+    expect(new URLSearchParams(received[1]!.body).get('q')).toBe('CREATE DATABASE "lab db"');
+    expect(received[1]!.headers.authorization).toBe(`Basic ${Buffer.from('u:p').toString('base64')}`);
+    expect(values(received.slice(2))).toEqual([1, 2, 3]);
+    expect(sink.stats).toMatchObject({ offered: 3, written: 3, rejected: 0, dropped: 0, healthy: true });
+    expect(warnings).toEqual([`influx://${base}/lab db: created the database "lab db" (the server had none by that name).`]);
+    await sink.close();
+  });
+
+  it('1.x with create=false, or a user who may not create it: refused, counted, and says what to do', async () => {
+    answers = [{ status: 404, body: '{"error":"database not found: \\"db\\""}' }];
+    const warnings: string[] = [];
+    const sink = influx(`influx://${base}/db?create=false`, { warn: (w) => warnings.push(w) });
+    await sink.write(points(1, 2));
+    await sink.flush();
+    expect(received).toHaveLength(1);
+    expect(sink.stats).toMatchObject({ offered: 2, written: 0, rejected: 2, rejectedBy: { database_not_found: 2 }, healthy: false });
+    expect(warnings[0]).toMatch(/the database "db" does not exist and the URI says create=false: create it \(CREATE DATABASE "db"\)/);
+    await sink.close();
+
+    received = [];
+    answers = [{ status: 404, body: '{"error":"database not found: \\"db\\""}' }, { status: 403, body: '{"error":"error authorizing query: u not authorized to execute statement \'CREATE DATABASE db\', requires admin privilege"}' }];
+    const denied = influx(`influx://${base}/db`, { token: 'u:p', warn: (w) => warnings.push(w) });
+    await denied.write(points(1, 2));
+    await denied.flush();
+    expect(denied.stats).toMatchObject({ rejected: 2, rejectedBy: { database_not_found: 2 } });
+    expect(warnings.at(-1)).toMatch(/does not exist and could not be created \(HTTP 403 .*requires admin privilege.*\): create it \(CREATE DATABASE "db"\) as a user allowed to/);
+    await denied.close();
+  });
+
+  // No InfluxDB 2.x server can run here (Debian has none): these answers are the ones 2.x sends.
+  it.each([
+    [404, '{"code":"not found","message":"bucket \\"b\\" not found"}', 'bucket_not_found', /the bucket "b" does not exist in org "o": create it \(influx bucket create --name b --org o\)/, 'tok'],
+    [404, '{"code":"not found","message":"organization name \\"o\\" not found"}', 'org_not_found', /the org "o" does not exist: check org= in the URI/, 'tok'],
+    [401, '{"code":"unauthorized","message":"unauthorized access"}', 'http_401', /no token was given: set PRODHOME_INFLUX_TOKEN/, undefined],
+    [401, '{"code":"unauthorized","message":"unauthorized access"}', 'http_401', /the token was refused: give a valid API token with write access to bucket "b" of org "o"/, 'tok'],
+  ])('2.x: HTTP %i %s says which of bucket, org or token is missing', async (status, body, reason, advice, token) => {
+    answers = [{ status, body }];
+    const warnings: string[] = [];
+    const sink = influx(`influx2://${base}?org=o&bucket=b`, { token, env: {}, warn: (w) => warnings.push(w) });
+    await sink.write(points(1, 1));
+    await sink.flush();
+    expect(sink.stats.rejectedBy).toEqual({ [reason]: 1 });
+    expect(warnings[0]).toMatch(advice);
     await sink.close();
   });
 

@@ -2,7 +2,7 @@ import readline from 'node:readline/promises';
 import type { Command } from 'commander';
 import { formatBytes } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
-import { labDestroy, labDown, labStatus, labUp } from '../lab/index.js';
+import { labDestroy, labDown, labStatus, labUp, type SinkReport } from '../lab/index.js';
 import { printJson, table } from './render.js';
 import { configFrom, type GlobalOptions } from './shared.js';
 
@@ -67,6 +67,7 @@ export function registerLabCommands(program: Command): void {
       const sampled = sampling
         ? `\nsampling: every ${sampling.intervalMs} ms, last ${sampling.lastSampleAt ?? 'pending'}${sampling.sinks.length ? `, into ${sampling.sinks.join(', ')}` : ''}${sampling.prometheus ? `, Prometheus: ${sampling.prometheus}` : ''}`
         : '';
+      if (status.sinks.length) console.log(`\nSINKS\n${sinksTable(status.sinks)}`);
       console.log(
         status.agent.running
           ? `\nagent: running (pid ${status.agent.pid}, last check ${status.agent.checkedAt ?? 'pending'})${sampled}`
@@ -102,6 +103,30 @@ export function registerLabCommands(program: Command): void {
       if (!result.existed) return console.log(`lab "${result.lab}" does not exist here; nothing to delete.`);
       console.log(`lab "${result.lab}" destroyed; removed ${result.removed.join(', ')}`);
     });
+}
+
+/**
+ * Each sink: healthy or failing since when, what happened to its points (losses with their
+ * reasons), and under the table the last error of each sink that has one.
+ */
+export function sinksTable(sinks: SinkReport[], now = Date.now()): string {
+  const ago = (iso: string) => {
+    const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+    return s < 120 ? `${s} s ago` : s < 7200 ? `${Math.round(s / 60)} min ago` : `${Math.round(s / 3600)} h ago`;
+  };
+  const lost = (n: number, by: Record<string, number>) => (n === 0 ? '0' : `${n} (${Object.entries(by).map(([reason, k]) => `${reason} ${k}`).join(', ')})`);
+  const rows = sinks.map((s) => [
+    s.name,
+    `${s.healthy ? 'healthy' : 'FAILING'} since ${s.since.slice(11, 19)} (${ago(s.since)})`,
+    s.offered,
+    s.written,
+    s.buffered,
+    s.retries,
+    lost(s.dropped, s.droppedBy),
+    lost(s.rejected, s.rejectedBy),
+  ]);
+  const errors = sinks.filter((s) => s.lastError).map((s) => `  ${s.name}: last error ${s.lastErrorAt ? `at ${s.lastErrorAt.slice(11, 19)} ` : ''}${s.lastError}`);
+  return [table(['SINK', 'STATE', 'OFFERED', 'WRITTEN', 'BUFFERED', 'RETRIES', 'DROPPED', 'REJECTED'], rows), ...errors].join('\n');
 }
 
 async function confirm(question: string): Promise<void> {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { labNodes, readState } from '../lab/index.js';
 import { didYouMean, durationOption, formatBytes } from '../config/index.js';
-import { Collector, ProcessSampler, loadCatalog, type Point } from '../metrics/index.js';
+import { Collector, ProcessSampler, forStores, loadCatalog, type Point } from '../metrics/index.js';
 import { ProdhomeError } from '../errors.js';
 import { heartbeatPublications } from '../replication/index.js';
 import { createSink, SINK_SCHEMES } from '../sinks/index.js';
@@ -75,7 +75,8 @@ export function registerMetricsCommands(program: Command): void {
         let next = Date.now();
         while (!stop && Date.now() < until) {
           const points = (await Promise.all([collector.scrape(), processes.sample(targets())])).flat();
-          for (const sink of sinks) await sink.write(points);
+          const stored = sinks.length ? forStores(points) : [];
+          for (const sink of sinks) await sink.write(stored);
           if (opts.json) for (const p of points) process.stdout.write(`${JSON.stringify(p)}\n`);
           else console.log(summaryLine(points, nodes.map((n) => n.name)));
           next += interval;
@@ -83,7 +84,11 @@ export function registerMetricsCommands(program: Command): void {
         }
       } finally {
         await collector.close();
-        for (const sink of sinks) await sink.close();
+        for (const sink of sinks) {
+          await sink.close();
+          const s = sink.stats;
+          if (s.dropped + s.rejected > 0) process.stderr.write(`warning: ${sink.name}: ${s.dropped} points dropped, ${s.rejected} refused of ${s.offered}${s.lastError ? ` (last error: ${s.lastError})` : ''}\n`);
+        }
       }
     });
 }
@@ -93,17 +98,21 @@ function summaryLine(points: Point[], nodes: string[]): string {
   const time = new Date(points[0]?.time ?? Date.now()).toISOString().slice(11, 23);
   const parts = nodes.map((node) => {
     const of = (m: string) => points.filter((p) => p.measurement === m && p.tags.node === node);
-    if (of('pg_up')[0]?.fields.up !== 1) return `${node}: DOWN`;
-    const tps = of('pg_stat_database').reduce((s, p) => s + (p.fields.xact_commit_rate ?? 0), 0);
-    const conns = of('pg_connections_limit')[0]?.fields;
-    const hit = of('pg_cache_hit').find((p) => p.tags.datname === 'postgres')?.fields.ratio;
-    const lag = Math.max(0, ...of('pg_replication').map((p) => p.fields.replay_lag_bytes ?? 0));
-    const beat = of('replication_heartbeat').map((p) => p.fields.lag_seconds ?? 0);
+    // the numbers of a point (the collector's text fields, query text, are not shown here)
+    const num = (p: Point | undefined, field: string) => (typeof p?.fields[field] === 'number' ? (p.fields[field] as number) : undefined);
+    if (num(of('pg_up')[0], 'up') !== 1) return `${node}: DOWN`;
+    const tps = of('pg_stat_database').reduce((s, p) => s + (num(p, 'xact_commit_rate') ?? 0), 0);
+    const conns = of('pg_connections_limit')[0];
+    const hit = num(of('pg_cache_hit').find((p) => p.tags.datname === 'postgres'), 'ratio');
+    const lag = Math.max(0, ...of('pg_replication').map((p) => num(p, 'replay_lag_bytes') ?? 0));
+    const beat = of('replication_heartbeat').map((p) => num(p, 'lag_seconds') ?? 0);
     const e2e = beat.length ? `, e2e ${(Math.max(...beat) * 1000).toFixed(1)}ms` : '';
-    const proc = of('process')[0]?.fields;
-    const cpu = proc?.cpu_percent !== undefined ? `, cpu ${proc.cpu_percent.toFixed(0)}%` : '';
-    const mem = proc ? `, mem ${formatBytes(proc.memory_bytes ?? 0)}${proc.memory_limit_bytes ? `/${formatBytes(proc.memory_limit_bytes)}` : ''}` : '';
-    return `${node}: ${tps.toFixed(0)} tps, ${conns ? `${conns.used}/${conns.max}` : '?'} conn, hit ${hit !== undefined ? (hit * 100).toFixed(1) : '?'}%${lag ? `, lag ${lag} B` : ''}${e2e}${cpu}${mem}`;
+    const proc = of('process')[0];
+    const cpuPercent = num(proc, 'cpu_percent');
+    const cpu = cpuPercent !== undefined ? `, cpu ${cpuPercent.toFixed(0)}%` : '';
+    const limit = num(proc, 'memory_limit_bytes');
+    const mem = proc ? `, mem ${formatBytes(num(proc, 'memory_bytes') ?? 0)}${limit ? `/${formatBytes(limit)}` : ''}` : '';
+    return `${node}: ${tps.toFixed(0)} tps, ${conns ? `${num(conns, 'used')}/${num(conns, 'max')}` : '?'} conn, hit ${hit !== undefined ? (hit * 100).toFixed(1) : '?'}%${lag ? `, lag ${lag} B` : ''}${e2e}${cpu}${mem}`;
   });
   return `${time}  ${parts.join(' | ')}`;
 }

@@ -1,11 +1,11 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { LabConfig } from '../config/index.js';
-import { Collector, ProcessSampler, loadCatalog, type Point } from '../metrics/index.js';
+import { Collector, ProcessSampler, describeField, forStores, loadCatalog, type Point } from '../metrics/index.js';
 import { heartbeatPublications } from '../replication/index.js';
 import { runningPid } from '../runtime/index.js';
 import { PostgresSink } from '../sinks/index.js';
-import { createSink, pointsToFamilies, toPrometheusText, type FieldDescription, type Point as SinkPoint, type Sink } from '../sinks/index.js';
+import { createSink, pointsToFamilies, toPrometheusText, type FieldDescription, type Point as SinkPoint, type Sink, type SinkStats } from '../sinks/index.js';
 import { labNodes, nodeConnection } from './nodes.js';
 import { readLivePoints } from './live-points.js';
 import { readState } from './state.js';
@@ -20,6 +20,8 @@ import { readState } from './state.js';
 export interface SamplingStatus {
   intervalMs: number;
   sinks: string[];
+  /** What each sink did with its points so far, and whether it is healthy (see SinkStats). */
+  sinkStats?: SinkReport[];
   /** http://127.0.0.1:PORT/metrics, when Prometheus exposition is on */
   prometheus?: string;
   lastSampleAt?: string;
@@ -27,71 +29,23 @@ export interface SamplingStatus {
   points: number;
 }
 
+export type SinkReport = { name: string } & SinkStats;
+
 export interface Sampler {
   status: SamplingStatus;
   stop(): Promise<void>;
 }
 
-const BUILT_IN: Record<string, Record<string, FieldDescription>> = {
-  prodhome_sampler: {
-    points: { help: 'Points the last sample produced.', type: 'gauge' },
-    scrape_seconds: { help: 'How long the last sample of every node took.', type: 'gauge', unit: 'seconds' },
-  },
-  prodhome_sink: {
-    written: { help: 'Points a sink has delivered.', type: 'counter' },
-    dropped: { help: 'Points a sink dropped (buffer full while its store was away).', type: 'counter' },
-    buffered: { help: 'Points waiting in a sink.', type: 'gauge' },
-  },
-  pg_up: {
-    up: { help: 'Whether the node answered the last scrape (1) or not (0).', type: 'gauge' },
-    scrape_seconds: { help: 'How long the last scrape of the node took.', type: 'gauge', unit: 'seconds' },
-  },
-  // A `prodhome load` run's last second, handed over through live-points.ts.
-  workload: {
-    tps: { help: 'Transactions a prodhome load run completed in its last second.', type: 'gauge' },
-    failed: { help: 'Transactions of a prodhome load run that failed in its last second.', type: 'gauge' },
-    latency_avg_ms: { help: "Average latency of a prodhome load run's transactions in its last second.", type: 'gauge', unit: 'milliseconds' },
-    latency_p50_ms: { help: "Median latency of a prodhome load run's transactions in its last second.", type: 'gauge', unit: 'milliseconds' },
-    latency_p95_ms: { help: "95th percentile latency of a prodhome load run's transactions in its last second.", type: 'gauge', unit: 'milliseconds' },
-    latency_p99_ms: { help: "99th percentile latency of a prodhome load run's transactions in its last second.", type: 'gauge', unit: 'milliseconds' },
-    latency_max_ms: { help: "Highest latency of a prodhome load run's transactions in its last second.", type: 'gauge', unit: 'milliseconds' },
-    schedule_lag_avg_ms: { help: 'How late a scheduled prodhome load run started its transactions, on average, in its last second.', type: 'gauge', unit: 'milliseconds' },
-  },
-  workload_errors: {
-    count: { help: 'Errors a prodhome load run met in its last second, by SQLSTATE.', type: 'gauge' },
-  },
-  process: {
-    processes: { help: "Processes of the node's server (postmaster and backends).", type: 'gauge' },
-    memory_bytes: { help: "Memory of the node's server: its cgroup's usage, or private memory plus shared buffers.", type: 'gauge', unit: 'bytes' },
-    memory_limit_bytes: { help: "The node's memory cap.", type: 'gauge', unit: 'bytes' },
-    cpu_seconds: { help: "CPU time used by the node's server, backends that exited included.", type: 'counter', unit: 'seconds' },
-    read_bytes: { help: "Bytes the node's server read from storage.", type: 'counter', unit: 'bytes' },
-    write_bytes: { help: "Bytes the node's server wrote to storage.", type: 'counter', unit: 'bytes' },
-    oom_kills: { help: "Processes the kernel killed for exceeding the node's memory cap.", type: 'counter' },
-    cpu_throttled_periods: { help: "CPU periods in which the node's cap throttled it.", type: 'counter' },
-    cpu_throttled_seconds: { help: "Time the node's CPU cap held it back.", type: 'counter', unit: 'seconds' },
-  },
-};
-
-/** Help, type and unit of each exported field, from the catalog; rates are left to Prometheus. */
-function describeField(measurement: string, field: string): FieldDescription | undefined {
-  const builtIn = BUILT_IN[measurement]?.[field];
-  if (builtIn) return builtIn;
-  const metric = loadCatalog().find((m) => m.name === measurement);
-  const def = metric?.fields[field];
-  if (!metric || !def) return undefined;
-  return { help: metric.help, type: def.kind, unit: def.unit };
+/** Help, type, unit and name of each exported field; rates and text are left out (PromQL's rate() makes rates). */
+function describeExported(measurement: string, field: string): FieldDescription | undefined {
+  const info = describeField(measurement, field);
+  return info?.exported ? info : undefined;
 }
 
-/** The Prometheus text of the latest points: catalog fields only, raw counters (no _rate). */
+/** The Prometheus text of the latest points: declared fields only, raw counters (no _rate). */
 export function prometheusText(points: readonly SinkPoint[]): string {
-  const exported = points.map((p) => ({
-    ...p,
-    // pg_up's fields read best as pg_up and pg_scrape_seconds, as exporters name them.
-    measurement: p.measurement === 'pg_up' ? 'pg' : p.measurement,
-    fields: Object.fromEntries(Object.entries(p.fields).filter(([f]) => describeField(p.measurement, f) !== undefined)),
-  }));
-  return toPrometheusText(pointsToFamilies(exported, (m, f) => describeField(m === 'pg' ? 'pg_up' : m, f)));
+  const exported = points.map((p) => ({ ...p, fields: Object.fromEntries(Object.entries(p.fields).filter(([f]) => describeExported(p.measurement, f) !== undefined)) }));
+  return toPrometheusText(pointsToFamilies(exported, describeExported));
 }
 
 /**
@@ -194,6 +148,7 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
     }
   }
 
+  const sinkLog = new SinkLog(log);
   let stopping = false;
   const targets = () => {
     const state = readState(config.stateDir);
@@ -222,15 +177,16 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
       const points = (await Promise.all([collector.scrape(started), processes.sample(targets(), started)])).flat();
       // The sampler's own health, as metrics beside what it samples.
       points.push({ measurement: 'prodhome_sampler', tags: {}, fields: { points: points.length, scrape_seconds: (Date.now() - started) / 1000 }, time: started });
-      for (const sink of sinks) {
-        const stats = (sink as { stats?: { written: number; dropped: number; buffered: number } }).stats;
-        if (stats) points.push({ measurement: 'prodhome_sink', tags: { sink: sink.name }, fields: { written: stats.written, dropped: stats.dropped, buffered: stats.buffered }, time: started });
-      }
+      const reports = sinks.map((sink) => ({ name: sink.name, ...sink.stats }));
+      for (const report of reports) points.push(...sinkPoints(report, started));
+      status.sinkStats = reports;
+      sinkLog.report(reports);
       latest.update(points);
+      const stored = forStores(points);
       for (const sink of sinks) {
         try {
           step(`the sink ${sink.name}`);
-          await sink.write(points);
+          await sink.write(stored);
         } catch (e) {
           log(`${sink.name}: ${(e as Error).message}`);
         }
@@ -254,6 +210,54 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
       await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
       await collector.close();
       for (const sink of sinks) await sink.close();
+      const reports = sinks.map((sink) => ({ name: sink.name, ...sink.stats }));
+      status.sinkStats = reports;
+      for (const r of reports) log(`sink ${r.name} at close: ${accounting(r)}`);
     },
   };
+}
+
+/** A sink's figures as points: totals in prodhome_sink, losses by reason in prodhome_sink_loss. */
+export function sinkPoints(r: SinkReport, time: number): Point[] {
+  const { offered, written, buffered, dropped, rejected, retries } = r;
+  const points: Point[] = [{ measurement: 'prodhome_sink', tags: { sink: r.name }, fields: { offered, written, buffered, dropped, rejected, retries, healthy: r.healthy ? 1 : 0 }, time }];
+  for (const [outcome, by] of [['dropped', r.droppedBy], ['rejected', r.rejectedBy]] as const) {
+    for (const [reason, n] of Object.entries(by)) points.push({ measurement: 'prodhome_sink_loss', tags: { sink: r.name, outcome, reason }, fields: { points: n }, time });
+  }
+  return points;
+}
+
+/** `offered 10 = written 7 + buffered 1 + dropped 0 + rejected 2 (sqlstate_22P02 2)`: where every point went. */
+export function accounting(r: SinkStats): string {
+  const by = (m: Record<string, number>) => {
+    const parts = Object.entries(m).map(([reason, n]) => `${reason} ${n}`);
+    return parts.length ? ` (${parts.join(', ')})` : '';
+  };
+  return `offered ${r.offered} = written ${r.written} + buffered ${r.buffered} + dropped ${r.dropped}${by(r.droppedBy)} + rejected ${r.rejected}${by(r.rejectedBy)}; ${r.retries} retries`;
+}
+
+/**
+ * The agent log's account of its sinks: a line when one starts failing or recovers, and while
+ * points are being lost, one a minute with the counts (not one per sample).
+ */
+class SinkLog {
+  private readonly last = new Map<string, { healthy: boolean; lost: number; loggedAt: number }>();
+
+  constructor(private readonly log: (line: string) => void) {}
+
+  report(reports: SinkReport[], now = Date.now()): void {
+    for (const r of reports) {
+      const lost = r.dropped + r.rejected;
+      const before = this.last.get(r.name) ?? { healthy: true, lost: 0, loggedAt: now };
+      if (before.healthy !== r.healthy) {
+        this.log(r.healthy ? `sink ${r.name}: healthy again; ${accounting(r)}` : `sink ${r.name}: failing since ${r.since}: ${r.lastError ?? 'unknown error'}; ${accounting(r)}`);
+        this.last.set(r.name, { healthy: r.healthy, lost, loggedAt: now });
+      } else if (lost !== before.lost && now - before.loggedAt >= 60_000) {
+        this.log(`sink ${r.name}: ${lost - before.lost} more points lost in the last minute (last error: ${r.lastError ?? 'none'}); ${accounting(r)}`);
+        this.last.set(r.name, { healthy: r.healthy, lost, loggedAt: now });
+      } else if (!this.last.has(r.name)) {
+        this.last.set(r.name, before);
+      }
+    }
+  }
 }

@@ -59,13 +59,17 @@ export async function ensureAgent(stateDir: string, settings: AgentSettings): Pr
   return { pid: child.pid!, started: true };
 }
 
-/** Stops the agent (SIGTERM, then SIGKILL after 2 s). Returns whether one was running. */
+/**
+ * Stops the agent (SIGTERM, then SIGKILL after 10 s). Returns whether one was running. An agent
+ * whose sinks are healthy stops in well under a second; the time is for sinks whose store is
+ * away, which try to deliver their buffers for a few seconds and count what they could not.
+ */
 export async function stopAgent(stateDir: string): Promise<boolean> {
   const pid = agentPid(stateDir);
   fs.rmSync(files(stateDir).agentPid, { force: true });
   if (!pid) return false;
   process.kill(pid, 'SIGTERM');
-  const deadline = Date.now() + 2000;
+  const deadline = Date.now() + 10_000;
   while (processAlive(pid)) {
     if (Date.now() > deadline) {
       process.kill(pid, 'SIGKILL');
@@ -145,6 +149,7 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
     }
   }
   await sampler?.stop();
+  writeStatus(f.agentStatus, status); // the sinks' final counts
   log('agent stopped');
   if (Number(readOr(f.agentPid).trim()) === process.pid) fs.rmSync(f.agentPid, { force: true });
 }

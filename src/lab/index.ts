@@ -9,5 +9,5 @@ export { readState, readSecrets, files as stateFiles, type LabState } from './st
 export {
   labReplicate, labVerify, labReplicationStatus, labSetSubscriptionEnabled, labDropSubscriptions, labResync, labRevert, addSubscriptionToConfig, replicationFile,
 } from './replication.js';
-export { openSinks } from './agent-sampler.js';
+export { openSinks, accounting, type SinkReport } from './agent-sampler.js';
 export { loadReporter, workloadPoints, type LoadReporter } from './load-report.js';

@@ -2,7 +2,7 @@ import type { LabConfig, NodeRole, NodeSpec } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { runtimes, type NodeCondition, type NodeState } from '../runtime/index.js';
 import { agentPid, readAgentStatus } from './agent.js';
-import type { SamplingStatus } from './agent-sampler.js';
+import type { SamplingStatus, SinkReport } from './agent-sampler.js';
 import { labNodes, nodeConnection } from './nodes.js';
 import { files, readState } from './state.js';
 
@@ -28,6 +28,12 @@ export interface StatusResult {
   exists: boolean;
   agent: { running: boolean; pid?: number; checkedAt?: string; sampling?: SamplingStatus };
   nodes: NodeStatusRow[];
+  /**
+   * Each sink of the running agent: healthy or failing since when, the last error, and what
+   * happened to its points (offered = written + buffered + dropped + rejected). Empty when the
+   * agent is not running.
+   */
+  sinks: SinkReport[];
 }
 
 /** `prodhome status`: what runs, where, and in what shape. Read-only; takes no lock. */
@@ -64,5 +70,6 @@ export async function labStatus(config: LabConfig): Promise<StatusResult> {
     exists: state !== undefined,
     agent: { running: pid !== undefined, pid, checkedAt: pid ? agentStatus?.checkedAt : undefined, sampling: pid ? agentStatus?.sampling : undefined },
     nodes,
+    sinks: (pid ? agentStatus?.sampling?.sinkStats : undefined) ?? [],
   };
 }

@@ -1,4 +1,5 @@
 import type { LabConfig } from '../config/index.js';
+import { forStores } from '../metrics/index.js';
 import type { Point } from '../sinks/index.js';
 import type { SecondStats } from '../workload/index.js';
 import { agentPid } from './agent.js';
@@ -28,22 +29,28 @@ export async function loadReporter(config: LabConfig, node: string, workload: st
     onSecond: (s) => {
       const points = workloadPoints(workload, node, s);
       live.write(points);
-      writes = writes.then(() => Promise.all(sinks.map((sink) => sink.write(points).catch(() => {})))).then(() => {});
+      const stored = forStores(points);
+      writes = writes.then(() => Promise.all(sinks.map((sink) => sink.write(stored).catch(() => {})))).then(() => {});
     },
     close: () =>
       (closed ??= (async () => {
         live.close();
         await writes;
-        for (const sink of sinks) await sink.close().catch(() => {});
+        for (const sink of sinks) {
+          await sink.close().catch(() => {});
+          const st = sink.stats;
+          if (st.dropped + st.rejected > 0) warn(`${sink.name}: ${st.dropped} of this run's points dropped, ${st.rejected} refused, of ${st.offered}${st.lastError ? ` (last error: ${st.lastError})` : ''}`);
+        }
       })()),
   };
 }
 
 /**
  * One second of a load run, as points: `workload` has the figures; `workload_errors` the
- * second's errors, one point per SQLSTATE.
+ * second's errors, one point per SQLSTATE. Both carry the run (this process's pid), as /metrics
+ * labels them, so two runs of one workload on one node stay apart in every store.
  */
-export function workloadPoints(workload: string, node: string, s: SecondStats): Point[] {
+export function workloadPoints(workload: string, node: string, s: SecondStats, run = String(process.pid)): Point[] {
   const fields: Point['fields'] = {
     tps: s.tps,
     transactions: s.transactions,
@@ -56,6 +63,6 @@ export function workloadPoints(workload: string, node: string, s: SecondStats): 
   };
   if (s.lagMs) fields.schedule_lag_avg_ms = s.lagMs.avg;
   const time = s.at ?? Date.now();
-  const errors = Object.entries(s.errors).map(([sqlstate, count]): Point => ({ measurement: 'workload_errors', tags: { workload, node, sqlstate }, fields: { count }, time }));
-  return [{ measurement: 'workload', tags: { workload, node }, fields, time }, ...errors];
+  const errors = Object.entries(s.errors).map(([sqlstate, count]): Point => ({ measurement: 'workload_errors', tags: { workload, node, run, sqlstate }, fields: { count }, time }));
+  return [{ measurement: 'workload', tags: { workload, node, run }, fields, time }, ...errors];
 }

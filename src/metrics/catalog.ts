@@ -13,10 +13,15 @@ import { NODE_ROLES, parseDuration, type NodeRole } from '../config/index.js';
  * version is a data edit.
  */
 
-const FieldSchema = z.strictObject({
-  kind: z.enum(['gauge', 'counter']),
-  unit: z.string().min(1),
-});
+const FieldSchema = z
+  .strictObject({
+    /** gauge, counter (also sampled as a per-second `<field>_rate`), or text (a string field, never a tag: query text has no bound) */
+    kind: z.enum(['gauge', 'counter', 'text']),
+    unit: z.string().min(1).optional(),
+    /** What this one field is (HELP of its Prometheus family); the metric's help when absent. */
+    help: z.string().min(1).optional(),
+  })
+  .refine((f) => f.kind === 'text' || f.unit !== undefined, 'gauges and counters need a unit (seconds, bytes, rows…)');
 
 const MetricSchema = z.strictObject({
   name: z.string().regex(/^[a-z][a-z0-9_]*$/, 'metric names are lower_snake_case'),
@@ -35,6 +40,21 @@ const MetricSchema = z.strictObject({
 });
 
 export type MetricField = z.output<typeof FieldSchema>;
+
+/**
+ * How a field is stored: integers (line protocol `42i`, a bigint column) for counts, floats
+ * for seconds, ratios and other measurements, booleans, text. Decided by the field's unit, so one
+ * field keeps one type for its life (InfluxDB refuses a float where it stored an integer).
+ */
+export type StoreType = 'int' | 'float' | 'bool' | 'text';
+
+const FLOAT_UNITS = new Set(['seconds', 'ratio', 'value', 'percent', 'milliseconds', 'tps']);
+
+export function storeType(field: MetricField): StoreType {
+  if (field.kind === 'text') return 'text';
+  if (field.unit === 'boolean') return 'bool';
+  return FLOAT_UNITS.has(field.unit!) ? 'float' : 'int';
+}
 
 export interface MetricDefinition {
   name: string;

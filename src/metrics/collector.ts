@@ -13,9 +13,12 @@ import { appliesTo, loadCatalog, sqlFor, type MetricDefinition } from './catalog
  * whose SQL fails on a node is disabled for that node with one warning.
  */
 
-/** The sinks' Point, with the numeric fields the collector always produces. */
+/**
+ * The sinks' Point, with the fields the collector produces: numbers (forStores types them for
+ * the stores), and strings for the catalog's text fields (query text).
+ */
 export interface Point extends SinkPoint {
-  fields: Record<string, number>;
+  fields: Record<string, number | string>;
 }
 
 export interface CollectorNode {
@@ -216,11 +219,15 @@ export class Collector {
       tags[t] = v;
       seriesKey += `\0${v}`;
     }
-    const fields: Record<string, number> = {};
+    const fields: Record<string, number | string> = {};
     let series: Map<string, { value: number; time: number }> | undefined;
     for (const name in metric.fields) {
       const raw = row[name];
       if (raw === null || raw === undefined) continue; // SQL NULL: no value, not a zero
+      if (metric.fields[name]!.kind === 'text') {
+        fields[name] = String(raw).replace(/[\r\n]+/g, ' '); // line protocol has no escape for a newline
+        continue;
+      }
       const value = Number(raw);
       if (!Number.isFinite(value)) continue;
       fields[name] = value;

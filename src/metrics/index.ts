@@ -1,3 +1,4 @@
-export { loadCatalog, sqlFor, appliesTo, CATALOG_DIR, type MetricDefinition, type MetricField } from './catalog.js';
+export { loadCatalog, sqlFor, appliesTo, storeType, CATALOG_DIR, type MetricDefinition, type MetricField, type StoreType } from './catalog.js';
+export { describeField, forStores, type FieldInfo } from './fields.js';
 export { Collector, type CollectorNode, type CollectorOptions, type Point } from './collector.js';
 export { ProcessSampler, parseCpuTime, parsePsListing, type ProcessSamplerOptions, type ProcessTarget } from './process.js';

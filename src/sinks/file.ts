@@ -1,8 +1,9 @@
 import fs from 'node:fs';
 import { ProdhomeError, messageOf } from '../errors.js';
+import { SinkLedger } from './ledger.js';
 import { encodePoints, type Precision } from './line-protocol.js';
 import type { Point } from './point.js';
-import type { Sink } from './types.js';
+import type { Sink, SinkStats } from './types.js';
 
 export interface FileSinkOptions {
   precision?: Precision;
@@ -20,7 +21,7 @@ export class FileSink implements Sink {
   readonly name: string;
   private handle?: fs.promises.FileHandle;
   private closed = false;
-  rejected = 0;
+  private readonly ledger = new SinkLedger();
 
   constructor(
     private readonly path: string,
@@ -41,16 +42,34 @@ export class FileSink implements Sink {
     }
   }
 
+  /** Nothing is buffered: a point is written, or refused (it cannot be encoded, the write failed). */
+  get stats(): SinkStats {
+    return this.ledger.stats(0);
+  }
+
   async write(points: Point[]): Promise<void> {
     if (this.closed) throw new Error(`${this.name}: write after close`);
-    const text = encodePoints(points, this.options.precision ?? 'ms', (e) => {
-      this.rejected++;
+    let invalid = 0;
+    const lines = encodePoints(points, this.options.precision ?? 'ms', (e) => {
+      invalid++;
+      this.ledger.offer(1);
+      this.ledger.rejected(1, 'invalid_point', e.message);
       this.options.warn?.(`${this.name}: ${e.message}`);
-    }).join('');
-    if (text === '') return;
-    if (this.path === '-') return writeStream(this.options.stdout ?? process.stdout, text);
-    await this.open();
-    await this.handle?.appendFile(text);
+    });
+    if (lines.length === 0) return;
+    this.ledger.offer(lines.length);
+    const text = lines.join('');
+    try {
+      if (this.path === '-') await writeStream(this.options.stdout ?? process.stdout, text);
+      else {
+        await this.open();
+        await this.handle?.appendFile(text);
+      }
+    } catch (e) {
+      this.ledger.rejected(lines.length, 'write_error', messageOf(e));
+      throw e;
+    }
+    this.ledger.wrote(lines.length, invalid === 0);
   }
 
   async close(): Promise<void> {

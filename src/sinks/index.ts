@@ -8,6 +8,7 @@ import type { Sink } from './types.js';
 
 export { int, type FieldValue, type Point } from './point.js';
 export type { Sink, SinkStats } from './types.js';
+export { SinkLedger } from './ledger.js';
 export { encodePoint, encodePoints, InvalidPointError, PRECISIONS, type Precision } from './line-protocol.js';
 export {
   exportedName,
@@ -52,7 +53,8 @@ const SINKS = {
 /**
  * Example URIs per scheme, for help texts and docs; a test checks each one parses.
  * Parameters: precision=ns|ms|s (default ms) everywhere; for influx and influx2 also
- * batch_size, flush_ms, max_buffer, timeout_ms (see INFLUX_DEFAULTS) and token_file. The token
+ * batch_size, flush_ms, max_buffer, timeout_ms (see INFLUX_DEFAULTS) and token_file; for influx
+ * create=false (a missing database is created unless it says so). The token
  * comes from SinkOptions.token, else PRODHOME_INFLUX_TOKEN, else the file named by token_file or
  * PRODHOME_INFLUX_TOKEN_FILE — never from the URI. influx2 without a token sends none
  * (VictoriaMetrics needs none; InfluxDB 2.x answers 401, reported as refused points).
@@ -129,7 +131,7 @@ const TUNING_PARAMS: Record<string, keyof InfluxTuning> = {
 
 function influxSink(uri: URL, version: 1 | 2, options: SinkOptions): Sink {
   const common = ['precision', 'token_file', ...Object.keys(TUNING_PARAMS)];
-  const p = params(uri, version === 1 ? ['rp', ...common] : ['org', 'bucket', ...common]);
+  const p = params(uri, version === 1 ? ['rp', 'create', ...common] : ['org', 'bucket', ...common]);
   if (!uri.hostname) throw usage(uri.href, 'no host', `For example: ${EXAMPLES}.`);
   if (uri.username || uri.password) throw usage(uri.href, 'a user or password does not belong in the URI (it would show in ps and logs)', 'Set PRODHOME_INFLUX_TOKEN (user:password for 1.x), or token_file=/path.');
   const baseUrl = `http://${uri.hostname}:${uri.port || '8086'}`;
@@ -138,7 +140,9 @@ function influxSink(uri: URL, version: 1 | 2, options: SinkOptions): Sink {
   if (version === 1) {
     const db = decodeURIComponent(uri.pathname.replace(/^\//, ''));
     if (!db || db.includes('/')) throw usage(uri.href, 'the database is missing: the path names it', 'Write influx://host:port/DATABASE.');
-    target = { version, baseUrl, db, rp: p.get('rp'), precision };
+    const create = p.get('create') ?? 'true';
+    if (create !== 'true' && create !== 'false') throw usage(uri.href, `create must be true or false, not "${create}"`, 'create=false leaves a missing database missing (its points are refused and counted); the default creates it.');
+    target = { version, baseUrl, db, rp: p.get('rp'), precision, create: create === 'true' };
   } else {
     const org = p.get('org');
     const bucket = p.get('bucket');

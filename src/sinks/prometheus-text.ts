@@ -121,6 +121,8 @@ export interface FieldDescription {
   help: string;
   type: MetricType;
   unit?: string;
+  /** The family's name, when not `<measurement>_<field>` (unit and `_total` are still added). */
+  name?: string;
 }
 
 /**
@@ -142,8 +144,8 @@ export function pointsToFamilies(
       const key = `${p.measurement}\0${field}`;
       let entry = families.get(key);
       if (!entry) {
-        const d = describe(p.measurement, field) ?? { help: `${p.measurement} ${field}`, type: 'untyped' };
-        entry = { family: { name: `${p.measurement}_${field}`, ...d, samples: [] }, series: new Map() };
+        const { name, help, type, unit } = describe(p.measurement, field) ?? { help: `${p.measurement} ${field}`, type: 'untyped' };
+        entry = { family: { name: name ?? `${p.measurement}_${field}`, help, type, ...(unit ? { unit } : {}), samples: [] }, series: new Map() };
         families.set(key, entry);
       }
       const seriesKey = JSON.stringify(Object.entries(p.tags).sort(([a], [b]) => (a < b ? -1 : 1)));

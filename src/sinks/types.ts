@@ -24,20 +24,36 @@ export interface Sink {
   open?(): Promise<void>;
   write(points: Point[]): Promise<void>;
   close(): Promise<void>;
+  /** What happened to the points so far (see SinkStats). */
+  readonly stats: SinkStats;
 }
 
-/** What a buffering sink reports about itself. */
+/**
+ * What happened to every point a sink was offered. At any moment
+ * `offered = written + buffered + dropped + rejected`: a point is delivered, still waiting, thrown
+ * away by the sink (its bounded buffer overflowed, or it closed with the store away), or refused
+ * (the store said no — HTTP 4xx, a column of another type — or it cannot be encoded).
+ */
 export interface SinkStats {
+  /** points handed to write() that carried something to write */
+  offered: number;
   /** points the store accepted */
   written: number;
   /** points waiting in the buffer (or in flight) */
   buffered: number;
-  /** oldest points thrown away because the buffer was full, or left over at close */
+  /** points thrown away by the sink, by reason (buffer_full, unsent_at_close…) */
   dropped: number;
-  /** points refused as invalid — by the serializer or by the store (HTTP 4xx) */
+  droppedBy: Record<string, number>;
+  /** points refused, by reason (invalid_point, http_404, sqlstate_22P02…) */
   rejected: number;
+  rejectedBy: Record<string, number>;
   /** failed attempts that will be retried */
   retries: number;
-  /** the last failure, for status displays */
+  /** false from the first failed or refused write until a write goes through whole */
+  healthy: boolean;
+  /** when `healthy` last changed (or the sink was made), ISO 8601 */
+  since: string;
+  /** the last failure and when it happened, for status displays */
   lastError?: string;
+  lastErrorAt?: string;
 }
