@@ -29,6 +29,8 @@ export interface SamplingStatus {
 
 export interface Sampler {
   status: SamplingStatus;
+  /** The latest sample (and the last points of slower families), for the dashboard. */
+  latest(): Point[];
   stop(): Promise<void>;
 }
 
@@ -247,6 +249,7 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
 
   return {
     status,
+    latest: () => latest.points(),
     stop: async () => {
       stopping = true;
       await loop;

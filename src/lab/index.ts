@@ -1,7 +1,7 @@
 export { labUp, labDown, labDestroy, SYSTEM_ROOT } from './lifecycle.js';
 export { labStatus, nodeConnection, logFileOf, type StatusResult, type NodeStatusRow } from './inspect.js';
 export type { UpResult, DownResult, DestroyResult, NodeUpReport, Log } from './lifecycle.js';
-export { runAgent, agentPid, readAgentStatus, type AgentStatus } from './agent.js';
+export { runAgent, agentPid, readAgentStatus, dashboardUrl, type AgentStatus } from './agent.js';
 export { readState, readSecrets, files as stateFiles, type LabState } from './state.js';
 export {
   labReplicate, labVerify, labReplicationStatus, labSetSubscriptionEnabled, labDropSubscriptions, labResync, labRevert, addSubscriptionToConfig, replicationFile,
