@@ -229,7 +229,7 @@ function range(q: Record<string, string | undefined>): { from: number; to: numbe
   const from = int(q.from, 'from', 0, 8_640_000_000_000);
   const to = q.to === undefined ? Date.now() : int(q.to, 'to', 0, 8_640_000_000_000);
   if (to <= from) throw new BadRequest('to', 'to must be after from');
-  if (to - from > MAX_RANGE_MS) throw new BadRequest('from', 'the range is longer than 31 days');
+  if (to - from > MAX_RANGE_MS) throw new BadRequest('from', 'from is more than 31 days before to: the longest range is 31 days');
   return { from, to };
 }
 

@@ -214,6 +214,7 @@ async function refreshPanel(c, win) {
   const key = series.map((s) => s.name).join('\n');
   const points = series.reduce((n, s) => n + s.values.filter((v) => v !== null).length, 0);
   c.box.dataset.points = String(points);
+  c.box.dataset.last = String(r.times.length ? r.times[r.times.length - 1] : 0);
   c.box.dataset.nodes = [...new Set(series.filter((s) => s.values.some((v) => v !== null)).map((s) => s.node))].join(',');
   if (!series.length) {
     c.u?.destroy();
