@@ -2,7 +2,7 @@ import readline from 'node:readline/promises';
 import type { Command } from 'commander';
 import { formatBytes } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
-import { labDestroy, labDown, labStatus, labUp, type SinkReport } from '../lab/index.js';
+import { dashboardUrl, labDestroy, labDown, labStatus, labUp, type SinkReport } from '../lab/index.js';
 import { printJson, table } from './render.js';
 import { configFrom, type GlobalOptions } from './shared.js';
 
@@ -38,6 +38,8 @@ export function registerLabCommands(program: Command): void {
           : `\nlab "${result.lab}" is already up; nothing changed.`,
       );
       console.log('Connect: prodhome psql NODE, or eval "$(prodhome env NODE)" for PG* variables with the password.');
+      const dashboard = config.dashboard === false ? undefined : await dashboardUrl(config).catch((e: Error) => `not served: ${e.message}`);
+      if (dashboard) console.log(`Dashboard: ${dashboard}`);
     });
 
   program

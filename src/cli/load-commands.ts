@@ -96,7 +96,7 @@ export function registerLoadCommands(program: Command): void {
       };
       process.on('SIGINT', onSigint);
       // While the lab's agent runs, each second goes where its samples go (sinks, /metrics).
-      const reporter = await loadReporter(config, node, prepared.name, (l) => process.stderr.write(`warning: ${l}\n`));
+      const reporter = await loadReporter(config, node, prepared.name, (l) => process.stderr.write(`warning: ${l}\n`), `prodhome load ${process.argv.slice(process.argv.indexOf('load') + 1).join(' ')}`);
       options.onSecond = reporter.onSecond;
       try {
         const summary = pgbench ? await runPgbench(prepared, options, pgbench) : await runPrepared(prepared, options);

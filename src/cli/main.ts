@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { isProdhomeError } from '../errors.js';
+import { registerDashboardCommands } from './dashboard-commands.js';
 import { registerDataCommands } from './data-commands.js';
 import { registerLabCommands } from './lab-commands.js';
 import { registerLoadCommands } from './load-commands.js';
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerLoadCommands(program);
   registerSetupCommands(program);
   registerDataCommands(program);
+  registerDashboardCommands(program);
   acceptGlobalOptionsAnywhere(program);
   return program;
 }

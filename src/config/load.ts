@@ -236,6 +236,7 @@ function normalise(parsed: LabParsed, file: string | undefined, baseDir: string)
       store: parsed.metrics.store === false ? undefined : (parsed.metrics.store ?? nodes.find((n) => n.role === 'metrics')?.name),
       retentionDays: Number(parsed.metrics.retention.slice(0, -1)),
     },
+    dashboard: parsed.dashboard,
   };
 }
 

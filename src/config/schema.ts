@@ -180,6 +180,8 @@ export const LabSchema = z.strictObject({
       prometheus: z.union([z.literal(false), z.strictObject({ port: port.optional() })]).default({}),
     })
     .default({ interval: '1s', sinks: [], retention: '7d', prometheus: {} }),
+  /** The live web dashboard the agent serves on 127.0.0.1 (`prodhome dashboard`); false turns it off. */
+  dashboard: z.union([z.literal(false), z.strictObject({ port: port.optional() })]).default({}),
   /** SQL run once on publishers before replication is set up (the lab's own tables). */
   schema: z.array(SchemaEntrySchema).optional(),
   /** Rows loaded into empty tables. */

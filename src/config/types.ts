@@ -31,6 +31,8 @@ export interface LabConfig {
   stateDir: string;
   replication: ReplicationConfig;
   metrics: { intervalMs: number; sinks: string[]; prometheus: false | { port?: number }; store?: string; retentionDays: number };
+  /** The agent's web dashboard; false: off. */
+  dashboard: false | { port?: number };
 }
 
 /** A table as config names it: `books` is public.books; both parts are quoted in SQL. */

@@ -33,6 +33,8 @@ export type SinkReport = { name: string } & SinkStats;
 
 export interface Sampler {
   status: SamplingStatus;
+  /** The latest sample (and the last points of slower families), for the dashboard. */
+  latest(): Point[];
   stop(): Promise<void>;
 }
 
@@ -203,6 +205,7 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
 
   return {
     status,
+    latest: () => latest.points(),
     stop: async () => {
       stopping = true;
       await loop;

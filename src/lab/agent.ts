@@ -3,9 +3,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { processAlive, runningPid, sleep, type NodeCondition } from '../runtime/index.js';
-import { loadConfig } from '../config/index.js';
+import { loadConfig, type LabConfig } from '../config/index.js';
+import { ProdhomeError } from '../errors.js';
+import { startDashboard, type DashboardServer } from '../dashboard/index.js';
 import { startSampling, type Sampler, type SamplingStatus } from './agent-sampler.js';
-import { files, readState } from './state.js';
+import { nodeConnection } from './inspect.js';
+import { files, readSecrets, readState } from './state.js';
 
 /**
  * The lab's agent: one background process per lab, started by `up`, stopped by `down`. It
@@ -20,6 +23,8 @@ export interface AgentStatus {
   checkedAt: string;
   nodes: Record<string, { condition: NodeCondition; pid?: number; since: string }>;
   sampling?: SamplingStatus;
+  /** The web dashboard's address (its token is in secrets.json), or why it is not served. */
+  dashboard?: { url?: string; error?: string };
 }
 
 /** What the agent needs to find its lab's config; a change restarts it on the next `up`. */
@@ -105,13 +110,39 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
   const status: AgentStatus = { pid: process.pid, startedAt: new Date().toISOString(), checkedAt: '', nodes: {} };
   log(`agent started (pid ${process.pid}) for ${path.dirname(f.state)}`);
   let sampler: Sampler | undefined;
+  let config: LabConfig | undefined;
   try {
     const settings = JSON.parse(readOr(settingsFile(stateDir))) as AgentSettings;
-    sampler = await startSampling(loadConfig({ file: settings.configFile, cwd: settings.baseDir }), log);
+    config = loadConfig({ file: settings.configFile, cwd: settings.baseDir });
+    sampler = await startSampling(config, log);
     status.sampling = sampler.status;
     log(`sampling every ${sampler.status.intervalMs} ms${sampler.status.sinks.length ? ` into ${sampler.status.sinks.join(', ')}` : ''}`);
   } catch (e) {
     log(`not sampling: ${(e as Error).message}`);
+  }
+  let dashboard: DashboardServer | undefined;
+  try {
+    if (config && config.dashboard !== false) {
+      const secret = readSecrets(stateDir).dashboard;
+      if (!secret) throw new Error('no dashboard token in secrets.json: run `prodhome up`');
+      const store = config.metrics.store ? { ...nodeConnection(config, config.metrics.store), user: secret.user, password: secret.password } : undefined;
+      dashboard = await startDashboard({
+        port: config.dashboard.port,
+        token: secret.token,
+        lab: config.lab,
+        nodes: config.nodes.map((n) => ({ name: n.name, role: n.role })),
+        replication: config.replication,
+        store,
+        intervalMs: config.metrics.intervalMs,
+        latest: () => sampler?.latest() ?? [],
+        log,
+      });
+      status.dashboard = { url: dashboard.url };
+      log(`serving the dashboard on ${dashboard.url} (\`prodhome dashboard\` prints it with its token)`);
+    }
+  } catch (e) {
+    status.dashboard = { error: (e as Error).message };
+    log(`not serving the dashboard: ${(e as Error).message}`);
   }
   while (!stopping) {
     const state = readState(stateDir);
@@ -148,6 +179,7 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
       wake = undefined;
     }
   }
+  await dashboard?.close().catch(() => {});
   await sampler?.stop();
   writeStatus(f.agentStatus, status); // the sinks' final counts
   log('agent stopped');
@@ -169,5 +201,38 @@ function readOr(file: string): string {
     return fs.readFileSync(file, 'utf8');
   } catch {
     return '';
+  }
+}
+
+/**
+ * The dashboard's URL with its token, from the running agent (waiting up to `waitMs` for one
+ * that is just starting). Exit 2 with what to do when there is no agent or no dashboard.
+ */
+export async function dashboardUrl(config: LabConfig, waitMs = 5000): Promise<string> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const pid = agentPid(config.stateDir);
+    if (!pid) {
+      throw new ProdhomeError('NO_AGENT', `lab "${config.lab}" has no running agent, so no dashboard is served`, {
+        hint: 'Run `prodhome up` (it starts the agent, which serves the dashboard), then `prodhome dashboard` again.',
+      });
+    }
+    if (config.dashboard === false) {
+      throw new ProdhomeError('DASHBOARD_OFF', `the dashboard of lab "${config.lab}" is turned off (dashboard: false in the config)`, {
+        hint: 'Remove `dashboard: false` (or set `dashboard: { port: N }`) and run `prodhome up`.',
+      });
+    }
+    const status = readAgentStatus(config.stateDir);
+    const token = readSecrets(config.stateDir).dashboard?.token;
+    if (status?.pid === pid && status.dashboard?.url && token) return `${status.dashboard.url}?token=${token}`;
+    if (status?.pid === pid && status.dashboard?.error) {
+      throw new ProdhomeError('DASHBOARD_FAILED', `the agent could not serve the dashboard: ${status.dashboard.error}`, {
+        hint: `See ${files(config.stateDir).agentLog}; a port already taken is fixed with dashboard: { port: N } in the config.`,
+      });
+    }
+    if (Date.now() > deadline) {
+      throw new ProdhomeError('DASHBOARD_PENDING', `the agent (pid ${pid}) has not reported a dashboard address yet`, { hint: `See ${files(config.stateDir).agentLog}, or try again in a moment.` });
+    }
+    await sleep(100);
   }
 }

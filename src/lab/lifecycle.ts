@@ -9,6 +9,7 @@ import {
   type NodeState, type OsUser, type PgBinaries, type UpContext, type UpOutcome,
 } from '../runtime/index.js';
 import { createSink } from '../sinks/index.js';
+import { ensureReader } from '../dashboard/index.js';
 import { applyReplication, pools, readApplied, revertReplication, type ApplyResult, type OperationReport } from '../replication/index.js';
 import { planNodes, replicationFile, replicationPasswords } from './replication.js';
 import { ensureAgent, stopAgent } from './agent.js';
@@ -75,6 +76,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
     secretsBefore = readSecrets(config.stateDir);
     const secrets: Secrets = { ...secretsBefore, nodes: { ...secretsBefore.nodes }, replication: { ...secretsBefore.replication } };
     for (const spec of local) secrets.nodes[spec.name] ??= { user: 'postgres', password: newPassword() };
+    secrets.dashboard ??= { user: 'prodhome_dashboard', password: newPassword(), token: newPassword() };
     writeSecrets(config.stateDir, secrets);
 
     const contextFor = (spec: NodeSpec, prev: NodeState | undefined): UpContext => ({
@@ -109,6 +111,13 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
         }
       }),
     );
+
+    // The dashboard reads the metrics store through a role that can only SELECT schema metrics.
+    const storeAt = config.nodes.findIndex((n) => n.name === config.metrics.store && n.runtime === 'local');
+    if (storeAt >= 0 && secrets.dashboard) {
+      const reader = secrets.dashboard;
+      await withConnection(outcomes[storeAt]!.connection, (sql) => ensureReader(sql, reader));
+    }
 
     checkpoint();
     let replication: ApplyResult | undefined;

@@ -5,6 +5,9 @@ import type { SecondStats } from '../workload/index.js';
 import { agentPid } from './agent.js';
 import { openSinks } from './agent-sampler.js';
 import { LivePointsWriter } from './live-points.js';
+import { nodeConnection } from './inspect.js';
+import { withConnection } from '../pg/index.js';
+import { writeAnnotation, type Annotation } from '../dashboard/index.js';
 
 /**
  * Where a load run's seconds go while the lab's agent runs: the lab's sinks (metrics store,
@@ -19,8 +22,9 @@ export interface LoadReporter {
   close(): Promise<void>;
 }
 
-export async function loadReporter(config: LabConfig, node: string, workload: string, warn: (line: string) => void): Promise<LoadReporter> {
+export async function loadReporter(config: LabConfig, node: string, workload: string, warn: (line: string) => void, command = `prodhome load ${workload}`): Promise<LoadReporter> {
   if (agentPid(config.stateDir) === undefined) return { close: async () => undefined };
+  const startedAt = Date.now();
   const sinks = await openSinks(config, warn);
   const live = new LivePointsWriter(config.stateDir);
   let writes = Promise.resolve();
@@ -41,6 +45,9 @@ export async function loadReporter(config: LabConfig, node: string, workload: st
           const st = sink.stats;
           if (st.dropped + st.rejected > 0) warn(`${sink.name}: ${st.dropped} of this run's points dropped, ${st.rejected} refused, of ${st.offered}${st.lastError ? ` (last error: ${st.lastError})` : ''}`);
         }
+        await annotateRun(config, { time: startedAt, end: Date.now(), kind: 'load', node, text: command, tags: { workload } }).catch((e: Error) =>
+          warn(`could not record the run as an annotation in the metrics store: ${e.message}`),
+        );
       })()),
   };
 }
@@ -65,4 +72,10 @@ export function workloadPoints(workload: string, node: string, s: SecondStats, r
   const time = s.at ?? Date.now();
   const errors = Object.entries(s.errors).map(([sqlstate, count]): Point => ({ measurement: 'workload_errors', tags: { workload, node, run, sqlstate }, fields: { count }, time }));
   return [{ measurement: 'workload', tags: { workload, node, run }, fields, time }, ...errors];
+}
+
+/** The run as one row of metrics.annotations (start, end, command): a band on every dashboard chart. */
+async function annotateRun(config: LabConfig, a: Annotation): Promise<void> {
+  if (!config.metrics.store) return;
+  await withConnection(nodeConnection(config, config.metrics.store), (sql) => writeAnnotation(sql, a));
 }

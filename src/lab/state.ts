@@ -26,6 +26,8 @@ export interface Secrets {
   nodes: Record<string, { user: string; password: string }>;
   /** The replication role's password, per publisher node. */
   replication?: Record<string, string>;
+  /** The dashboard's read-only role on the metrics store, and the token its URL carries. */
+  dashboard?: { user: string; password: string; token: string };
 }
 
 export const files = (stateDir: string) => ({

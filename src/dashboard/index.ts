@@ -1,0 +1,4 @@
+export { startDashboard, type DashboardOptions, type DashboardServer } from './server.js';
+export { loadPanels, seriesSql, chooseStep, PANELS_DIR, type Panel } from './panels.js';
+export { ensureReader, writeAnnotation, ANNOTATIONS_DDL, type ReaderSecret, type Annotation } from './store.js';
+export { liveView, type LiveView, type LivePoint } from './live.js';

@@ -1,0 +1,102 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+import { z } from 'zod';
+import { quoteIdent } from '../pg/index.js';
+
+/**
+ * The dashboard's panels, declared as data in panels/*.yaml (like the metric catalog): the page
+ * and the Grafana export are both made from these, so they cannot drift apart. This file reads
+ * them and turns one into the SQL that reads it, downsampled in the store.
+ */
+
+export const PANELS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'dashboard', 'panels');
+
+const ident = z.string().regex(/^[a-z_][a-z0-9_]*$/, 'expected a lower-case SQL name');
+
+const PanelSchema = z
+  .strictObject({
+    id: z.string().regex(/^[a-z][a-z0-9_]*$/),
+    title: z.string().min(1),
+    measurement: ident,
+    fields: z.array(ident).min(1),
+    /** What each field is called in legends (default: the field's name). */
+    labels: z.array(z.string()).optional(),
+    unit: z.enum(['/s', 'bytes', 'bytes/s', 'seconds', 'ms', 'percent', 'ratio', 'connections', 'locks', 'rows', 'errors']),
+    /** Columns that make a series; the first is the node (its colour). */
+    by: z.array(ident).min(1),
+    /** How rows of one series at one time are combined (several databases of one node). */
+    combine: z.enum(['sum', 'avg', 'max']).default('sum'),
+    kind: z.enum(['line']).default('line'),
+    /** Panels are shown in groups; `load` panels sit with the load runs. */
+    group: z.enum(['lab', 'load']).default('lab'),
+    info: z.string().min(1),
+  })
+  .refine((p) => !p.labels || p.labels.length === p.fields.length, { message: 'labels must name every field' })
+  .refine((p) => p.info.trim().split('\n').length === 2, { message: 'info is two lines: what it measures; healthy and worrying values' });
+
+export type Panel = z.output<typeof PanelSchema>;
+
+let cached: Panel[] | undefined;
+
+/** Every panel, in file order (database, activity, io, replication, tables, load). */
+export function loadPanels(dir = PANELS_DIR): Panel[] {
+  if (dir === PANELS_DIR && cached) return cached;
+  const order = ['database', 'activity', 'replication', 'io', 'tables', 'load'];
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort((a, b) => rank(order, a) - rank(order, b) || a.localeCompare(b));
+  const panels: Panel[] = [];
+  for (const file of files) {
+    const parsed = z.array(PanelSchema).safeParse(parse(fs.readFileSync(path.join(dir, file), 'utf8')));
+    if (!parsed.success) throw new Error(`dashboard panels ${file}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    panels.push(...parsed.data);
+  }
+  const ids = new Set<string>();
+  for (const p of panels) {
+    if (ids.has(p.id)) throw new Error(`dashboard panels: two panels have the id ${p.id}`);
+    ids.add(p.id);
+  }
+  if (dir === PANELS_DIR) cached = panels;
+  return panels;
+}
+
+const rank = (order: string[], file: string) => {
+  const i = order.indexOf(file.replace(/\.yaml$/, ''));
+  return i < 0 ? order.length : i;
+};
+
+/**
+ * The downsampling query of a panel: rows of one series at one time are combined, then averaged
+ * per `step` bucket (date_bin), so 24 h costs what 5 m costs. Parameters: $1 from, $2 to
+ * (timestamptz), $3 the step (interval), $4 the node names (text[], or null for all).
+ * `fields` are those of the panel the table has (a field not sampled yet is left out).
+ */
+export function seriesSql(panel: Panel, fields: readonly string[] = panel.fields, schema = 'metrics'): string {
+  const table = `${quoteIdent(schema)}.${quoteIdent(panel.measurement)}`;
+  const by = panel.by.map(quoteIdent);
+  const f = fields.map(quoteIdent);
+  return [
+    `with r as (`,
+    `  select time, ${by.join(', ')}${f.map((c) => `, ${panel.combine}(${c}) as ${c}`).join('')}`,
+    `  from ${table}`,
+    `  where time >= $1 and time < $2 and ($4::text[] is null or node = any($4::text[]))`,
+    `  group by time, ${by.join(', ')}`,
+    `)`,
+    `select (extract(epoch from date_bin($3::interval, time, timestamptz '1970-01-01 00:00:00+00')) * 1000)::float8 as t, ${by.join(', ')}${f
+      .map((c) => `, avg(${c})::float8 as ${c}`)
+      .join('')}`,
+    `from r group by 1, ${by.map((_, i) => i + 2).join(', ')} order by 1`,
+  ].join('\n');
+}
+
+/** Nice bucket sizes, in seconds. */
+const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
+
+/** The step for a range: the smallest nice bucket that keeps it under `points` buckets. */
+export function chooseStep(rangeMs: number, intervalMs: number, points = 400): number {
+  const want = Math.max(rangeMs / points / 1000, intervalMs / 1000);
+  return STEPS.find((s) => s >= want) ?? STEPS[STEPS.length - 1]!;
+}

@@ -1,0 +1,275 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import Fastify from 'fastify';
+import type { NodeRole, ReplicationConfig } from '../config/index.js';
+import { connect, type ConnectionInfo, type Sql } from '../pg/index.js';
+import { liveView, type LivePoint } from './live.js';
+import { chooseStep, loadPanels, seriesSql, type Panel } from './panels.js';
+
+/**
+ * The dashboard's HTTP server, hosted by the lab's agent on 127.0.0.1: the page (static files,
+ * no build at run time), and a JSON API that reads the metrics store through the read-only
+ * role, downsampled in SQL. Every request carries the lab's token (in the URL once; the page
+ * then sends it as a header). Errors are JSON naming what was wrong — never a stack trace.
+ */
+
+export interface DashboardOptions {
+  host?: string;
+  port?: number;
+  token: string;
+  lab: string;
+  nodes: { name: string; role: NodeRole }[];
+  replication: ReplicationConfig;
+  /** The metrics store as the read-only role sees it; undefined: the lab has no store. */
+  store?: ConnectionInfo;
+  intervalMs: number;
+  /** The agent's latest sample, for the topology and overview. */
+  latest: () => readonly LivePoint[];
+  log: (line: string) => void;
+}
+
+export interface DashboardServer {
+  /** http://127.0.0.1:PORT/ (without the token) */
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const STATIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'dashboard', 'static');
+const require = createRequire(import.meta.url);
+const UPLOT_DIR = path.dirname(require.resolve('uplot/dist/uPlot.iife.min.js'));
+
+/** The files the page is made of; nothing else is served. */
+const ASSETS: Record<string, { file: string; type: string }> = {
+  'app.js': { file: path.join(STATIC_DIR, 'app.js'), type: 'text/javascript; charset=utf-8' },
+  'app.css': { file: path.join(STATIC_DIR, 'app.css'), type: 'text/css; charset=utf-8' },
+  'uPlot.iife.min.js': { file: path.join(UPLOT_DIR, 'uPlot.iife.min.js'), type: 'text/javascript; charset=utf-8' },
+  'uPlot.min.css': { file: path.join(UPLOT_DIR, 'uPlot.min.css'), type: 'text/css; charset=utf-8' },
+};
+
+class BadRequest extends Error {
+  constructor(
+    readonly parameter: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const MAX_RANGE_MS = 31 * 86_400_000;
+const MAX_BUCKETS = 5000;
+
+export async function startDashboard(o: DashboardOptions): Promise<DashboardServer> {
+  const panels = loadPanels();
+  const byId = new Map(panels.map((p) => [p.id, p]));
+  const sql: Sql | undefined = o.store ? connect(o.store, { max: 4, applicationName: 'prodhome-dashboard', connectTimeoutSeconds: 3, statementTimeoutMs: 5000 }) : undefined;
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 1024,
+    connectionTimeout: 30_000,
+    requestTimeout: 15_000,
+    keepAliveTimeout: 5_000,
+    maxParamLength: 100,
+  });
+  app.server.maxConnections = 64;
+  const expected = Buffer.from(o.token);
+  const tokenOk = (given: string | undefined) => {
+    if (!given) return false;
+    const b = Buffer.from(given);
+    return b.length === expected.length && crypto.timingSafeEqual(b, expected);
+  };
+
+  app.addHook('onRequest', async (req, reply) => {
+    const query = req.query as Record<string, string | undefined>;
+    const header = req.headers['x-prodhome-token'];
+    const cookie = /(?:^|;\s*)prodhome_token=([A-Za-z0-9_-]+)/.exec(req.headers.cookie ?? '')?.[1];
+    if (tokenOk(query.token) || tokenOk(typeof header === 'string' ? header : undefined) || tokenOk(cookie)) return;
+    if (req.url.startsWith('/api/')) return reply.code(401).send({ error: 'unauthorized: this dashboard needs its token', hint: 'run `prodhome dashboard` to print the URL with the token' });
+    return reply.code(401).type('text/html; charset=utf-8').send(unauthorizedPage(o.lab));
+  });
+  app.addHook('onSend', async (_req, reply, payload) => {
+    reply.header('cache-control', 'no-store');
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('referrer-policy', 'no-referrer');
+    reply.header('content-security-policy', "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'");
+    return payload;
+  });
+  app.setErrorHandler((e: Error & { statusCode?: number }, _req, reply) => {
+    if (e instanceof BadRequest) return reply.code(400).send({ error: e.message, parameter: e.parameter });
+    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) return reply.code(e.statusCode).send({ error: e.message.split('\n')[0] });
+    // A store error: the page shows a banner and keeps its last data. No details that could carry a credential.
+    const code = (e as { code?: string }).code;
+    o.log(`dashboard: ${code ?? ''} ${e.message.split('\n')[0]}`);
+    return reply.code(503).send({ error: 'the metrics store did not answer', code: typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined });
+  });
+  app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: 'not found', hint: 'the page is at /, the API under /api/' }));
+
+  app.get('/', async (req, reply) => {
+    const query = req.query as Record<string, string | undefined>;
+    // The token moves from the URL into a cookie the page's own requests carry (as Jupyter does).
+    if (query.token && tokenOk(query.token)) reply.header('set-cookie', `prodhome_token=${o.token}; HttpOnly; SameSite=Strict; Path=/`);
+    return reply.type('text/html; charset=utf-8').send(fs.readFileSync(path.join(STATIC_DIR, 'index.html')));
+  });
+  app.get('/static/:file', async (req, reply) => {
+    const asset = ASSETS[(req.params as { file: string }).file];
+    if (!asset) return reply.code(404).send({ error: 'not found' });
+    return reply.type(asset.type).send(fs.readFileSync(asset.file));
+  });
+
+  app.get('/api/panels', async () => ({
+    lab: o.lab,
+    intervalMs: o.intervalMs,
+    nodes: o.nodes,
+    store: sql !== undefined,
+    panels: panels.map((p) => ({ ...p, sql: seriesSql(p) })),
+  }));
+
+  app.get('/api/live', async () => liveView(o.nodes, o.replication, o.latest()));
+
+  // Columns of a table the store has now (a field not yet sampled is left out, not an error).
+  const columnsCache = new Map<string, { at: number; columns: Set<string> }>();
+  const columnsOf = async (table: string): Promise<Set<string>> => {
+    const hit = columnsCache.get(table);
+    if (hit && Date.now() - hit.at < 10_000) return hit.columns;
+    const rows = await sql!<{ name: string }[]>`
+      select attname as name from pg_attribute where attrelid = to_regclass(${`metrics.${table}`}) and attnum > 0 and not attisdropped`;
+    const columns = new Set(rows.map((r) => r.name));
+    columnsCache.set(table, { at: Date.now(), columns });
+    return columns;
+  };
+
+  app.get('/api/series', async (req) => {
+    const q = req.query as Record<string, string | undefined>;
+    const panel = byId.get(q.panel ?? '');
+    if (!panel) throw new BadRequest('panel', `unknown panel ${JSON.stringify(q.panel ?? '')}: expected one of ${[...byId.keys()].join(', ')}`);
+    const { from, to } = range(q);
+    const step = q.step === undefined ? chooseStep(to - from, o.intervalMs) : int(q.step, 'step', 1, 86_400);
+    if ((to - from) / (step * 1000) > MAX_BUCKETS) throw new BadRequest('step', `step ${step} s makes more than ${MAX_BUCKETS} buckets over this range: use a larger step`);
+    const nodes = nodeFilter(q.nodes);
+    if (!sql) return { panel: panel.id, from, to, step, times: [], series: [], note: 'this lab has no metrics store' };
+    const columns = await columnsOf(panel.measurement);
+    const fields = panel.fields.filter((f) => columns.has(f));
+    if (!fields.length || !panel.by.every((b) => columns.has(b))) return { panel: panel.id, from, to, step, times: [], series: [] };
+    const rows = await sql.unsafe<Record<string, unknown>[]>(seriesSql(panel, fields), [new Date(from), new Date(to), `${step} seconds`, nodes ?? null] as never[]);
+    return { panel: panel.id, from, to, step, ...columnar(panel, fields, rows) };
+  });
+
+  app.get('/api/annotations', async (req) => {
+    const { from, to } = range(req.query as Record<string, string | undefined>);
+    if (!sql) return { annotations: [] };
+    const exists = await sql`select to_regclass('metrics.annotations') is not null as ok`;
+    if (!exists[0]!.ok) return { annotations: [] };
+    const rows = await sql<{ time: number; end: number | null; kind: string; node: string | null; text: string; tags: unknown }[]>`
+      select (extract(epoch from time) * 1000)::float8 as time, (extract(epoch from "end") * 1000)::float8 as "end", kind, node, text, tags
+      from metrics.annotations where time < ${new Date(to)} and coalesce("end", time) >= ${new Date(from)} order by time limit 500`;
+    return { annotations: rows.map((r) => ({ ...r })) };
+  });
+
+  app.get('/api/statements', async (req) => {
+    const q = req.query as Record<string, string | undefined>;
+    const { from, to } = range(q);
+    const nodes = nodeFilter(q.nodes);
+    if (!sql || !(await columnsOf('pg_statements')).has('calls')) return { statements: [] };
+    // Deltas of the cumulative counters over the range: what ran in it, not since the server started.
+    const rows = await sql<Record<string, unknown>[]>`
+      with d as (
+        select node, queryid, max(query) as query, max(calls) - min(calls) as calls,
+               max(total_seconds) - min(total_seconds) as total_seconds, max(rows) - min(rows) as rows
+        from metrics.pg_statements
+        where time >= ${new Date(from)} and time < ${new Date(to)} and (${nodes ?? null}::text[] is null or node = any(${nodes ?? null}::text[]))
+        group by node, queryid
+      )
+      select node, queryid, query, calls::float8 as calls, total_seconds::float8 as total_seconds, rows::float8 as rows,
+             (total_seconds / nullif(calls, 0))::float8 as mean_seconds
+      from d where calls > 0 order by total_seconds desc limit 20`;
+    return { statements: rows.map((r) => ({ ...r })) };
+  });
+
+  app.get('/api/health', async () => {
+    if (!sql) return { store: 'none' };
+    await sql`select 1`;
+    return { store: 'ok' };
+  });
+
+  function nodeFilter(list: string | undefined): string[] | undefined {
+    if (list === undefined || list === '') return undefined;
+    const names = list.split(',');
+    const unknown = names.filter((n) => !o.nodes.some((x) => x.name === n));
+    if (unknown.length) throw new BadRequest('nodes', `unknown node ${unknown.map((n) => JSON.stringify(n)).join(', ')}: this lab has ${o.nodes.map((n) => n.name).join(', ')}`);
+    return names;
+  }
+
+  await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 0 });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : (o.port ?? 0);
+  const host = o.host ?? '127.0.0.1';
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/`,
+    port,
+    close: async () => {
+      await app.close();
+      await sql?.end({ timeout: 1 });
+    },
+  };
+}
+
+function int(v: string, name: string, min: number, max: number): number {
+  if (!/^\d{1,15}$/.test(v)) throw new BadRequest(name, `${name} ${JSON.stringify(v)}: expected a whole number`);
+  const n = Number(v);
+  if (n < min || n > max) throw new BadRequest(name, `${name} ${n}: expected ${min} to ${max}`);
+  return n;
+}
+
+/** from/to: epoch milliseconds; to defaults to now. */
+function range(q: Record<string, string | undefined>): { from: number; to: number } {
+  if (q.from === undefined) throw new BadRequest('from', 'from is required: the start of the range in epoch milliseconds');
+  const from = int(q.from, 'from', 0, 8_640_000_000_000);
+  const to = q.to === undefined ? Date.now() : int(q.to, 'to', 0, 8_640_000_000_000);
+  if (to <= from) throw new BadRequest('to', 'to must be after from');
+  if (to - from > MAX_RANGE_MS) throw new BadRequest('from', 'from is more than 31 days before to: the longest range is 31 days');
+  return { from, to };
+}
+
+/** Rows (time, by…, fields…) into one array of times and one array of values per series. */
+function columnar(panel: Panel, fields: string[], rows: Record<string, unknown>[]) {
+  const times: number[] = [];
+  const index = new Map<number, number>();
+  for (const r of rows) {
+    const t = r.t as number;
+    if (!index.has(t)) {
+      index.set(t, times.length);
+      times.push(t);
+    }
+  }
+  const series = new Map<string, { name: string; node: string; tags: Record<string, string>; field: string; label: string; values: (number | null)[] }>();
+  for (const r of rows) {
+    const tags = Object.fromEntries(panel.by.map((b) => [b, String(r[b] ?? '')]));
+    for (const f of fields) {
+      const label = panel.labels?.[panel.fields.indexOf(f)] ?? f;
+      const key = `${panel.by.map((b) => tags[b]).join('\0')}\0${f}`;
+      let s = series.get(key);
+      if (!s) {
+        const name = [...panel.by.map((b) => tags[b]), ...(panel.fields.length > 1 ? [label] : [])].join(' · ');
+        s = { name, node: tags.node ?? '', tags, field: f, label, values: new Array<number | null>(times.length).fill(null) };
+        series.set(key, s);
+      }
+      const v = r[f];
+      s.values[index.get(r.t as number)!] = typeof v === 'number' && Number.isFinite(v) ? v : null;
+    }
+  }
+  return { times, series: [...series.values()].sort((a, b) => a.name.localeCompare(b.name)) };
+}
+
+function unauthorizedPage(lab: string): string {
+  const esc = lab.replace(/[^a-z0-9_-]/g, '');
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>prodhome dashboard — token needed</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}code{background:#8882;padding:.1em .3em;border-radius:3px}</style></head>
+<body><h1>This dashboard needs its token</h1>
+<p>The dashboard of lab <b>${esc}</b> only answers URLs that carry the lab's token, so no other page or user on this machine can read it.</p>
+<p>Get the full URL with:</p><pre><code>prodhome dashboard --print-url</code></pre>
+<p>or open it in your browser with <code>prodhome dashboard --open</code> (run from the lab's directory, or with <code>-f CONFIG</code>).</p></body></html>`;
+}

@@ -1,0 +1,190 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_CONFIG_YAML } from '../src/config/index.js';
+import { nodeConnection, readSecrets } from '../src/lab/index.js';
+import { withConnection } from '../src/pg/index.js';
+import { cli, portRange, tempLab, waitFor, type TempLab } from './helpers.js';
+
+/**
+ * The dashboard's JSON API against a real lab (the default topology: a publisher, two filtered
+ * subscribers, the metrics node), served by the real agent: the token, bad input, the
+ * read-only role, and downsampled series checked against the same aggregate written by hand.
+ */
+
+const YAML = DEFAULT_CONFIG_YAML.replace('lab: prodhome', 'lab: dashapi').replace(/ports:\n  from: \d+\n  to: \d+\n/, portRange(58800));
+
+let lab: TempLab;
+let url: string; // with the token
+let base: string; // without it
+let token: string;
+
+const get = async (p: string, withToken = true) => {
+  const res = await fetch(`${base}${p}${withToken ? `${p.includes('?') ? '&' : '?'}token=${token}` : ''}`);
+  return { status: res.status, text: await res.text(), type: res.headers.get('content-type') ?? '' };
+};
+
+beforeAll(async () => {
+  lab = tempLab(YAML);
+  const up = cli(['up'], { cwd: lab.dir });
+  expect(up.code, up.stderr).toBe(0);
+  // `up` ends by printing the dashboard's URL, token included.
+  const printed = /Dashboard: (http:\/\/127\.0\.0\.1:\d+\/\?token=\S+)/.exec(up.stdout)?.[1];
+  expect(printed, up.stdout).toBeDefined();
+  const r = cli(['dashboard', '--print-url'], { cwd: lab.dir });
+  expect(r.code, r.stderr).toBe(0);
+  url = r.stdout.trim();
+  expect(url).toBe(printed);
+  base = url.slice(0, url.indexOf('/?'));
+  token = new URL(url).searchParams.get('token')!;
+  // Wait until the store holds a few seconds of samples.
+  await waitFor(async () => {
+    const s = JSON.parse((await get(`/api/series?panel=transactions&from=${Date.now() - 60_000}`)).text) as { times: number[] };
+    return s.times.length >= 4;
+  }, 30_000, 'samples in the store');
+}, 180_000);
+
+afterAll(async () => {
+  await lab?.cleanup();
+});
+
+describe('dashboard API', () => {
+  it('answers 401 without the token: a page saying how to get the URL, JSON under /api', async () => {
+    const page = await get('/', false);
+    expect(page.status).toBe(401);
+    expect(page.type).toContain('text/html');
+    expect(page.text).toContain('prodhome dashboard --print-url');
+    const api = await get(`/api/series?panel=transactions&from=${Date.now() - 60_000}`, false);
+    expect(api.status).toBe(401);
+    expect(JSON.parse(api.text).error).toMatch(/token/);
+    const wrong = await fetch(`${base}/api/panels?token=${token.slice(0, -1)}x`);
+    expect(wrong.status).toBe(401);
+  });
+
+  it('answers bad input with 400 and the parameter, never a stack trace or a 500', async () => {
+    const now = Date.now();
+    const cases: [string, string][] = [
+      [`/api/series?panel=nope&from=${now - 60_000}`, 'panel'],
+      ['/api/series?panel=transactions&from=yesterday', 'from'],
+      ['/api/series?panel=transactions', 'from'],
+      [`/api/series?panel=transactions&from=${now}&to=${now - 1000}`, 'to'],
+      [`/api/series?panel=transactions&from=${now - 60_000}&step=0`, 'step'],
+      [`/api/series?panel=transactions&from=${now - 86_400_000}&step=1`, 'step'],
+      [`/api/series?panel=transactions&from=${now - 60_000}&nodes=publisher,ghost`, 'nodes'],
+      [`/api/statements?from=${now - 40 * 86_400_000}`, 'from'],
+      [`/api/annotations?from=1e3`, 'from'],
+    ];
+    for (const [p, parameter] of cases) {
+      const r = await get(p);
+      expect(r.status, p).toBe(400);
+      const body = JSON.parse(r.text) as { error: string; parameter: string };
+      expect(body.parameter, p).toBe(parameter);
+      expect(body.error, p).toContain(parameter === 'nodes' ? 'ghost' : parameter);
+      expect(r.text).not.toMatch(/\n\s+at |node_modules|\.ts:\d+/);
+    }
+    expect((await get('/api/nothing')).status).toBe(404);
+    expect((await get('/static/../../package.json')).status).toBe(404);
+  });
+
+  it('downsamples in SQL: each bucket equals the same aggregate computed by hand on the same rows', async () => {
+    const to = Date.now() - 2000;
+    const from = to - 60_000;
+    const api = JSON.parse((await get(`/api/series?panel=transactions&from=${from}&to=${to}&step=5`)).text) as {
+      step: number;
+      times: number[];
+      series: { node: string; field: string; values: (number | null)[] }[];
+    };
+    expect(api.step).toBe(5);
+    expect(new Set(api.series.map((s) => s.node))).toEqual(new Set(['publisher', 'subscriber1', 'subscriber2', 'metrics']));
+    // By hand: sum over the node's databases per sample, then the mean per 5 s bucket (floor, not date_bin).
+    const hand = await withConnection(nodeConnection(lab.config(), 'metrics'), (sql) => sql<{ t: number; node: string; v: number }[]>`
+      select (floor(extract(epoch from time) / 5) * 5000)::float8 as t, node, avg(c)::float8 as v
+      from (select time, node, sum(xact_commit_rate) as c from metrics.pg_stat_database
+            where time >= ${new Date(from)} and time < ${new Date(to)} group by time, node) s
+      group by 1, 2 order by 1, 2`);
+    expect(hand.length).toBeGreaterThan(8);
+    let compared = 0;
+    for (const row of hand) {
+      if (row.v === null) continue;
+      const s = api.series.find((x) => x.node === row.node && x.field === 'xact_commit_rate')!;
+      const i = api.times.indexOf(row.t);
+      expect(i, `bucket ${row.t}`).toBeGreaterThanOrEqual(0);
+      expect(s.values[i]).toBeCloseTo(row.v, 9);
+      compared++;
+    }
+    expect(compared).toBe(hand.filter((r) => r.v !== null).length);
+    // The node filter keeps only the nodes asked for.
+    const one = JSON.parse((await get(`/api/series?panel=transactions&from=${from}&to=${to}&nodes=subscriber2`)).text) as { series: { node: string }[] };
+    expect(one.series.length).toBeGreaterThan(0);
+    expect(new Set(one.series.map((s) => s.node))).toEqual(new Set(['subscriber2']));
+  });
+
+  it('reads through a role that can only SELECT schema metrics, in read-only sessions', async () => {
+    const secret = readSecrets(lab.config().stateDir).dashboard!;
+    expect(secret.password.length).toBeGreaterThan(16);
+    const owner = nodeConnection(lab.config(), 'metrics');
+    await withConnection(owner, (sql) => sql`create table if not exists public.not_for_dashboard (x int)`);
+    await withConnection({ ...owner, user: secret.user, password: secret.password }, async (sql) => {
+      const [row] = await sql<{ n: number }[]>`select count(*)::int as n from metrics.pg_up`;
+      expect(row!.n).toBeGreaterThan(0);
+      await expect(sql`select * from public.not_for_dashboard`).rejects.toMatchObject({ code: '42501' });
+      await expect(sql`insert into metrics.annotations (time, kind, text) values (now(), 'x', 'y')`).rejects.toMatchObject({ code: '25006' });
+      await expect(sql`create table metrics.mine (x int)`).rejects.toMatchObject({ code: '25006' });
+      const [priv] = await sql<{ w: boolean }[]>`select has_table_privilege('metrics.annotations', 'INSERT') as w`;
+      expect(priv!.w).toBe(false);
+    });
+  });
+
+  it('records a load run as an annotation (start, end, command) the API returns', async () => {
+    const before = Date.now();
+    const load = cli(['load', 'read', '-T', '2', '-c', '1'], { cwd: lab.dir });
+    expect(load.code, load.stderr).toBe(0);
+    const r = JSON.parse((await get(`/api/annotations?from=${before - 1000}`)).text) as { annotations: { time: number; end: number; kind: string; node: string; text: string }[] };
+    const run = r.annotations.find((a) => a.kind === 'load');
+    expect(run, JSON.stringify(r)).toBeDefined();
+    expect(run!.text).toBe('prodhome load read -T 2 -c 1');
+    expect(run!.node).toBe('publisher');
+    expect(run!.end - run!.time).toBeGreaterThanOrEqual(2000);
+    expect(run!.time).toBeGreaterThanOrEqual(before);
+    // Its seconds reach the load panels.
+    const tps = JSON.parse((await get(`/api/series?panel=load_tps&from=${before - 1000}`)).text) as { series: { node: string; values: (number | null)[] }[] };
+    expect(tps.series.find((s) => s.node === 'publisher')?.values.some((v) => v !== null && v > 0)).toBe(true);
+  }, 60_000);
+
+  it('serves topology and overview from the latest sample: both subscriptions with their filters', async () => {
+    const live = JSON.parse((await get('/api/live')).text) as {
+      nodes: { name: string; up: boolean; maxConnections: number }[];
+      links: { subscription: string; publisher: string; subscriber: string; state: string; publications: { tables: { where: string }[] }[] }[];
+    };
+    expect(live.nodes.map((n) => [n.name, n.up])).toEqual([['publisher', true], ['subscriber1', true], ['subscriber2', true], ['metrics', true]]);
+    expect(live.nodes[0]!.maxConnections).toBe(100);
+    expect(live.links.map((l) => [l.subscription, l.publisher, l.subscriber, l.state, l.publications[0]!.tables[0]!.where])).toEqual([
+      ['leadership_sub', 'publisher', 'subscriber1', 'streaming', "topic = 'leadership'"],
+      ['technical_sub', 'publisher', 'subscriber2', 'streaming', "topic = 'technical'"],
+    ]);
+  });
+
+  it('never puts a password in a response', async () => {
+    const secrets = readSecrets(lab.config().stateDir);
+    const passwords = [...Object.values(secrets.nodes).map((n) => n.password), ...Object.values(secrets.replication ?? {}), secrets.dashboard!.password];
+    expect(passwords.length).toBeGreaterThanOrEqual(5);
+    const now = Date.now();
+    const panels = (JSON.parse((await get('/api/panels')).text) as { panels: { id: string }[] }).panels;
+    const paths = ['/', '/static/app.js', '/api/panels', '/api/live', '/api/health', `/api/annotations?from=${now - 600_000}`, `/api/statements?from=${now - 600_000}`, ...panels.map((p) => `/api/series?panel=${p.id}&from=${now - 600_000}`)];
+    for (const p of paths) {
+      const r = await get(p);
+      expect(r.status, p).toBe(200);
+      for (const pw of passwords) expect(r.text.includes(pw), `${p} contains a password`).toBe(false);
+    }
+  });
+
+  it('`prodhome dashboard` without a running agent says so and exits 2', async () => {
+    const down = cli(['down'], { cwd: lab.dir });
+    expect(down.code, down.stderr).toBe(0);
+    const r = cli(['dashboard'], { cwd: lab.dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('no running agent');
+    expect(r.stderr).toContain('prodhome up');
+    expect(fs.existsSync(path.join(lab.dir, '.prodhome', 'dashapi', 'secrets.json'))).toBe(true);
+  }, 60_000);
+});
