@@ -7,7 +7,7 @@ import { loadConfig, type LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { startDashboard, type DashboardServer } from '../dashboard/index.js';
 import { startSampling, type Sampler, type SamplingStatus } from './agent-sampler.js';
-import { nodeConnection } from './inspect.js';
+import { nodeConnection } from './nodes.js';
 import { files, readSecrets, readState } from './state.js';
 
 /**

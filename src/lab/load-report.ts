@@ -5,7 +5,7 @@ import type { SecondStats } from '../workload/index.js';
 import { agentPid } from './agent.js';
 import { openSinks } from './agent-sampler.js';
 import { LivePointsWriter } from './live-points.js';
-import { nodeConnection } from './inspect.js';
+import { nodeConnection } from './nodes.js';
 import { withConnection } from '../pg/index.js';
 import { writeAnnotation, type Annotation } from '../dashboard/index.js';
 
