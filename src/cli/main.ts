@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { isProdhomeError } from '../errors.js';
 import { registerDataCommands } from './data-commands.js';
+import { registerFaultCommands } from './fault-commands.js';
 import { registerLabCommands } from './lab-commands.js';
 import { registerLoadCommands } from './load-commands.js';
 import { registerMetricsCommands } from './metrics-commands.js';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerLoadCommands(program);
   registerSetupCommands(program);
   registerDataCommands(program);
+  registerFaultCommands(program);
   return program;
 }
 

@@ -8,3 +8,4 @@ export {
 } from './replication.js';
 export { openSinks } from './agent-sampler.js';
 export { loadReporter, workloadPoints, type LoadReporter } from './load-report.js';
+export { labFault, labFaultList, labFaultClear, labThaw, type FaultResult, type ClearResult } from './faults.js';
