@@ -12,6 +12,7 @@ import {
 } from '../replication/index.js';
 import { binariesAt, runningPid, runtimes, type LocalNodeState, type NodeState } from '../runtime/index.js';
 import { acquireLock } from './lock.js';
+import { resolveConflict, withConflicts, type ResolveMode } from './resolve.js';
 import { files, newPassword, readSecrets, readState, writeSecrets, writeState, type LabState, type Secrets } from './state.js';
 
 /**
@@ -140,7 +141,9 @@ export function verifyScanSettings(cores = os.availableParallelism()): Record<st
 }
 
 export async function labReplicationStatus(config: LabConfig): Promise<SubscriptionStatus[]> {
-  return withLabPools(config, (sql, state) => replicationStatus(config.replication, sql, (node, sub) => lastLoggedError(state.nodes[node], sub)));
+  return withLabPools(config, async (sql, state) =>
+    withConflicts(await replicationStatus(config.replication, sql, (node, sub) => lastLoggedError(state.nodes[node], sub)), sql, state.nodes),
+  );
 }
 
 /** The newest ERROR line about a subscription in a local subscriber's log. */
@@ -183,6 +186,11 @@ export async function labSetSubscriptionEnabled(config: LabConfig, name: string,
   return `${text};`;
 }
 
+/** `replication resolve SUB --skip | --delete-local`: unstall a subscription's apply conflict. */
+export async function labResolve(config: LabConfig, name: string, mode: ResolveMode, lsn?: string): Promise<OperationReport> {
+  const sub = subscriptionOf(config, name);
+  return withLabPools(config, (sql, state) => resolveConflict(config, sub.name, mode, sql, state.nodes, lsn), [sub.node]);
+}
 
 /** `replication drop [SUB]`: drop one subscription (or all) with its slot, even with the publisher down. */
 export async function labDropSubscriptions(config: LabConfig, name?: string): Promise<OperationReport> {

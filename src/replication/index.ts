@@ -5,3 +5,4 @@ export { replicationStatus, type SubscriptionStatus } from './status.js';
 export { dropSubscription, resetSubscription, resyncTable, revertReplication, type OperationReport } from './operations.js';
 export { emptyApplied, slotName, type AppliedState } from './plan/index.js';
 export { HEARTBEAT, HEARTBEAT_BEAT_SQL, HEARTBEAT_SUBSCRIBER_SQL, heartbeatPublications, isHeartbeat } from './heartbeat.js';
+export { currentConflict, lastApplyError, type ApplyConflict } from './conflicts.js';
