@@ -40,6 +40,7 @@ export type ErrorCode =
   | 'LOAD_MAX_ERRORS'
   | 'PGBENCH_MISSING'
   | 'PGBENCH_FAILED'
+  | 'FAULT_FAILED'
   | 'USAGE';
 
 export class ProdhomeError extends Error {

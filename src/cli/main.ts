@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { isProdhomeError } from '../errors.js';
 import { registerDashboardCommands } from './dashboard-commands.js';
 import { registerDataCommands } from './data-commands.js';
+import { registerFaultCommands } from './fault-commands.js';
 import { registerLabCommands } from './lab-commands.js';
 import { registerLoadCommands } from './load-commands.js';
 import { registerMetricsCommands } from './metrics-commands.js';
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerSetupCommands(program);
   registerDataCommands(program);
   registerDashboardCommands(program);
+  registerFaultCommands(program);
   acceptGlobalOptionsAnywhere(program);
   return program;
 }

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { durationOption } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import {
-  addSubscriptionToConfig, labDropSubscriptions, labReplicate, labReplicationStatus, labResync, labRevert, labSetSubscriptionEnabled, labUp, labVerify,
+  addSubscriptionToConfig, labDropSubscriptions, labReplicate, labResolve, labReplicationStatus, labResync, labRevert, labSetSubscriptionEnabled, labUp, labVerify,
 } from '../lab/index.js';
 import type { ApplyResult, OperationReport, SubscriptionStatus, VerifyResult } from '../replication/index.js';
 import { sleep } from '../runtime/index.js';
@@ -92,6 +92,18 @@ export function registerReplicationCommands(program: Command): void {
       console.log(renderReport(await labResync(configFrom(cmd), name, table)));
     });
   replication
+    .command('resolve')
+    .description("unstall a subscription's apply conflict: --delete-local removes the subscriber's conflicting rows, --skip skips the failed transaction (its rows stay missing)")
+    .argument('<subscription>')
+    .option('--skip', 'ALTER SUBSCRIPTION … SKIP (lsn = the failed transaction\'s finish LSN)')
+    .option('--delete-local', "delete the subscriber's rows the change collides with")
+    .option('--lsn <lsn>', 'with --skip: the finish LSN, when prodhome cannot read the subscriber\'s log (external)')
+    .action(async (name: string, opts: { skip?: boolean; deleteLocal?: boolean; lsn?: string }, cmd: Command) => {
+      if (!!opts.skip === !!opts.deleteLocal) throw new ProdhomeError('USAGE', `replication resolve ${name}: give one of --skip or --delete-local`, { hint: '`prodhome replication status` shows the conflict and what each way out runs.' });
+      if (opts.lsn && !/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/.test(opts.lsn)) throw new ProdhomeError('USAGE', `--lsn ${opts.lsn}: expected an LSN such as 0/155D860`);
+      console.log(renderReport(await labResolve(configFrom(cmd), name, opts.skip ? 'skip' : 'delete-local', opts.lsn)));
+    });
+  replication
     .command('add')
     .description('add a subscription (and its subscriber node if new) to prodhome.yaml, then bring it up')
     .argument('<subscription>', 'name of the new subscription')
@@ -158,6 +170,18 @@ function renderStatus(rows: SubscriptionStatus[]): string {
   const details = rows.flatMap((s) => [
     `${s.subscription} tables: ${s.tables.map((t) => `${t.table}=${t.state}`).join(', ') || '-'}`,
     ...(s.lastError ? [`${s.subscription} last error: ${s.lastError}`] : []),
+    ...(s.conflict ? renderConflict(s) : []),
   ]);
   return [main, '', ...details].join('\n');
+}
+
+/** A stalled subscription: what failed, and the exact way out. */
+function renderConflict(s: SubscriptionStatus): string[] {
+  const c = s.conflict!;
+  const lines = [
+    `${s.subscription} STALLED (${c.at}): ${c.error}${c.detail ? ` — ${c.detail}` : ''}${c.relation ? ` in ${c.relation}` : ''}${c.xid ? `, transaction ${c.xid}` : ''}${c.finishLsn ? ` finishing at ${c.finishLsn}` : ''}`,
+  ];
+  if (c.deleteLocalSql) lines.push(`  way out, keeping every row: prodhome replication resolve ${s.subscription} --delete-local   (runs on ${s.subscriber}: ${c.deleteLocalSql};)`);
+  if (c.skipSql) lines.push(`  or skip that transaction (its rows stay missing on ${s.subscriber}): prodhome replication resolve ${s.subscription} --skip   (runs: ${c.skipSql};)`);
+  return lines;
 }

@@ -13,6 +13,7 @@ import { ensureReader } from '../dashboard/index.js';
 import { applyReplication, pools, readApplied, revertReplication, type ApplyResult, type OperationReport } from '../replication/index.js';
 import { planNodes, replicationFile, replicationPasswords } from './replication.js';
 import { ensureAgent, stopAgent } from './agent.js';
+import { releaseFaults, settleNodeFaults, thawFrozenNodes } from './faults.js';
 import { acquireLock } from './lock.js';
 import { files, labIdFor, newPassword, readSecrets, readState, writeSecrets, writeState, type LabState, type Secrets } from './state.js';
 
@@ -56,6 +57,8 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
   try {
     release = acquireLock(files(config.stateDir).lock, config.lab, 'up');
     const previous = readState(config.stateDir);
+    // A frozen node (fault freeze) looks running but would never answer: continue it first.
+    thawFrozenNodes(previous, log);
     const local = config.nodes.filter((n) => n.runtime === 'local');
     const user = local.length ? serverUser(config.runAs) : undefined;
     if (user && !previous) log(`running as root: servers run as the OS user "${user.name}" (uid ${user.uid})`);
@@ -172,6 +175,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
       address: `${outcomes[i]!.connection.host}:${outcomes[i]!.connection.port}`,
       url: connectionUrl(outcomes[i]!.connection),
     }));
+    await settleNodeFaults(config).catch((e: unknown) => log(`faults: ${messageOf(e)}`));
     const changed = agent.started || nodes.some((n) => n.action !== 'unchanged' && n.runtime === 'local') || !!replication?.steps.length;
     return { lab: config.lab, stateDir: config.stateDir, nodes, agent, changed, replication };
   } catch (e) {
@@ -274,6 +278,7 @@ export async function labDown(config: LabConfig): Promise<DownResult> {
   if (!state) return { lab: config.lab, nodes: [], agentStopped: false, existed: false };
   const release = acquireLock(files(config.stateDir).lock, config.lab, 'down');
   try {
+    thawFrozenNodes(state, () => {}); // a stopped process would never take the shutdown signal
     const agentStopped = await stopAgent(config.stateDir);
     const nodes = await Promise.all(
       Object.entries(state.nodes).map(async ([name, node]) => ({ name, result: await runtimes[node.runtime].down(name, node) })),
@@ -306,6 +311,8 @@ export async function labDestroy(config: LabConfig): Promise<DestroyResult> {
   const removed: string[] = [];
   try {
     await stopAgent(config.stateDir);
+    // No fault outlives the lab: holders end, frozen nodes continue (so they can stop).
+    if (state) await releaseFaults(config, state);
     if (state) {
       // What replication made on external servers (slots, publications, role) is the lab's too.
       if (Object.values(state.nodes).some((n) => n.runtime === 'external')) await undoReplicationOnExternal(config, state, removed);

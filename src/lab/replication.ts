@@ -13,6 +13,7 @@ import {
 import { binariesAt, runningPid, runtimes, type LocalNodeState, type NodeState } from '../runtime/index.js';
 import { acquireLock } from './lock.js';
 import { labNodes } from './nodes.js';
+import { resolveConflict, withConflicts, type ResolveMode } from './resolve.js';
 import { files, newPassword, readSecrets, readState, writeSecrets, writeState, type LabState, type Secrets } from './state.js';
 
 /**
@@ -132,7 +133,9 @@ export function verifyScanSettings(cores = os.availableParallelism()): Record<st
 }
 
 export async function labReplicationStatus(config: LabConfig): Promise<SubscriptionStatus[]> {
-  return withLabPools(config, (sql, state) => replicationStatus(config.replication, sql, (node, sub) => lastLoggedError(state.nodes[node], sub)));
+  return withLabPools(config, async (sql, state) =>
+    withConflicts(await replicationStatus(config.replication, sql, (node, sub) => lastLoggedError(state.nodes[node], sub)), sql, state.nodes),
+  );
 }
 
 /** The newest ERROR line about a subscription in a local subscriber's log. */
@@ -175,6 +178,11 @@ export async function labSetSubscriptionEnabled(config: LabConfig, name: string,
   return `${text};`;
 }
 
+/** `replication resolve SUB --skip | --delete-local`: unstall a subscription's apply conflict. */
+export async function labResolve(config: LabConfig, name: string, mode: ResolveMode, lsn?: string): Promise<OperationReport> {
+  const sub = subscriptionOf(config, name);
+  return withLabPools(config, (sql, state) => resolveConflict(config, sub.name, mode, sql, state.nodes, lsn), [sub.node]);
+}
 
 /** `replication drop [SUB]`: drop one subscription (or all) with its slot, even with the publisher down. */
 export async function labDropSubscriptions(config: LabConfig, name?: string): Promise<OperationReport> {

@@ -1,5 +1,6 @@
 import type { ReplicationConfig } from '../config/index.js';
 import type { Sql } from '../pg/index.js';
+import type { ApplyConflict } from './conflicts.js';
 import { slotName } from './plan/index.js';
 
 /** One subscription as both ends see it. Lags are null when the sender is not connected. */
@@ -19,6 +20,8 @@ export interface SubscriptionStatus {
   applyErrors: number | null;
   syncErrors: number | null;
   lastError: string | null;
+  /** The apply conflict it is stalled on, with the ways out (filled in by the lab, which has the log). */
+  conflict?: ApplyConflict;
 }
 
 const SYNC_STATES: Record<string, string> = { i: 'initialize', d: 'copying', f: 'copied', s: 'synchronized', r: 'ready' };

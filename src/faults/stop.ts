@@ -1,0 +1,30 @@
+import { runtimes } from '../runtime/index.js';
+import { localNode, runningPostmaster } from './common.js';
+import { postmasterOf } from './process-tree.js';
+import type { Fault } from './types.js';
+
+/** A fast shutdown, through the runtime's own stop (clients disconnected, checkpoint, exit). */
+export const stop: Fault = {
+  name: 'stop',
+  summary: 'fast shutdown of the node; clear or `up` starts it again',
+  targets: 'local node',
+  plan(args, env) {
+    const node = localNode(env, args.target, 'stop');
+    const pid = runningPostmaster(node, 'stop');
+    return [`${node.name}: fast shutdown (SIGINT to postmaster ${pid}: clients disconnected, checkpoint, exit)`, `undo: start ${node.name} again (fault clear, or prodhome up)`];
+  },
+  async inject(args, env) {
+    const node = localNode(env, args.target, 'stop');
+    const result = await runtimes.local.down(node.name, node.local);
+    return { summary: result === 'stopped' ? 'stopped (fast shutdown)' : `${node.name} was not running`, data: {} };
+  },
+  async heal(record, env) {
+    const node = localNode(env, record.node, 'stop');
+    if (postmasterOf(node.local)) return [];
+    await env.startNode(node.name);
+    return [`${node.name}: started again`];
+  },
+  active(record, env) {
+    return !postmasterOf(localNode(env, record.node, 'stop').local);
+  },
+};
