@@ -178,6 +178,25 @@ describe.each(VARIANTS.filter((v) => v.run))('replication safety on a default la
         if (texts && fs.existsSync(texts)) expect(fs.readFileSync(texts).includes(secret), texts).toBe(false);
       }
     });
+
+    it("a CREATE SUBSCRIPTION that fails leaves the password out of the subscriber's log and the error", async () => {
+      const secret = password();
+      const before = fs.readFileSync(lab.file, 'utf8');
+      // A wrong password on the publisher makes the next CREATE SUBSCRIPTION fail, and Postgres logs a failing statement's text.
+      await onNode(lab, 'publisher', "alter role prodhome_replication password 'not-the-lab-secret'");
+      try {
+        const r = cli(['replication', 'add', 'tech1_sub', '--node', 'subscriber1', '--publication', 'technical_pub'], { cwd: lab.dir });
+        expect(r.code).toBe(2);
+        expect(r.stderr).toMatch(/password authentication failed/);
+        expect(r.stdout + r.stderr).not.toContain(secret);
+        const node = readState(lab.config().stateDir)!.nodes.subscriber1!;
+        const log = fs.readFileSync('logFile' in node ? node.logFile : '', 'utf8');
+        expect(log).toMatch(/password authentication failed/);
+        expect(log).not.toContain(secret);
+      } finally {
+        fs.writeFileSync(lab.file, before);
+      }
+    }, 60_000);
   });
 });
 
