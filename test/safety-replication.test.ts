@@ -6,7 +6,8 @@ import { DEFAULT_CONFIG_YAML } from '../src/config/index.js';
 import { labUp, labVerify, nodeConnection, readSecrets, readState } from '../src/lab/index.js';
 import { withConnection } from '../src/pg/index.js';
 import { validateRowFilter } from '../src/replication/index.js';
-import { cli, portRange, tempLab, type TempLab } from './helpers.js';
+import { resolveBinaries } from '../src/runtime/index.js';
+import { IN_CI, cli, portRange, tempLab, type TempLab } from './helpers.js';
 
 /**
  * Replication-side safety (issue 10, items 1, 2, 3 and 6), each against the real servers of one
@@ -17,19 +18,33 @@ import { cli, portRange, tempLab, type TempLab } from './helpers.js';
  */
 
 const VERIFY = { waitMs: 30_000, maxKeys: 10 };
-const YAML = DEFAULT_CONFIG_YAML.replace('ports:\n  from: 54320\n  to: 54399\n', portRange(58000));
+const labYaml = (ports: number, postgres: string) =>
+  DEFAULT_CONFIG_YAML.replace('ports:\n  from: 54320\n  to: 54399\n', portRange(ports)).replace('runAs: prodhome\n', `runAs: prodhome\n${postgres}`);
+
+let system15: string | undefined;
+try {
+  system15 = resolveBinaries({ version: 15 }, 'probe').binDir;
+} catch {
+  if (IN_CI) throw new Error('CI machines have the system Postgres 15; it was not found');
+  console.warn('\n*** SKIPPING the Postgres 15 half of the replication safety tests: no Postgres 15 binaries here ***\n');
+}
+const VARIANTS = [
+  { label: 'Postgres 17 (npm)', yaml: labYaml(58000, ''), run: true },
+  { label: 'Postgres 15 (system)', yaml: labYaml(58050, 'postgres:\n  version: 15\n'), run: !!system15 },
+];
 
 function onNode(lab: TempLab, node: string, text: string) {
   return withConnection(nodeConnection(lab.config(), node), (sql) => sql.unsafe(text));
 }
 const ids = async (lab: TempLab, node: string) => (await onNode(lab, node, 'select id::int from books order by id')).map((r) => r.id as number);
 
-describe('replication safety on a default lab', () => {
+describe.each(VARIANTS.filter((v) => v.run))('replication safety on a default lab, $label', ({ yaml }) => {
   let lab: TempLab;
   beforeAll(async () => {
-    expect(YAML).toContain('from: 58000');
-    lab = tempLab(YAML);
-    await labUp(lab.config());
+    expect(yaml).toMatch(/from: 580[05]0/);
+    lab = tempLab(yaml);
+    const up = await labUp(lab.config());
+    expect(up.nodes.length).toBe(4);
   }, 180_000);
   afterAll(() => lab?.cleanup(), 60_000);
 
@@ -109,14 +124,6 @@ describe('replication safety on a default lab', () => {
       }, 60_000);
     }
 
-    it('the filter check accepts what Postgres accepts inside one expression', () => {
-      for (const ok of ["topic = 'technical'", "title = 'a;b -- c /* d */' and (sku > 3 or id in (1, 2))", `"odd;col" = 'x'`, "topic = 'it''s'"]) {
-        expect(validateRowFilter(ok), ok).toBeUndefined();
-      }
-      for (const bad of ['topic = 1;', "topic = 'x' --", 'a) or (b', '(a', "topic = 'open", 'a = $1', 'a = E\'\\\'\'']) {
-        expect(validateRowFilter(bad), bad).toBeTypeOf('string');
-      }
-    });
   });
 
   describe('the replication role', () => {
@@ -171,5 +178,35 @@ describe('replication safety on a default lab', () => {
         if (texts && fs.existsSync(texts)) expect(fs.readFileSync(texts).includes(secret), texts).toBe(false);
       }
     });
+
+    it("a CREATE SUBSCRIPTION that fails leaves the password out of the subscriber's log and the error", async () => {
+      const secret = password();
+      const before = fs.readFileSync(lab.file, 'utf8');
+      // A wrong password on the publisher makes the next CREATE SUBSCRIPTION fail, and Postgres logs a failing statement's text.
+      await onNode(lab, 'publisher', "alter role prodhome_replication password 'not-the-lab-secret'");
+      try {
+        const r = cli(['replication', 'add', 'tech1_sub', '--node', 'subscriber1', '--publication', 'technical_pub'], { cwd: lab.dir });
+        expect(r.code).toBe(2);
+        expect(r.stderr).toMatch(/password authentication failed/);
+        expect(r.stdout + r.stderr).not.toContain(secret);
+        const node = readState(lab.config().stateDir)!.nodes.subscriber1!;
+        const log = fs.readFileSync('logFile' in node ? node.logFile : '', 'utf8');
+        expect(log).toMatch(/password authentication failed/);
+        expect(log).not.toContain(secret);
+      } finally {
+        fs.writeFileSync(lab.file, before);
+      }
+    }, 60_000);
+  });
+});
+
+describe('a row filter is checked as one expression before it is pasted into SQL', () => {
+  it('the filter check accepts what Postgres accepts inside one expression', () => {
+    for (const ok of ["topic = 'technical'", "title = 'a;b -- c /* d */' and (sku > 3 or id in (1, 2))", `"odd;col" = 'x'`, "topic = 'it''s'"]) {
+      expect(validateRowFilter(ok), ok).toBeUndefined();
+    }
+    for (const bad of ['topic = 1;', "topic = 'x' --", 'a) or (b', '(a', "topic = 'open", 'a = $1', 'a = E\'\\\'\'']) {
+      expect(validateRowFilter(bad), bad).toBeTypeOf('string');
+    }
   });
 });
