@@ -1,4 +1,4 @@
-export { loadConfig, parseConfigText, parseTableRef, didYouMean, CONFIG_FILE_NAME, type LoadOptions } from './load.js';
+export { loadConfig, parseConfigText, parseTableRef, didYouMean, readReplicationFiles, CONFIG_FILE_NAME, type LoadOptions } from './load.js';
 export { DEFAULT_CONFIG_YAML } from './default-lab.js';
 export { LabSchema, NODE_ROLES, durationMs } from './schema.js';
 export { parseSize, formatBytes } from './sizes.js';

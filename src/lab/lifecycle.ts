@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LabConfig, NodeRole, NodeSpec } from '../config/index.js';
+import { readReplicationFiles } from '../config/index.js';
 import { ProdhomeError, messageOf } from '../errors.js';
 import { connectionUrl, serverVersion, withConnection } from '../pg/index.js';
 import {
@@ -65,6 +66,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
       const bins = resolveBinaries({ nodeBinDir: spec.postgres.binDir, labBinDir: config.postgres.binDir, version: spec.postgres.version ?? config.postgres.version }, spec.name);
       binaries.set(spec.name, { ...bins, binDir: reachableBinDir(bins.binDir, user, SYSTEM_ROOT) });
     }
+    readReplicationFiles(config.replication);
     // A sink URI the agent could not use is a config mistake: say so now, not in the agent's log.
     for (const uri of config.metrics.sinks) createSink(uri);
     const ports = await assignPorts(config, previous);
