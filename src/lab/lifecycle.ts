@@ -6,7 +6,7 @@ import { readReplicationFiles } from '../config/index.js';
 import { ProdhomeError, messageOf } from '../errors.js';
 import { connectionUrl, serverVersion, withConnection } from '../pg/index.js';
 import {
-  pickFreePort, portFree, reachableBinDir, resolveBinaries, runningPid, runtimes, serverUser, userCan,
+  pickAnotherPort, pickFreePort, portFree, reachableBinDir, resolveBinaries, runningPid, runtimes, serverUser, userCan,
   type NodeState, type OsUser, type PgBinaries, type UpContext, type UpOutcome,
 } from '../runtime/index.js';
 import { createSink } from '../sinks/index.js';
@@ -79,6 +79,14 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
     for (const spec of local) secrets.nodes[spec.name] ??= { user: 'postgres', password: newPassword() };
     writeSecrets(config.stateDir, secrets);
 
+    // A port lost to a race is never tried again in this run; the new one is the node's from now on.
+    const lost = new Set<number>();
+    const anotherPort = async (name: string, failed: number) => {
+      lost.add(failed);
+      const port = await pickAnotherPort(config.ports.from, config.ports.to, new Set([...lost, ...ports.values(), ...config.nodes.flatMap((n) => (n.port ? [n.port] : []))]));
+      if (port !== undefined) ports.set(name, port);
+      return port;
+    };
     const contextFor = (spec: NodeSpec, prev: NodeState | undefined): UpContext => ({
       labId,
       user,
@@ -86,6 +94,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
       password: secrets.nodes[spec.name]?.password,
       binaries: binaries.get(spec.name),
       port: ports.get(spec.name),
+      anotherPort: spec.port ? undefined : (failed) => anotherPort(spec.name, failed),
       previous: prev,
       log,
     });
