@@ -109,7 +109,7 @@ describe('the agent samples the lab', () => {
     const script = path.join(lab.dir, 'fails.sql');
     fs.writeFileSync(script, 'SELECT 1 / 0;\n\\sleep 10 ms\n');
     const r = cli(['load', 'custom', script, '-c', '1', '-T', '2'], { cwd: lab.dir });
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, r.stderr).toBe(2); // a run with errors exits 2, as pgbench's does
     const rows = await withConnection(nodeConnection(lab.config(), 'm'), (sql) => sql`select sqlstate, sum(count)::int as n, count(*)::int as seconds from metrics.workload_errors where workload = 'custom' group by sqlstate`);
     expect(rows).toEqual([{ sqlstate: '22012', n: expect.any(Number), seconds: expect.any(Number) }]);
     expect(rows[0]!.seconds).toBeGreaterThanOrEqual(2);

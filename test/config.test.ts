@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG_YAML, defaultConfigFor, durationOption, labJsonSchema, loadConfig, parseConfigText, parseDuration } from '../src/config/index.js';
+import { DEFAULT_CONFIG_YAML, defaultConfigFor, durationOption, labJsonSchema, loadConfig, parseConfigText, parseDuration, readReplicationFiles } from '../src/config/index.js';
 import { ProdhomeError } from '../src/errors.js';
 import { ROOT } from './helpers.js';
 
@@ -38,11 +38,12 @@ describe('config: the default lab', () => {
     }
   });
 
-  it('a schema file that does not exist is named, relative to the config', () => {
+  it('a schema file that does not exist is named, relative to the config, when a command reads it (not when the config loads)', () => {
     const dir = fs.mkdtempSync(path.join(ROOT, '.tmp-config-'));
     try {
       fs.writeFileSync(path.join(dir, 'prodhome.yaml'), 'nodes:\n  a: { role: publisher }\nschema:\n  - file: tables.sql\n');
-      expect(() => loadConfig({ cwd: dir })).toThrow(`prodhome.yaml: schema[0].file: cannot read ${path.join(dir, 'tables.sql')}: ENOENT`);
+      const config = loadConfig({ cwd: dir });
+      expect(() => readReplicationFiles(config.replication)).toThrow(`prodhome.yaml: schema[0].file: cannot read schema file ${path.join(dir, 'tables.sql')}: ENOENT`);
       fs.writeFileSync(path.join(dir, 'tables.sql'), 'create table t (id int primary key);');
       expect(loadConfig({ cwd: dir }).replication.schema).toEqual([{ node: 'a', sql: 'create table t (id int primary key);', origin: 'tables.sql' }]);
     } finally {

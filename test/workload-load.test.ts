@@ -133,12 +133,12 @@ describe('workloads change the database as they should', () => {
 });
 
 describe('errors are counted by SQLSTATE, and fatal only past --max-errors', () => {
-  it('a unique violation fails that transaction and the run goes on', async () => {
+  it('a unique violation fails that transaction and the run goes on (then exits 2, as pgbench after errors)', async () => {
     await q('create table once (id int primary key)');
     const file = path.join(lab.dir, 'once.sql');
     fs.writeFileSync(file, 'BEGIN;\nINSERT INTO once VALUES (1);\nEND;\n');
     const r = loadCli(['custom', file, '-c', '1', '-t', '5', '--json']);
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, r.stderr).toBe(2);
     const s = json(r);
     expect([s.transactions, s.failed]).toEqual([1, 4]);
     expect(s.errors).toEqual([{ code: '23505', name: 'unique_violation', count: 4, message: 'duplicate key value violates unique constraint "once_pkey"' }]);
@@ -227,14 +227,14 @@ describe('the command line', () => {
     expect(await count('books')).toBe(before);
   });
 
-  it('Ctrl-C ends a run without -T or -t, and the summary still comes', async () => {
+  it('Ctrl-C ends a run without -T or -t, and the summary still comes (then exit 130)', async () => {
     const child = spawn(process.execPath, [CLI, 'load', 'read', '-c', '2', '--json'], { cwd: lab.dir });
     let stdout = '';
     child.stdout.on('data', (d) => (stdout += d));
     await new Promise((r) => setTimeout(r, 2500));
     child.kill('SIGINT');
     const code = await new Promise((r) => child.on('close', r));
-    expect(code).toBe(0);
+    expect(code).toBe(130);
     const s = JSON.parse(stdout) as LoadSummary;
     expect(s.stoppedBy).toBe('interrupted');
     expect(s.transactions).toBeGreaterThan(0);

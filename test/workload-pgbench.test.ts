@@ -89,11 +89,11 @@ describe.skipIf(!PGBENCH)('--engine pgbench', () => {
     expect(await q('select count(*)::int as n, min(scale) as s from marks')).toEqual([{ n: 30, s: 1 }]);
   });
 
-  it('clients pgbench aborts are reported as failures with their message', () => {
+  it('clients pgbench aborts are reported as failures with their message, and exit 2 as pgbench does', () => {
     const file = path.join(lab.dir, 'bad.sql');
     fs.writeFileSync(file, 'SELECT 1;\nSELECT * FROM nosuch;\n');
     const r = load(['custom', file, '-c', '2', '-t', '3', '--json']);
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, r.stderr).toBe(2);
     const s = JSON.parse(r.stdout) as LoadSummary;
     expect(s.transactions).toBe(0);
     expect(s.errors).toEqual([{ code: 'ABORTED', count: 2, message: 'pgbench aborted the client: relation "nosuch" does not exist' }]);

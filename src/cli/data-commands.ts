@@ -26,7 +26,7 @@ export function registerDataCommands(program: Command): void {
       const seedValue = parseSeed(opts.seed);
       const topics = opts.topics === undefined ? [...DEFAULT_TOPICS] : parseTopics(opts.topics);
       const target = dataTarget(configFrom(cmd), opts.node);
-      const result = await seedBooks(target, { rows, seed: seedValue, topics, truncate: opts.truncate, onProgress: progressLine() });
+      const result = await interruptible((signal) => seedBooks(target, { rows, seed: seedValue, topics, truncate: opts.truncate, onProgress: progressLine(), signal }));
       if (opts.json) printJson(result);
       else console.log(renderBooks(result));
     });
@@ -39,7 +39,7 @@ export function registerDataCommands(program: Command): void {
     .action(async (opts: { scale: string; node?: string; json?: boolean }, cmd: Command) => {
       const scale = parseCount(opts.scale, '--scale', { suffixes: false });
       const target = dataTarget(configFrom(cmd), opts.node);
-      const result = await seedPgbench(target, scale, progressLine());
+      const result = await interruptible((signal) => seedPgbench(target, scale, progressLine(), signal));
       if (opts.json) printJson(result);
       else console.log(renderPgbench(result));
     });
@@ -69,6 +69,25 @@ export function registerDataCommands(program: Command): void {
         throw e;
       }
     });
+}
+
+/**
+ * Runs `fn` with Ctrl-C turned into an abort: the first stops it cleanly (it says what it did and
+ * exits 130), a second quits at once.
+ */
+async function interruptible<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const stop = new AbortController();
+  const onSigint = () => {
+    if (stop.signal.aborted) process.exit(130);
+    process.stderr.write('\ninterrupted: stopping (Ctrl-C again to quit at once)\n');
+    stop.abort();
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    return await fn(stop.signal);
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
 }
 
 function parseCount(text: string, flag: string, { zero = false, suffixes = true } = {}): number {

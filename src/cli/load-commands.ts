@@ -3,7 +3,7 @@ import type { LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { loadReporter, nodeConnection } from '../lab/index.js';
 import {
-  checkLoad, checkPgbench, DEFAULT_WEIGHTS, findPgbench, formatSchedule, prepareLoad, renderSummary, runPgbench, runPrepared, workloads, type LoadOptions, type Protocol,
+  checkLoad, checkPgbench, DEFAULT_WEIGHTS, findPgbench, formatSchedule, prepareLoad, renderSummary, runPgbench, runPrepared, workloads, type LoadOptions, type LoadSummary, type Protocol,
 } from '../workload/index.js';
 import { printJson } from './render.js';
 import { configFrom } from './shared.js';
@@ -102,15 +102,33 @@ export function registerLoadCommands(program: Command): void {
         const summary = pgbench ? await runPgbench(prepared, options, pgbench) : await runPrepared(prepared, options);
         if (flags.json) printJson(summary);
         else console.log(renderSummary(summary));
+        // Ctrl-C: the summary above, then 130 (128 + SIGINT), as import and a shell report it.
+        if (summary.stoppedBy === 'interrupted') throw new ProdhomeError('INTERRUPTED', 'interrupted; the summary above covers the run until then', { exitCode: 130 });
         if (summary.stoppedBy === 'max-errors') {
           const worst = summary.errors[0];
           throw new ProdhomeError('LOAD_MAX_ERRORS', `stopped: more than ${flags.maxErrors} errors${worst ? ` (most: ${worst.code} ${worst.message}, ${worst.count} times)` : ''}`, { exitCode: 1 });
+        }
+        const failing = runErrors(summary);
+        if (failing.length) {
+          const head = summary.failed ? `${summary.failed} of ${summary.transactions + summary.failed} transactions failed` : 'the run had errors';
+          throw new ProdhomeError('LOAD_FAILED', `${head} (${failing.map((e) => `${e.code}${e.name ? ` ${e.name}` : ''}: ${e.count}`).join(', ')})`, {
+            hint: `The summary above lists each error with its message. Exit status 2, as pgbench's after a run with errors.`,
+          });
         }
       } finally {
         process.off('SIGINT', onSigint);
         await reporter.close();
       }
     });
+}
+
+/**
+ * The errors that make a run fail, by pgbench's rule: pgbench exits 2 when a client aborted, and
+ * every SQL error aborts its client except a serialization failure (40001) or a deadlock (40P01),
+ * which count as failed transactions (retried with --max-tries) and leave the exit status 0.
+ */
+export function runErrors(summary: LoadSummary): LoadSummary['errors'] {
+  return summary.errors.filter((e) => e.code !== '40001' && e.code !== '40P01');
 }
 
 /** The lab's first publisher, or its only node. */

@@ -4,12 +4,16 @@ import { isMap, isPair, isScalar, LineCounter, parseDocument, type Node as YamlN
 import { z } from 'zod';
 import { ProdhomeError } from '../errors.js';
 import { DEFAULT_CONFIG_YAML } from './default-lab.js';
+import { CONFIG_FILE_CAP, SCHEMA_FILE_CAP, SEED_FILE_CAP, readBoundedFile } from './files.js';
 import { LabSchema, type LabParsed, type NodeParsed } from './schema.js';
 import { parseDuration } from './duration.js';
 import { parsePgMemory, parseSize } from './sizes.js';
 import type { LabConfig, NodeSpec, PublicationSpec, ReplicationConfig, SubscriptionSpec, TableRef } from './types.js';
 
 export const CONFIG_FILE_NAME = 'prodhome.yaml';
+
+/** Aliases a config may expand (the yaml library's maxAliasCount); its default, stated. */
+const MAX_ALIAS_COUNT = 100;
 
 export interface LoadOptions {
   /** `-f FILE`; otherwise prodhome.yaml in `cwd`, otherwise the default lab. */
@@ -33,11 +37,13 @@ export function loadConfig(options: LoadOptions = {}): LabConfig {
     file = path.join(cwd, CONFIG_FILE_NAME);
   }
   if (file) {
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch (e) {
-      throw new ProdhomeError('CONFIG_NOT_FOUND', `cannot read config file ${file}: ${(e as Error).message}`);
-    }
+    // Capped before parsing: a 50 MB config would cost gigabytes of memory in any command.
+    text = readBoundedFile(file, {
+      what: 'config file',
+      cap: CONFIG_FILE_CAP,
+      checkPrivilege: false,
+      hint: 'A prodhome.yaml is a few KiB; keep data in files it names (schema: file:, seed: file:) or load it with `prodhome import`.',
+    });
   } else {
     text = DEFAULT_CONFIG_YAML;
   }
@@ -60,7 +66,18 @@ export function parseConfigText(text: string, label: string): LabParsed {
       hint: 'Fix the YAML at the line shown (indentation and "key: value" pairs are the usual culprits).',
     });
   }
-  const data = doc.toJS() ?? {};
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
+  } catch (e) {
+    // The yaml library refuses to expand aliases past the limit (a "billion laughs" document).
+    if (e instanceof ReferenceError && /alias/i.test(e.message)) {
+      throw new ProdhomeError('CONFIG_INVALID', `${label}: its YAML aliases (*name) expand to more than ${MAX_ALIAS_COUNT} copies of their anchors (&name); prodhome refuses such a document, which would exhaust memory`, {
+        hint: 'Write the repeated parts out, or use fewer aliases: a lab config needs a handful at most.',
+      });
+    }
+    throw e;
+  }
   if (typeof data !== 'object' || Array.isArray(data)) {
     throw new ProdhomeError('CONFIG_INVALID', `${label}:1: expected a mapping of settings (lab:, nodes:, …), got ${describe(data)}`, {
       hint: 'Start from `prodhome init -f example.yaml`, which writes a commented example.',
@@ -248,23 +265,17 @@ export function parseTableRef(text: string): TableRef {
 function normaliseReplication(parsed: LabParsed, baseDir: string, file: string | undefined): ReplicationConfig {
   const label = file ? path.basename(file) : '<default lab>';
   const publishers = Object.entries(parsed.nodes).filter(([, n]) => n.role === 'publisher').map(([name]) => name);
-  const readFile = (rel: string, where: string) => {
-    const full = path.resolve(baseDir, rel);
-    try {
-      return fs.readFileSync(full, 'utf8');
-    } catch (e) {
-      throw new ProdhomeError('CONFIG_INVALID', `${label}: ${where}: cannot read ${full}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, {
-        hint: 'Paths in prodhome.yaml are relative to the config file.',
-      });
-    }
-  };
+  const trustedUid = file ? fs.statSync(file).uid : undefined;
+  // Files are read when a command first uses them (replicate, up), never by status or destroy.
+  const reader = (rel: string, where: string, what: string, cap: number) =>
+    once(() => readBoundedFile(path.resolve(baseDir, rel), { what, cap, where: `${label}: ${where}`, trustedUid, hint: 'Paths in prodhome.yaml are relative to the config file.' }));
   const schema = (parsed.schema ?? []).flatMap((e, i) => {
-    const sql = e.sql ?? readFile(e.file!, `schema[${i}].file`);
-    return (e.node ? [e.node] : publishers).map((node) => ({ node, sql, origin: e.file ?? `schema[${i}]` }));
+    const read = e.file !== undefined ? reader(e.file, `schema[${i}].file`, 'schema file', SCHEMA_FILE_CAP) : () => e.sql!;
+    return (e.node ? [e.node] : publishers).map((node) => withLazy({ node, origin: e.file ?? `schema[${i}]` }, 'sql', read));
   });
   const seed = (parsed.seed ?? []).flatMap((e, i) => {
-    const csv = e.csv ?? readFile(e.file!, `seed[${i}].file`);
-    return (e.node ? [e.node] : publishers).map((node) => ({ node, table: parseTableRef(e.table), csv, origin: e.file ?? `seed[${i}]` }));
+    const read = e.file !== undefined ? reader(e.file, `seed[${i}].file`, 'seed file', SEED_FILE_CAP) : () => e.csv!;
+    return (e.node ? [e.node] : publishers).map((node) => withLazy({ node, table: parseTableRef(e.table), origin: e.file ?? `seed[${i}]` }, 'csv', read));
   });
   const publications: PublicationSpec[] = Object.entries(parsed.publications ?? {}).map(([name, p]) => ({
     name,
@@ -281,6 +292,29 @@ function normaliseReplication(parsed: LabParsed, baseDir: string, file: string |
     options: s.options ?? {},
   }));
   return { schema, seed, publications, subscriptions };
+}
+
+/** Reads the files the config names now (before `up` creates anything), so a bad one fails first. */
+export function readReplicationFiles(r: ReplicationConfig): void {
+  for (const e of r.schema) void e.sql;
+  for (const e of r.seed) void e.csv;
+}
+
+function once<T>(fn: () => T): () => T {
+  let done = false;
+  let value: T;
+  return () => {
+    if (!done) {
+      value = fn();
+      done = true;
+    }
+    return value;
+  };
+}
+
+/** `obj` with an enumerable property `key` computed by `read` when first used. */
+function withLazy<T extends object, K extends string>(obj: T, key: K, read: () => string): T & Record<K, string> {
+  return Object.defineProperty(obj, key, { enumerable: true, get: read }) as T & Record<K, string>;
 }
 
 /** The postgresql.conf lines a node's config asks for (the named shortcuts, then `settings:`). */

@@ -66,7 +66,7 @@ export interface SubscriptionSpec {
 }
 
 export interface ReplicationConfig {
-  /** SQL to run once per node, in order (files already read). */
+  /** SQL to run once per node, in order. A `file:` is read when `sql` (or `csv`) is first used. */
   schema: { node: string; sql: string; origin: string }[];
   seed: { node: string; table: TableRef; csv: string; origin: string }[];
   publications: PublicationSpec[];

@@ -1,6 +1,7 @@
 import { connect, quoteIdent, serverVersion } from '../pg/index.js';
 import { copyFrom, type CopyChunk } from '../pg/index.js';
-import { meter, type OnProgress } from './progress.js';
+import { ProdhomeError } from '../errors.js';
+import { Interrupted, count, meter, untilAborted, type OnProgress } from './progress.js';
 import { loadFailure, type DataTarget, type Db } from './target.js';
 
 // What `pgbench -i -s S` (Postgres 15, default steps "dtgvp") makes, copied from its source so the
@@ -59,11 +60,13 @@ function* lines(n: number, line: (i: number) => string): Generator<CopyChunk> {
  * drop, create, generate (one transaction: truncate, then COPY; accounts WITH (FREEZE) on 14+),
  * vacuum analyze, primary keys.
  */
-export async function seedPgbench(target: DataTarget, scale: number, onProgress?: OnProgress): Promise<SeedPgbenchResult> {
+export async function seedPgbench(target: DataTarget, scale: number, onProgress?: OnProgress, signal?: AbortSignal): Promise<SeedPgbenchResult> {
   const sql = connect(target.connection);
   const started = performance.now();
   let step = 'dropping tables';
+  const accounts = { sent: 0 };
   const timed = async (what: string, fn: () => Promise<unknown>) => {
+    if (signal?.aborted) throw new Interrupted();
     step = what;
     const t0 = performance.now();
     await fn();
@@ -79,7 +82,7 @@ export async function seedPgbench(target: DataTarget, scale: number, onProgress?
     const createTables = await timed('creating tables', async () => {
       for (const t of defs) await sql.unsafe(`create table ${quoteIdent(t.name)}(${t.columns})${t.fillfactor ? ` with (fillfactor=${FILLFACTOR})` : ''}`);
     });
-    const generate = await timed('generating data', () => sql.begin((tx) => generateRows(tx, n, major, onProgress)));
+    const generate = await timed('generating data', () => sql.begin((tx) => generateRows(tx, n, major, accounts, onProgress, signal)));
     const vacuum = await timed('vacuuming', async () => {
       for (const t of ['pgbench_branches', 'pgbench_tellers', 'pgbench_accounts', 'pgbench_history']) await sql.unsafe(`vacuum analyze ${quoteIdent(t)}`);
     });
@@ -88,13 +91,23 @@ export async function seedPgbench(target: DataTarget, scale: number, onProgress?
     });
     return { node: target.node, scale, rows: n, steps: { dropTables, createTables, generate, vacuum, primaryKeys }, seconds: (performance.now() - started) / 1000 };
   } catch (e) {
+    if (e instanceof Interrupted) {
+      // Each step but the data's own transaction commits as it goes: say what is left.
+      const left: Record<string, string> = {
+        'dropping tables': 'its tables may be dropped, nothing else changed',
+        'creating tables': 'the old tables are dropped; some new ones may be there, empty',
+        'generating data': `${count(accounts.sent)} of ${count(n.pgbench_accounts)} pgbench_accounts rows sent, rolled back: the tables are there, empty`,
+      };
+      const what = left[step] ?? `the rows are kept (committed); ${step} was not finished`;
+      throw new ProdhomeError('INTERRUPTED', `interrupted: seed pgbench on ${target.node} while ${step}: ${what}. Run it again to finish.`, { exitCode: 130 });
+    }
     throw loadFailure(target, `seed pgbench (${step})`, e);
   } finally {
     await sql.end({ timeout: 2 });
   }
 }
 
-async function generateRows(tx: Db, n: SeedPgbenchResult['rows'], major: number, onProgress?: OnProgress): Promise<void> {
+async function generateRows(tx: Db, n: SeedPgbenchResult['rows'], major: number, accounts: { sent: number }, onProgress?: OnProgress, signal?: AbortSignal): Promise<void> {
   await tx.unsafe(`truncate table ${['pgbench_accounts', 'pgbench_branches', 'pgbench_history', 'pgbench_tellers'].map(quoteIdent).join(', ')}`);
   // pgbench leaves filler NULL in branches and tellers, and '' (blank-padded) in accounts.
   await copyFrom(tx, `copy ${quoteIdent('pgbench_branches')} from stdin`, lines(n.pgbench_branches, (i) => `${i + 1}\t0\t\\N\n`));
@@ -105,8 +118,8 @@ async function generateRows(tx: Db, n: SeedPgbenchResult['rows'], major: number,
   const sent = await copyFrom(
     tx,
     `copy ${quoteIdent('pgbench_accounts')} from stdin${freeze}`,
-    lines(n.pgbench_accounts, (i) => `${i + 1}\t${Math.floor(i / ACCOUNTS) + 1}\t0\t\n`),
-    (rows) => progress.update(rows),
+    untilAborted(lines(n.pgbench_accounts, (i) => `${i + 1}\t${Math.floor(i / ACCOUNTS) + 1}\t0\t\n`), signal),
+    (rows) => progress.update((accounts.sent = rows)),
   );
   progress.finish(sent);
 }

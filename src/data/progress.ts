@@ -31,3 +31,22 @@ export function meter(onProgress: OnProgress | undefined, what: string, fixed: {
     elapsedMs: () => performance.now() - started,
   };
 }
+
+/** Thrown into a COPY's chunks when the user interrupts (Ctrl-C): copyFrom aborts the COPY. */
+export class Interrupted extends Error {
+  constructor() {
+    super('interrupted');
+    this.name = 'Interrupted';
+  }
+}
+
+/** `chunks` until `signal` aborts, then Interrupted (so the transaction around the COPY rolls back). */
+export async function* untilAborted<T>(chunks: Iterable<T> | AsyncIterable<T>, signal: AbortSignal | undefined): AsyncGenerator<T> {
+  for await (const chunk of chunks) {
+    if (signal?.aborted) throw new Interrupted();
+    yield chunk;
+  }
+  if (signal?.aborted) throw new Interrupted();
+}
+
+export const count = (n: number) => Math.round(n).toLocaleString('en-US');

@@ -2,7 +2,8 @@ import { connect } from '../pg/index.js';
 
 import { bookChunks, bookChunksBinary, type TopicWeight } from './books.js';
 import { copyFrom } from '../pg/index.js';
-import { meter, type OnProgress } from './progress.js';
+import { ProdhomeError } from '../errors.js';
+import { Interrupted, count, meter, untilAborted, type OnProgress } from './progress.js';
 import { loadFailure, qualifiedName, type DataTarget } from './target.js';
 
 export interface SeedBooksOptions {
@@ -12,6 +13,8 @@ export interface SeedBooksOptions {
   /** Empty the table first (in the same transaction), so ids start at 1. */
   truncate?: boolean;
   onProgress?: OnProgress;
+  /** Ctrl-C: the COPY stops, its transaction rolls back, and the error says how far it came. */
+  signal?: AbortSignal;
 }
 
 export interface SeedBooksResult {
@@ -43,6 +46,7 @@ const BOOKS_DDL = `CREATE TABLE ${qualifiedName(BOOKS)} (id bigint PRIMARY KEY, 
 export async function seedBooks(target: DataTarget, opts: SeedBooksOptions): Promise<SeedBooksResult> {
   const sql = connect(target.connection);
   const progress = meter(opts.onProgress, 'books', { totalRows: opts.rows });
+  let rowsSent = 0;
   try {
     const { firstId, createdTable, format } = await sql.begin(async (tx) => {
       const [found] = await tx<{ relkind: string }[]>`select relkind from pg_class where oid = to_regclass(${qualifiedName(BOOKS)})`;
@@ -65,8 +69,8 @@ export async function seedBooks(target: DataTarget, opts: SeedBooksOptions): Pro
       const sent = await copyFrom(
         tx,
         `COPY ${qualifiedName(BOOKS)} (id, sku, title, topic) FROM STDIN${options ? ` (${options})` : ''}`,
-        binary ? bookChunksBinary(rows) : bookChunks(rows),
-        (n) => progress.update(n),
+        untilAborted(binary ? bookChunksBinary(rows) : bookChunks(rows), opts.signal),
+        (n) => progress.update((rowsSent = n)),
       );
       progress.finish(sent);
       return { firstId, createdTable, format: `${binary ? 'binary' : 'text'}${freeze ? ', frozen' : ''}` };
@@ -87,6 +91,9 @@ export async function seedBooks(target: DataTarget, opts: SeedBooksOptions): Pro
       rowsPerSecond: seconds > 0 ? opts.rows / seconds : 0,
     };
   } catch (e) {
+    if (e instanceof Interrupted) {
+      throw new ProdhomeError('INTERRUPTED', `interrupted: seed books on ${target.node}: ${count(rowsSent)} of ${count(opts.rows)} rows sent, rolled back (nothing kept)`, { exitCode: 130 });
+    }
     throw loadFailure(target, 'seeding books', e);
   } finally {
     await sql.end({ timeout: 2 });

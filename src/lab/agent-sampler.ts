@@ -115,6 +115,27 @@ export async function openSinks(config: LabConfig, log: (line: string) => void):
   return sinks;
 }
 
+/**
+ * /metrics is scraped by a Prometheus or two, every few seconds: a handful of connections, each
+ * sending a small GET at once. Anything else — thousands of idle or trickling connections — must
+ * not take the agent's file descriptors (it needs them to read state.json and reach the nodes).
+ */
+const METRICS_SERVER_LIMITS: http.ServerOptions = {
+  headersTimeout: 5_000, // a request's headers must arrive within 5 s of its start
+  requestTimeout: 10_000, // and the whole request within 10 s
+  keepAliveTimeout: 5_000, // an idle keep-alive connection is closed after 5 s
+  connectionsCheckingInterval: 1_000, // how often those two timeouts are checked
+};
+
+/** Connections served at once; more are closed as soon as they are accepted. */
+export const METRICS_MAX_CONNECTIONS = 64;
+
+function limitConnections(server: http.Server): void {
+  server.maxConnections = METRICS_MAX_CONNECTIONS;
+  // A connection that never sends a request is not covered by headersTimeout: idle sockets close after 10 s.
+  server.timeout = 10_000;
+}
+
 export async function startSampling(config: LabConfig, log: (line: string) => void): Promise<Sampler> {
   const state = readState(config.stateDir);
   const nodes = [...labNodes(config, state).values()];
@@ -127,7 +148,11 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
 
   let server: http.Server | undefined;
   if (config.metrics.prometheus !== false) {
-    server = http.createServer((req, res) => {
+    server = http.createServer(METRICS_SERVER_LIMITS, (req, res) => {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { allow: 'GET, HEAD' }).end('method not allowed: /metrics answers GET and HEAD\n');
+        return;
+      }
       if (req.url !== '/metrics') {
         res.writeHead(404).end('not found: try /metrics\n');
         return;
@@ -136,6 +161,7 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
       const points: SinkPoint[] = [...latest.points(), ...readLivePoints(config.stateDir)];
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(prometheusText(points));
     });
+    limitConnections(server);
     const port = config.metrics.prometheus.port ?? 0;
     try {
       await new Promise<void>((resolve, reject) => {

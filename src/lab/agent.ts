@@ -8,7 +8,7 @@ import { ProdhomeError } from '../errors.js';
 import { startDashboard, type DashboardServer } from '../dashboard/index.js';
 import { startSampling, type Sampler, type SamplingStatus } from './agent-sampler.js';
 import { nodeConnection } from './nodes.js';
-import { files, readSecrets, readState } from './state.js';
+import { files, readSecrets, type LabState } from './state.js';
 
 /**
  * The lab's agent: one background process per lab, started by `up`, stopped by `down`. It
@@ -144,12 +144,30 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
     status.dashboard = { error: (e as Error).message };
     log(`not serving the dashboard: ${(e as Error).message}`);
   }
+  const pause = () =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, intervalMs);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    }).then(() => (wake = undefined));
+  let readFailure: string | undefined;
   while (!stopping) {
-    const state = readState(stateDir);
-    if (!state) {
+    const state = readLabState(f.state);
+    if (state === 'gone') {
       log('the lab state is gone (destroyed); agent exits');
       break;
     }
+    // Any other failure (EMFILE when out of descriptors, EIO…) is not destruction: log it once, retry.
+    if (state instanceof Error) {
+      if (readFailure !== state.message) log(`cannot read ${f.state}: ${state.message}; retrying every ${intervalMs} ms`);
+      readFailure = state.message;
+      await pause();
+      continue;
+    }
+    if (readFailure) log(`${f.state} is readable again`);
+    readFailure = undefined;
     const now = new Date().toISOString();
     for (const [name, node] of Object.entries(state.nodes)) {
       if (node.runtime !== 'local') continue;
@@ -168,22 +186,29 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
     for (const name of Object.keys(status.nodes)) if (!state.nodes[name]) delete status.nodes[name];
     status.checkedAt = now;
     writeStatus(f.agentStatus, status);
-    if (!stopping) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, intervalMs);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      wake = undefined;
-    }
+    if (!stopping) await pause();
   }
   await dashboard?.close().catch(() => {});
   await sampler?.stop();
   writeStatus(f.agentStatus, status); // the sinks' final counts
   log('agent stopped');
   if (Number(readOr(f.agentPid).trim()) === process.pid) fs.rmSync(f.agentPid, { force: true });
+}
+
+/** The lab's state; 'gone' only when state.json (or its directory) no longer exists. */
+function readLabState(file: string): LabState | 'gone' | Error {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ENOTDIR' ? 'gone' : (e as Error);
+  }
+  try {
+    return JSON.parse(text) as LabState;
+  } catch (e) {
+    return new Error(`not valid JSON (${(e as Error).message})`);
+  }
 }
 
 function writeStatus(file: string, status: AgentStatus): void {

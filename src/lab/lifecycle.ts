@@ -2,10 +2,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LabConfig, NodeRole, NodeSpec } from '../config/index.js';
+import { readReplicationFiles } from '../config/index.js';
 import { ProdhomeError, messageOf } from '../errors.js';
 import { connectionUrl, serverVersion, withConnection } from '../pg/index.js';
 import {
-  pickFreePort, portFree, reachableBinDir, resolveBinaries, runningPid, runtimes, serverUser, userCan,
+  pickAnotherPort, pickFreePort, portFree, reachableBinDir, resolveBinaries, runningPid, runtimes, serverUser, userCan,
   type NodeState, type OsUser, type PgBinaries, type UpContext, type UpOutcome,
 } from '../runtime/index.js';
 import { createSink } from '../sinks/index.js';
@@ -69,6 +70,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
       const bins = resolveBinaries({ nodeBinDir: spec.postgres.binDir, labBinDir: config.postgres.binDir, version: spec.postgres.version ?? config.postgres.version }, spec.name);
       binaries.set(spec.name, { ...bins, binDir: reachableBinDir(bins.binDir, user, SYSTEM_ROOT) });
     }
+    readReplicationFiles(config.replication);
     // A sink URI the agent could not use is a config mistake: say so now, not in the agent's log.
     for (const uri of config.metrics.sinks) createSink(uri);
     const ports = await assignPorts(config, previous);
@@ -82,6 +84,14 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
     secrets.dashboard ??= { user: 'prodhome_dashboard', password: newPassword(), token: newPassword() };
     writeSecrets(config.stateDir, secrets);
 
+    // A port lost to a race is never tried again in this run; the new one is the node's from now on.
+    const lost = new Set<number>();
+    const anotherPort = async (name: string, failed: number) => {
+      lost.add(failed);
+      const port = await pickAnotherPort(config.ports.from, config.ports.to, new Set([...lost, ...ports.values(), ...config.nodes.flatMap((n) => (n.port ? [n.port] : []))]));
+      if (port !== undefined) ports.set(name, port);
+      return port;
+    };
     const contextFor = (spec: NodeSpec, prev: NodeState | undefined): UpContext => ({
       labId,
       user,
@@ -89,6 +99,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
       password: secrets.nodes[spec.name]?.password,
       binaries: binaries.get(spec.name),
       port: ports.get(spec.name),
+      anotherPort: spec.port ? undefined : (failed) => anotherPort(spec.name, failed),
       previous: prev,
       log,
     });

@@ -5,7 +5,7 @@ import type { LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { quoteIdent } from '../pg/index.js';
 import { parseDocument } from 'yaml';
-import { parseConfigText, parseTableRef } from '../config/index.js';
+import { parseConfigText, parseTableRef, readReplicationFiles } from '../config/index.js';
 import {
   dropSubscription, pgMessage, readApplied, resetSubscription, resyncTable, revertReplication, writeApplied, type OperationReport,
   applyReplication, pools, replicationStatus, verify, type ApplyResult, type PlanNode, type SubscriptionStatus, type VerifyResult,
@@ -74,6 +74,8 @@ function requireUp(config: LabConfig, only?: string[]): LabState {
 
 /** `prodhome replicate [--dry-run] | check`: plan, preflight and apply replication on a lab that is up. */
 export async function labReplicate(config: LabConfig, opts: { dryRun?: boolean; checkOnly?: boolean; log?: (l: string) => void } = {}): Promise<ApplyResult> {
+  // The files the config names are read first: a bad one is reported before any server is asked.
+  readReplicationFiles(config.replication);
   const state = requireUp(config);
   const readOnly = opts.dryRun || opts.checkOnly;
   const release = readOnly ? () => {} : acquireLock(files(config.stateDir).lock, config.lab, 'replicate');

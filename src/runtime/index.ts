@@ -12,7 +12,7 @@ export { binariesAt, resolveBinaries, reachableBinDir, npmBinDir, platformPackag
 export { cgroupSupport, appliedMemoryLimit, cgroupsOf } from './cgroups.js';
 export { describeCaps } from './local-runtime.js';
 export { runningPid, SUPERUSER } from './local.js';
-export { portFree, pickFreePort } from './ports.js';
+export { portFree, pickFreePort, pickAnotherPort } from './ports.js';
 export { findPsql } from './client-tools.js';
 export { serverUser, lookupUser } from './osuser.js';
 export { isRoot, processAlive, sleep, userCan, type OsUser } from './process.js';

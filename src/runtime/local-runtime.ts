@@ -5,20 +5,22 @@ import { formatBytes } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { removeCgroups } from './cgroups.js';
 import {
-  SUPERUSER, clusterMajor, dirSize, initCluster, isInitialised, nodePaths, renderConf, runningPid, startServer, stopServer, writeServerConfig,
+  SUPERUSER, clusterMajor, dirSize, initCluster, isInitialised, nodePaths, renderConf, runningPid, startServer, stopServer, writeServerConfig, type StartResult,
 } from './local.js';
 import type { LocalNodeState, NodeInspection, NodeRuntime, NodeState, UpContext, UpOutcome } from './types.js';
+
+/** Starts tried for a node whose picked port others keep taking (each a different port). */
+const PORT_ATTEMPTS = 5;
 
 export const localRuntime: NodeRuntime = {
   kind: 'local',
 
   async up(spec: NodeSpec, ctx: UpContext): Promise<UpOutcome> {
     const bins = ctx.binaries!;
-    const port = ctx.port!;
+    let port = ctx.port!;
     const previous = ctx.previous?.runtime === 'local' ? ctx.previous : undefined;
     const paths = nodePaths(previous?.nodeDir ?? path.join(ctx.dataRoot, spec.name));
     const undo: (() => Promise<void>)[] = [];
-    const connection = { host: '127.0.0.1', port, user: SUPERUSER, password: ctx.password, database: 'postgres' };
     try {
       let created = false;
       if (!isInitialised(paths.dataDir)) {
@@ -37,7 +39,7 @@ export const localRuntime: NodeRuntime = {
           { hint: `Set postgres.version: ${clusterMajor(paths.dataDir)} for ${spec.name}, or \`prodhome destroy\` to start afresh.` },
         );
       }
-      const confHash = writeServerConfig(paths, renderConf(spec, port, bins), ctx.user);
+      let confHash = writeServerConfig(paths, renderConf(spec, port, bins), ctx.user);
       let pid = runningPid(paths.dataDir);
       let action: string;
       let caps = previous?.caps;
@@ -53,13 +55,26 @@ export const localRuntime: NodeRuntime = {
         else if (previous?.desired === 'running') action = 'restarted (it had died)';
         else action = 'started';
         if (previous?.caps.cgroupDirs.length && !pid) await removeCgroups(previous.caps.cgroupDirs);
-        const started = await startServer(paths, bins, {
-          user: ctx.user,
-          cgroupName: `${ctx.labId}-${spec.name}`,
-          memoryBytes: spec.memoryBytes,
-          cpus: spec.cpus,
-          nodeName: spec.name,
-        });
+        let started: StartResult | undefined;
+        for (let attempt = 1; !started; attempt++) {
+          try {
+            started = await startServer(paths, bins, {
+              user: ctx.user,
+              cgroupName: `${ctx.labId}-${spec.name}`,
+              memoryBytes: spec.memoryBytes,
+              cpus: spec.cpus,
+              nodeName: spec.name,
+            });
+          } catch (e) {
+            // A port picked free can be bound by someone else (another lab's `up`) before this
+            // server binds it: pick another and try again, a few times.
+            const next = e instanceof ProdhomeError && e.code === 'PORT_IN_USE' && ctx.anotherPort && attempt < PORT_ATTEMPTS ? await ctx.anotherPort(port) : undefined;
+            if (next === undefined) throw e;
+            ctx.log(`${spec.name}: port ${port} was taken as the server started; trying port ${next}`);
+            port = next;
+            confHash = writeServerConfig(paths, renderConf(spec, port, bins), ctx.user);
+          }
+        }
         pid = started.pid;
         undo.push(async () => {
           await stopServer(paths.dataDir);
@@ -87,6 +102,7 @@ export const localRuntime: NodeRuntime = {
         pid,
         startedAt: action === 'unchanged' ? previous?.startedAt : new Date().toISOString(),
       };
+      const connection = { host: '127.0.0.1', port, user: SUPERUSER, password: ctx.password, database: 'postgres' };
       return { state, action, connection, undo: () => runAll(undo) };
     } catch (e) {
       await runAll(undo);

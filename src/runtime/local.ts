@@ -110,6 +110,9 @@ export function runningPid(dataDir: string): number | undefined {
   return pid > 0 && processAlive(pid) ? pid : undefined;
 }
 
+/** What Postgres logs when its listen address is taken (every major since 9.x says these words). */
+const PORT_TAKEN = /could not bind IPv4 address .*: Address already in use/;
+
 export interface StartResult {
   pid: number;
   caps: CapsEnforcement;
@@ -173,6 +176,12 @@ export async function startServer(
       if (exited === undefined) child.kill('SIGQUIT');
       if (caps.enforced) await removeCgroups(caps.placement.dirs);
       const log = readOr(paths.logFile).slice(logStart);
+      // Another program bound the port between its pick and this start: the caller may pick another.
+      if (exited !== undefined && PORT_TAKEN.test(log)) {
+        throw new ProdhomeError('PORT_IN_USE', `${opts.nodeName}: Postgres could not bind its port, which another program took as it started: ${lastLines(log, 6)}`, {
+          hint: `Give ${opts.nodeName} another port: (or widen ports:) in the config, and run \`prodhome up\` again.`,
+        });
+      }
       const why = exited === 97 ? 'it could not join its cgroup' : lastLines(log, 6) || `exit code ${exited}`;
       throw new ProdhomeError('START_FAILED', `${opts.nodeName}: Postgres did not start: ${why}`, {
         hint: `The server log is ${paths.logFile} (\`prodhome logs ${opts.nodeName}\`).`,

@@ -9,11 +9,21 @@ export function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** The first free port in [from, to] not in `taken`, or undefined. */
-export async function pickFreePort(from: number, to: number, taken: Set<number>): Promise<number | undefined> {
-  for (let port = from; port <= to; port++) {
+/**
+ * The first free port in [from, to] not in `taken`, scanning from `startAt` and wrapping around,
+ * or undefined. Free now is not free later: the caller binds, and picks again if that fails.
+ */
+export async function pickFreePort(from: number, to: number, taken: Set<number>, startAt = from): Promise<number | undefined> {
+  const size = to - from + 1;
+  for (let i = 0; i < size; i++) {
+    const port = from + ((startAt - from + i) % size);
     if (taken.has(port)) continue;
     if (await portFree(port)) return port;
   }
   return undefined;
+}
+
+/** A port for a retry after a lost bind race: scanning from a random place, so two racing labs part ways. */
+export function pickAnotherPort(from: number, to: number, taken: Set<number>): Promise<number | undefined> {
+  return pickFreePort(from, to, taken, from + Math.floor(Math.random() * (to - from + 1)));
 }

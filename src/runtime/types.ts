@@ -43,6 +43,11 @@ export interface UpContext {
   password?: string;
   binaries?: PgBinaries;
   port?: number;
+  /**
+   * Another port when `port` turned out taken as the server started (a race with another
+   * program); undefined for a port the config fixes, or when the range has no other free one.
+   */
+  anotherPort?: (taken: number) => Promise<number | undefined>;
   previous?: NodeState;
   log: (line: string) => void;
 }
