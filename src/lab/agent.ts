@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { processAlive, runningPid, sleep, type NodeCondition } from '../runtime/index.js';
 import { loadConfig } from '../config/index.js';
+import { openAppendSafe, writeFileSafe } from '../fsafe.js';
 import { startSampling, type Sampler, type SamplingStatus } from './agent-sampler.js';
 import { files, readState } from './state.js';
 
@@ -45,9 +46,9 @@ export async function ensureAgent(stateDir: string, settings: AgentSettings): Pr
   const running = agentPid(stateDir);
   if (running && readOr(settingsFile(stateDir)) === text) return { pid: running, started: false };
   if (running) await stopAgent(stateDir);
-  fs.writeFileSync(settingsFile(stateDir), text);
+  writeFileSafe(settingsFile(stateDir), text);
   const f = files(stateDir);
-  const logFd = fs.openSync(f.agentLog, 'a', 0o644);
+  const logFd = openAppendSafe(f.agentLog, { mode: 0o644 });
   const child = spawn(process.execPath, [CLI_ENTRY, 'agent', '--state-dir', stateDir], {
     detached: true,
     stdio: ['ignore', logFd, logFd],
@@ -55,7 +56,7 @@ export async function ensureAgent(stateDir: string, settings: AgentSettings): Pr
   });
   fs.closeSync(logFd);
   child.unref();
-  fs.writeFileSync(f.agentPid, `${child.pid}\n`);
+  writeFileSafe(f.agentPid, `${child.pid}\n`);
   return { pid: child.pid!, started: true };
 }
 
@@ -150,10 +151,8 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
 }
 
 function writeStatus(file: string, status: AgentStatus): void {
-  const tmp = `${file}.tmp`;
   try {
-    fs.writeFileSync(tmp, JSON.stringify(status));
-    fs.renameSync(tmp, file);
+    writeFileSafe(file, JSON.stringify(status));
   } catch {
     // The state dir is being destroyed; the loop notices on its next turn.
   }

@@ -3,10 +3,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { LabConfig, NodeRole, NodeSpec } from '../config/index.js';
 import { ProdhomeError, messageOf } from '../errors.js';
+import { assertRealDir } from '../fsafe.js';
 import { connectionUrl, serverVersion, withConnection } from '../pg/index.js';
 import {
   pickFreePort, portFree, reachableBinDir, resolveBinaries, runningPid, runtimes, serverUser, userCan,
-  type NodeState, type OsUser, type PgBinaries, type UpContext, type UpOutcome,
+  type NodeDown, type NodeState, type OsUser, type PgBinaries, type UpContext, type UpOutcome,
 } from '../runtime/index.js';
 import { createSink } from '../sinks/index.js';
 import { applyReplication, pools, readApplied, revertReplication, type ApplyResult, type OperationReport } from '../replication/index.js';
@@ -49,6 +50,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
     if (signal?.aborted) throw new ProdhomeError('INTERRUPTED', 'interrupted; what this run created has been removed', { exitCode: 130 });
   };
   const madeDirs = makeStateDir(config.stateDir);
+  assertLabDirs(config.stateDir);
   let release: (() => void) | undefined;
   const outcomes: UpOutcome[] = [];
   let secretsBefore: Secrets | undefined;
@@ -254,7 +256,7 @@ async function assignPorts(config: LabConfig, previous: LabState | undefined): P
 
 export interface DownResult {
   lab: string;
-  nodes: { name: string; result: 'stopped' | 'not running' | 'left alone' }[];
+  nodes: ({ name: string } & NodeDown)[];
   agentStopped: boolean;
   existed: boolean;
 }
@@ -263,16 +265,18 @@ export interface DownResult {
 export async function labDown(config: LabConfig): Promise<DownResult> {
   const state = readState(config.stateDir);
   if (!state) return { lab: config.lab, nodes: [], agentStopped: false, existed: false };
+  assertLabDirs(config.stateDir);
   const release = acquireLock(files(config.stateDir).lock, config.lab, 'down');
   try {
     const agentStopped = await stopAgent(config.stateDir);
     const nodes = await Promise.all(
-      Object.entries(state.nodes).map(async ([name, node]) => ({ name, result: await runtimes[node.runtime].down(name, node) })),
+      Object.entries(state.nodes).map(async ([name, node]) => ({ name, ...(await runtimes[node.runtime].down(name, node)) })),
     );
     for (const node of Object.values(state.nodes)) {
       if (node.runtime === 'local') {
         node.desired = 'stopped';
         node.pid = undefined;
+        node.pidStartTime = undefined;
         node.caps.cgroupDirs = [];
       }
     }
@@ -292,7 +296,10 @@ export interface DestroyResult {
 /** `prodhome destroy`: stop everything and delete what this lab created — nothing else. */
 export async function labDestroy(config: LabConfig): Promise<DestroyResult> {
   if (!fs.existsSync(config.stateDir)) return { lab: config.lab, existed: false, removed: [] };
+  // Checked before anything is stopped or deleted: a link or an edited state.json refuses it all.
+  assertLabDirs(config.stateDir);
   const state = readState(config.stateDir);
+  if (state) assertRecordedDirs(config.stateDir, state);
   const release = acquireLock(files(config.stateDir).lock, config.lab, 'destroy');
   const removed: string[] = [];
   try {
@@ -304,6 +311,7 @@ export async function labDestroy(config: LabConfig): Promise<DestroyResult> {
       for (const node of Object.values(state.nodes)) await runtimes[node.runtime].remove(node);
       // Data kept outside the state dir is removed only at the exact path this lab recorded.
       if (state.dataRoot === path.join(SYSTEM_ROOT, 'labs', state.labId) && fs.existsSync(state.dataRoot)) {
+        assertRealDir(state.dataRoot, "the lab's data directory");
         fs.rmSync(state.dataRoot, { recursive: true, force: true });
         removed.push(state.dataRoot);
       }
@@ -315,6 +323,37 @@ export async function labDestroy(config: LabConfig): Promise<DestroyResult> {
     return { lab: config.lab, existed: true, removed };
   } finally {
     release();
+  }
+}
+
+/** The lab's own directories (.prodhome and .prodhome/<lab>) must be real ones, never links. */
+function assertLabDirs(stateDir: string): void {
+  const parent = path.dirname(stateDir);
+  if (path.basename(parent) === '.prodhome' && fs.existsSync(parent)) assertRealDir(parent, "the labs' directory");
+  if (fs.existsSync(stateDir)) assertRealDir(stateDir, "the lab's state directory");
+}
+
+/**
+ * What state.json records may be deleted only where this lab puts it: its data root is the
+ * state dir's nodes/ or /var/lib/prodhome/labs/<labId>, each node dir is <data root>/<node>,
+ * and none of them (nor the system dirs above) is a link.
+ */
+function assertRecordedDirs(stateDir: string, state: LabState): void {
+  const refuse = (what: string) =>
+    new ProdhomeError('UNSAFE_PATH', `refusing to destroy lab "${state.lab}": ${what}; destroy deletes only what the lab created`, {
+      hint: `${files(stateDir).state} was edited or comes from elsewhere: restore it, or delete what you mean to by hand.`,
+    });
+  const system = path.join(SYSTEM_ROOT, 'labs', state.labId);
+  const roots = [files(stateDir).nodes, system];
+  if (!roots.includes(state.dataRoot)) throw refuse(`state.json names ${state.dataRoot} as its data root, which is neither ${roots.join(' nor ')}`);
+  if (state.dataRoot === system) for (const dir of [SYSTEM_ROOT, path.dirname(system)]) if (fs.existsSync(dir)) assertRealDir(dir, 'the system data directory');
+  if (fs.existsSync(state.dataRoot)) assertRealDir(state.dataRoot, "the lab's data directory");
+  for (const [name, node] of Object.entries(state.nodes)) {
+    if (node.runtime !== 'local') continue;
+    const nodeDir = path.join(state.dataRoot, name);
+    if (node.nodeDir !== nodeDir) throw refuse(`${name}: state.json names ${node.nodeDir} as its directory, which is not ${nodeDir} (inside this lab)`);
+    if (node.dataDir !== path.join(nodeDir, 'data')) throw refuse(`${name}: state.json names ${node.dataDir} as its data directory, which is not ${path.join(nodeDir, 'data')}`);
+    if (fs.existsSync(nodeDir)) assertRealDir(nodeDir, `${name}: the node directory`);
   }
 }
 

@@ -15,4 +15,4 @@ export { runningPid, SUPERUSER } from './local.js';
 export { portFree, pickFreePort } from './ports.js';
 export { serverUser, lookupUser } from './osuser.js';
 export { isRoot, processAlive, sleep, userCan, type OsUser } from './process.js';
-export type { UpContext, NodeState, LocalNodeState, ExternalNodeState, NodeInspection, NodeCondition, UpOutcome } from './types.js';
+export type { NodeDown, UpContext, NodeState, LocalNodeState, ExternalNodeState, NodeInspection, NodeCondition, UpOutcome } from './types.js';

@@ -4,8 +4,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { NodeSpec } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
+import { appendFileSafe, assertRealDir, openAppendSafe, readFileSafe, writeFileSafe } from '../fsafe.js';
 import type { PgBinaries } from './binaries.js';
 import { prepareCgroups, removeCgroups, type CapsEnforcement } from './cgroups.js';
+import { findPostmaster, notPostmasterOf, pidFileEntry, processStartTime, stopPostmaster, type Postmaster } from './postmaster.js';
 import { processAlive, run, sleep, type OsUser } from './process.js';
 
 /**
@@ -42,11 +44,11 @@ export function clusterMajor(dataDir: string): number | undefined {
 /** Creates the node dir and runs initdb with a superuser password; the caller removes nodeDir on failure. */
 export async function initCluster(paths: LocalNodePaths, bins: PgBinaries, password: string, user: OsUser | undefined, nodeName: string): Promise<void> {
   fs.mkdirSync(paths.nodeDir, { recursive: true, mode: 0o700 });
-  if (user) fs.chownSync(paths.nodeDir, user.uid, user.gid);
+  assertRealDir(paths.nodeDir, `${nodeName}: the node directory`);
+  if (user) fs.lchownSync(paths.nodeDir, user.uid, user.gid);
   // The password reaches initdb through a 0600 file that only the server user can read, never argv.
   const pwfile = path.join(paths.nodeDir, '.initdb-pw');
-  fs.writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
-  if (user) fs.chownSync(pwfile, user.uid, user.gid);
+  writeFileSafe(pwfile, `${password}\n`, { mode: 0o600, owner: user });
   try {
     const r = await run(
       path.join(bins.binDir, 'initdb'),
@@ -62,24 +64,37 @@ export async function initCluster(paths: LocalNodePaths, bins: PgBinaries, passw
     fs.rmSync(pwfile, { force: true });
   }
   const conf = path.join(paths.dataDir, 'postgresql.conf');
-  fs.appendFileSync(conf, "\n# prodhome's settings (from prodhome.yaml) live in this file:\ninclude_if_exists = 'prodhome.conf'\n");
+  appendFileSafe(conf, "\n# prodhome's settings (from prodhome.yaml) live in this file:\ninclude_if_exists = 'prodhome.conf'\n");
 }
 
-/** The postgresql.conf lines prodhome owns for a node. */
+/**
+ * The postgresql.conf lines prodhome writes for a node. What keeps it on loopback behind
+ * passwords comes last, so nothing can override it (config load refuses those keys anyway).
+ */
 export function renderConf(spec: NodeSpec, port: number, bins: PgBinaries): string {
   const settings: Record<string, string> = {
+    ...(bins.hasPgStatStatements ? { shared_preload_libraries: 'pg_stat_statements' } : {}),
+    // A lab publisher is born ready for logical replication (no restart when subscribers come).
+    ...(spec.role === 'publisher' ? { wal_level: 'logical' } : {}),
+    ...spec.settings,
     listen_addresses: '127.0.0.1',
     port: String(port),
     // No Unix socket: every client, prodhome included, comes over TCP with a password.
     unix_socket_directories: '',
     password_encryption: 'scram-sha-256',
-    ...(bins.hasPgStatStatements ? { shared_preload_libraries: 'pg_stat_statements' } : {}),
-    // A lab publisher is born ready for logical replication (no restart when subscribers come).
-    ...(spec.role === 'publisher' ? { wal_level: 'logical' } : {}),
-    ...spec.settings,
   };
-  const lines = Object.entries(settings).map(([k, v]) => `${k} = '${v.replace(/'/g, "''")}'`);
+  const lines = Object.entries(settings).map(([k, v]) => `${k} = ${confQuote(v)}`);
   return `# Written by prodhome from prodhome.yaml; edit that file, not this one.\n${lines.join('\n')}\n`;
+}
+
+/**
+ * A value as one quoted postgresql.conf string: quotes doubled, backslashes escaped (the file's
+ * parser reads \\ as one backslash), and no control character, so it cannot end its line.
+ */
+export function confQuote(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(value)) throw new ProdhomeError('CONFIG_INVALID', `a setting value holds a control character: ${JSON.stringify(value)}`);
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }
 
 const HBA = `# Written by prodhome: TCP on loopback only, scram-sha-256 passwords for everyone.
@@ -95,22 +110,27 @@ export function writeServerConfig(paths: LocalNodePaths, conf: string, user: OsU
     [path.join(paths.dataDir, 'pg_hba.conf'), HBA],
   ];
   for (const [file, text] of files) {
-    if (readOr(file) === text) continue;
-    fs.writeFileSync(file, text, { mode: 0o600 });
-    if (user) fs.chownSync(file, user.uid, user.gid);
+    // The data dir is the server user's: never read, write or chown through a link there.
+    if (readFileSafe(file) === text) continue;
+    writeFileSafe(file, text, { mode: 0o600, owner: user });
   }
   return crypto.createHash('sha1').update(conf).update(HBA).digest('hex').slice(0, 16);
 }
 
-/** The postmaster's pid when the server in `dataDir` is running, else undefined. */
+/**
+ * The postmaster's pid when the server in `dataDir` is running, else undefined. For status and
+ * supervision only: postmaster.pid is the server user's file, so its pid counts only when that
+ * process is a postgres serving this data dir, not as root; signals go through stopServer.
+ */
 export function runningPid(dataDir: string): number | undefined {
-  const text = readOr(path.join(dataDir, 'postmaster.pid'));
-  const pid = Number(text.split('\n')[0]);
-  return pid > 0 && processAlive(pid) ? pid : undefined;
+  const pid = pidFileEntry(dataDir);
+  return pid && processAlive(pid) && !notPostmasterOf(pid, dataDir) ? pid : undefined;
 }
 
 export interface StartResult {
   pid: number;
+  /** The postmaster's start time (/proc/PID/stat), so a later stop signals only this process. */
+  startTime?: string;
   caps: CapsEnforcement;
 }
 
@@ -149,8 +169,7 @@ export async function startServer(
     [command, ...args] = postgresCmd as [string, ...string[]];
   }
   // A stale postmaster.pid from a killed server is fine: postgres checks and replaces it itself.
-  const logFd = fs.openSync(paths.logFile, 'a', 0o640);
-  if (opts.user) fs.fchownSync(logFd, opts.user.uid, opts.user.gid);
+  const logFd = openAppendSafe(paths.logFile, { mode: 0o640, owner: opts.user });
   const logStart = fs.fstatSync(logFd).size;
   let exited: number | null | undefined;
   const child = spawn(command, args, {
@@ -171,7 +190,7 @@ export async function startServer(
     if (exited !== undefined || Date.now() > deadline) {
       if (exited === undefined) child.kill('SIGQUIT');
       if (caps.enforced) await removeCgroups(caps.placement.dirs);
-      const log = readOr(paths.logFile).slice(logStart);
+      const log = readLogSafe(paths.logFile).slice(logStart);
       const why = exited === 97 ? 'it could not join its cgroup' : lastLines(log, 6) || `exit code ${exited}`;
       throw new ProdhomeError('START_FAILED', `${opts.nodeName}: Postgres did not start: ${why}`, {
         hint: `The server log is ${paths.logFile} (\`prodhome logs ${opts.nodeName}\`).`,
@@ -179,27 +198,21 @@ export async function startServer(
     }
     await sleep(10);
   }
-  return { pid: child.pid!, caps };
+  return { pid: child.pid!, startTime: processStartTime(child.pid!), caps };
 }
 
 /**
- * Stops the server with a fast shutdown (SIGINT: disconnect clients, checkpoint, exit), as
- * `pg_ctl stop -m fast` does; after `timeoutMs` an immediate one (SIGQUIT). Returns whether it ran.
+ * Stops the node's server if a verified postmaster runs (postmaster.ts): never a pid only
+ * postmaster.pid names. `note` tells what was seen and not trusted.
  */
-export async function stopServer(dataDir: string, timeoutMs = 30_000): Promise<boolean> {
-  const pid = runningPid(dataDir);
-  if (!pid) return false;
-  process.kill(pid, 'SIGINT');
-  const deadline = Date.now() + timeoutMs;
-  let escalated = false;
-  while (processAlive(pid)) {
-    if (!escalated && Date.now() > deadline) {
-      escalated = true;
-      process.kill(pid, 'SIGQUIT');
-    }
-    await sleep(10);
-  }
-  return true;
+export async function stopServer(
+  dataDir: string,
+  opts: { recorded?: Partial<Postmaster>; uid?: number; nodeName: string },
+): Promise<{ stopped: boolean; note?: string }> {
+  const { postmaster, note } = findPostmaster(dataDir, opts.recorded, opts.uid);
+  if (!postmaster) return { stopped: false, note };
+  await stopPostmaster(postmaster, opts.nodeName);
+  return { stopped: true, note };
 }
 
 /** Bytes on disk under a directory (like `du -sb`). */
@@ -229,6 +242,15 @@ function serverEnv(home: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, LC_ALL: 'C' };
   if (process.env.TZ) env.TZ = process.env.TZ;
   return env;
+}
+
+/** The node's log, or '' when it is gone or no longer a plain file (the server user owns its dir). */
+function readLogSafe(file: string): string {
+  try {
+    return readFileSafe(file) ?? '';
+  } catch {
+    return '';
+  }
 }
 
 function readOr(file: string, fallback = ''): string {
