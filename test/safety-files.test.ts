@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/index.js';
 import { labDown, labUp, readSecrets, readState, stateFiles } from '../src/lab/index.js';
 import { withConnection } from '../src/pg/index.js';
-import { processAlive } from '../src/runtime/index.js';
+import { processAlive, processArgv } from '../src/runtime/index.js';
+import { processStartTime, stopPostmaster } from '../src/runtime/postmaster.js';
 import { FileSink, type Point } from '../src/sinks/index.js';
 import { IN_CI, IS_ROOT, cli, portRange, tempLab, waitFor, type TempLab } from './helpers.js';
 
@@ -151,6 +152,25 @@ describe.runIf(IS_ROOT)('root meets files and pids the server user can touch (re
     expect(fs.existsSync(stateFiles(lab.config().stateDir).lock)).toBe(false);
   }, 90_000);
 
+  it('down never signals a pid planted in agent.pid: only the process that is this lab\'s agent', async () => {
+    const up = await labUp(lab.config());
+    const marks = path.join(rootDir, 'agent-signals');
+    fs.writeFileSync(marks, '');
+    const victim = spawn('sh', ['-c', `trap 'echo TERM >> ${marks}' TERM; while :; do sleep 0.2; done`], { stdio: 'ignore' });
+    children.push(victim);
+    const f = stateFiles(lab.config().stateDir);
+    fs.writeFileSync(f.agentPid, `${victim.pid}\n`);
+    await labDown(lab.config());
+    await new Promise((resolve) => setTimeout(resolve, 500)); // a trap runs between the loop's sleeps
+    expect(fs.readFileSync(marks, 'utf8')).toBe('');
+    expect(processAlive(victim.pid!)).toBe(true);
+    victim.kill('SIGKILL');
+    // The real agent, not named by agent.pid any more, is still this lab's: stop it by its own pid.
+    fs.writeFileSync(f.agentPid, `${up.agent.pid}\n`);
+    await labDown(lab.config());
+    await waitFor(() => !processAlive(up.agent.pid), 10_000, 'the agent to stop');
+  }, 120_000);
+
   it('up refuses links the server user planted at postgres.log, data/pg_hba.conf and data/prodhome.conf: root files neither changed nor chowned', async () => {
     await labDown(lab.config());
     const n = node();
@@ -294,3 +314,18 @@ describe('a file: sink never writes through a link or into a FIFO', () => {
 function point(): Point {
   return { measurement: 'm', tags: {}, fields: { v: 1 }, time: Date.now() };
 }
+
+describe('stopping a verified postmaster is bounded', () => {
+  // A stand-in process: a real postmaster cannot be made to ignore SIGINT and SIGQUIT.
+  it('SIGINT and SIGQUIT ignored: escalates to SIGKILL and returns; a reused pid (other start time) gets no signal', async () => {
+    const stubborn = spawn('sh', ['-c', "trap '' INT QUIT; exec sleep 600"], { stdio: 'ignore' });
+    await waitFor(() => processArgv(stubborn.pid!)[0] === 'sleep', 5000, 'the stand-in to exec sleep');
+    const startTime = processStartTime(stubborn.pid!)!;
+    // Same pid, another start time: what a pid reused after the recorded process died looks like.
+    await stopPostmaster({ pid: stubborn.pid!, startTime: `${startTime}1` }, 'x', { fastMs: 100, immediateMs: 100, killMs: 2000 });
+    expect(processAlive(stubborn.pid!)).toBe(true);
+    await stopPostmaster({ pid: stubborn.pid!, startTime }, 'x', { fastMs: 200, immediateMs: 200, killMs: 5000 });
+    await waitFor(() => stubborn.exitCode !== null || stubborn.signalCode !== null, 5000, 'the stand-in to be reaped');
+    expect(stubborn.signalCode).toBe('SIGKILL');
+  });
+});

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { processAlive, runningPid, sleep, type NodeCondition } from '../runtime/index.js';
+import { processAlive, processArgv, runningPid, sleep, type NodeCondition } from '../runtime/index.js';
 import { loadConfig } from '../config/index.js';
 import { openAppendSafe, writeFileSafe } from '../fsafe.js';
 import { startSampling, type Sampler, type SamplingStatus } from './agent-sampler.js';
@@ -35,9 +35,16 @@ const settingsFile = (stateDir: string) => path.join(stateDir, 'agent.json');
 
 const CLI_ENTRY = fileURLToPath(new URL('../../bin/prodhome.js', import.meta.url));
 
+/** The running agent's pid: the one agent.pid names, if that process is this lab's agent (it gets signalled). */
 export function agentPid(stateDir: string): number | undefined {
   const pid = Number(readOr(files(stateDir).agentPid).trim());
-  return pid > 0 && processAlive(pid) ? pid : undefined;
+  return pid > 0 && processAlive(pid) && isAgentOf(pid, stateDir) ? pid : undefined;
+}
+
+function isAgentOf(pid: number, stateDir: string): boolean {
+  const args = processArgv(pid);
+  const i = args.indexOf('--state-dir');
+  return i > 0 && args[i - 1] === 'agent' && args[i + 1] === stateDir;
 }
 
 /** Starts the agent unless one runs with the same settings; returns its pid and whether it (re)started. */

@@ -14,5 +14,5 @@ export { describeCaps } from './local-runtime.js';
 export { runningPid, SUPERUSER } from './local.js';
 export { portFree, pickFreePort } from './ports.js';
 export { serverUser, lookupUser } from './osuser.js';
-export { isRoot, processAlive, sleep, userCan, type OsUser } from './process.js';
+export { isRoot, processAlive, processArgv, sleep, userCan, type OsUser } from './process.js';
 export type { NodeDown, UpContext, NodeState, LocalNodeState, ExternalNodeState, NodeInspection, NodeCondition, UpOutcome } from './types.js';

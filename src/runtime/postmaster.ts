@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ProdhomeError } from '../errors.js';
-import { processAlive, sleep } from './process.js';
+import { processAlive, processArgv, sleep } from './process.js';
 
 /**
  * Which process is a node's postmaster, and how to stop it without ever signalling another.
@@ -28,14 +28,6 @@ export function processStartTime(pid: number): string | undefined {
   }
 }
 
-function argv(pid: number): string[] {
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-  } catch {
-    return [];
-  }
-}
-
 function realUid(pid: number): number | undefined {
   try {
     const line = fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('Uid:'));
@@ -47,7 +39,7 @@ function realUid(pid: number): number | undefined {
 
 /** Why `pid` is not the postmaster of `dataDir` (run as `uid` when given), or undefined when it is. */
 export function notPostmasterOf(pid: number, dataDir: string, uid?: number): string | undefined {
-  const args = argv(pid);
+  const args = processArgv(pid);
   const d = args.indexOf('-D');
   if (path.basename(args[0] ?? '') !== 'postgres' || d < 0 || args[d + 1] !== dataDir) return `its command is "${args.join(' ').slice(0, 80) || '?'}"`;
   const owner = realUid(pid);
