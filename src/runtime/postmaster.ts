@@ -12,6 +12,9 @@ import { processAlive, processArgv, sleep } from './process.js';
  *  - it does not run as root (Postgres refuses root) and runs as the server's user when known.
  */
 
+/** Without /proc (not Linux) nothing can be verified; postmaster.pid is trusted as pg_ctl does. */
+const HAS_PROC = fs.existsSync('/proc/self/stat');
+
 export interface Postmaster {
   pid: number;
   /** Clock ticks after boot when the process started: with the pid, one process for ever. */
@@ -39,6 +42,7 @@ function realUid(pid: number): number | undefined {
 
 /** Why `pid` is not the postmaster of `dataDir` (run as `uid` when given), or undefined when it is. */
 export function notPostmasterOf(pid: number, dataDir: string, uid?: number): string | undefined {
+  if (!HAS_PROC) return undefined;
   const args = processArgv(pid);
   const d = args.indexOf('-D');
   if (path.basename(args[0] ?? '') !== 'postgres' || d < 0 || args[d + 1] !== dataDir) return `its command is "${args.join(' ').slice(0, 80) || '?'}"`;
@@ -80,14 +84,14 @@ export function findPostmaster(dataDir: string, recorded: Partial<Postmaster> | 
   if (!filePid || filePid === postmaster?.pid || !processAlive(filePid)) return { postmaster };
   const why = notPostmasterOf(filePid, dataDir, uid);
   if (why) return { postmaster, note: `postmaster.pid names pid ${filePid}, which is not this node's postmaster (${why}); it was not signalled` };
-  const startTime = processStartTime(filePid);
-  if (!postmaster && startTime) return { postmaster: { pid: filePid, startTime } };
+  const startTime = HAS_PROC ? processStartTime(filePid) : '';
+  if (!postmaster && startTime !== undefined) return { postmaster: { pid: filePid, startTime } };
   return { postmaster };
 }
 
 /** True while `p` is the very process it was (same pid, same start time) and not a zombie. */
 export function sameProcess(p: Postmaster): boolean {
-  return processStartTime(p.pid) === p.startTime && processAlive(p.pid);
+  return (!HAS_PROC || processStartTime(p.pid) === p.startTime) && processAlive(p.pid);
 }
 
 /**
