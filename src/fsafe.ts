@@ -151,6 +151,6 @@ function readLink(p: string): string {
 
 function unsafe(p: string, message: string): ProdhomeError {
   return new ProdhomeError('UNSAFE_PATH', message, {
-    hint: `Something other than prodhome put it there (the server's OS user can write in a node's directory). Look at it, remove it (rm ${p}) if it is not yours, then run the command again.`,
+    hint: `prodhome did not make it so (in a node's directory, the server's OS user or a database superuser can). Look at it; remove it (rm ${p}) unless you made it; then run the command again.`,
   });
 }

@@ -49,8 +49,8 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
   const checkpoint = () => {
     if (signal?.aborted) throw new ProdhomeError('INTERRUPTED', 'interrupted; what this run created has been removed', { exitCode: 130 });
   };
-  const madeDirs = makeStateDir(config.stateDir);
   assertLabDirs(config.stateDir);
+  const madeDirs = makeStateDir(config.stateDir);
   let release: (() => void) | undefined;
   const outcomes: UpOutcome[] = [];
   let secretsBefore: Secrets | undefined;
@@ -295,9 +295,9 @@ export interface DestroyResult {
 
 /** `prodhome destroy`: stop everything and delete what this lab created — nothing else. */
 export async function labDestroy(config: LabConfig): Promise<DestroyResult> {
-  if (!fs.existsSync(config.stateDir)) return { lab: config.lab, existed: false, removed: [] };
   // Checked before anything is stopped or deleted: a link or an edited state.json refuses it all.
   assertLabDirs(config.stateDir);
+  if (!fs.existsSync(config.stateDir)) return { lab: config.lab, existed: false, removed: [] };
   const state = readState(config.stateDir);
   if (state) assertRecordedDirs(config.stateDir, state);
   const release = acquireLock(files(config.stateDir).lock, config.lab, 'destroy');
@@ -329,8 +329,18 @@ export async function labDestroy(config: LabConfig): Promise<DestroyResult> {
 /** The lab's own directories (.prodhome and .prodhome/<lab>) must be real ones, never links. */
 function assertLabDirs(stateDir: string): void {
   const parent = path.dirname(stateDir);
-  if (path.basename(parent) === '.prodhome' && fs.existsSync(parent)) assertRealDir(parent, "the labs' directory");
-  if (fs.existsSync(stateDir)) assertRealDir(stateDir, "the lab's state directory");
+  if (path.basename(parent) === '.prodhome' && lexists(parent)) assertRealDir(parent, "the labs' directory");
+  if (lexists(stateDir)) assertRealDir(stateDir, "the lab's state directory");
+}
+
+/** Whether anything (a dangling link included) is at `p`. */
+function lexists(p: string): boolean {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -346,14 +356,14 @@ function assertRecordedDirs(stateDir: string, state: LabState): void {
   const system = path.join(SYSTEM_ROOT, 'labs', state.labId);
   const roots = [files(stateDir).nodes, system];
   if (!roots.includes(state.dataRoot)) throw refuse(`state.json names ${state.dataRoot} as its data root, which is neither ${roots.join(' nor ')}`);
-  if (state.dataRoot === system) for (const dir of [SYSTEM_ROOT, path.dirname(system)]) if (fs.existsSync(dir)) assertRealDir(dir, 'the system data directory');
-  if (fs.existsSync(state.dataRoot)) assertRealDir(state.dataRoot, "the lab's data directory");
+  if (state.dataRoot === system) for (const dir of [SYSTEM_ROOT, path.dirname(system)]) if (lexists(dir)) assertRealDir(dir, 'the system data directory');
+  if (lexists(state.dataRoot)) assertRealDir(state.dataRoot, "the lab's data directory");
   for (const [name, node] of Object.entries(state.nodes)) {
     if (node.runtime !== 'local') continue;
     const nodeDir = path.join(state.dataRoot, name);
     if (node.nodeDir !== nodeDir) throw refuse(`${name}: state.json names ${node.nodeDir} as its directory, which is not ${nodeDir} (inside this lab)`);
     if (node.dataDir !== path.join(nodeDir, 'data')) throw refuse(`${name}: state.json names ${node.dataDir} as its data directory, which is not ${path.join(nodeDir, 'data')}`);
-    if (fs.existsSync(nodeDir)) assertRealDir(nodeDir, `${name}: the node directory`);
+    if (lexists(nodeDir)) assertRealDir(nodeDir, `${name}: the node directory`);
   }
 }
 
