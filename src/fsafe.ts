@@ -89,6 +89,18 @@ export function readFileSafe(file: string): string | undefined {
   }
 }
 
+/**
+ * For a file in a directory another user owns (postmaster.pid, PG_VERSION, a node's log): its
+ * text, or `fallback` when it is missing, a link, a FIFO or anything but a plain file.
+ */
+export function readFileSafeOr(file: string, fallback = ''): string {
+  try {
+    return readFileSafe(file) ?? fallback;
+  } catch {
+    return fallback;
+  }
+}
+
 /** Throws unless `dir` is a real directory (not a link to one); `what` names it for the user. */
 export function assertRealDir(dir: string, what: string): void {
   let st: fs.Stats;

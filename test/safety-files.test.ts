@@ -9,7 +9,7 @@ import { withConnection } from '../src/pg/index.js';
 import { processAlive, processArgv } from '../src/runtime/index.js';
 import { processStartTime, stopPostmaster } from '../src/runtime/postmaster.js';
 import { FileSink, type Point } from '../src/sinks/index.js';
-import { IN_CI, IS_ROOT, cli, portRange, tempLab, waitFor, type TempLab } from './helpers.js';
+import { CLI, IN_CI, IS_ROOT, cli, portRange, tempLab, waitFor, type TempLab } from './helpers.js';
 
 /**
  * Where root meets files and pids others can touch (issue 10, items 4, 5, 7, 10, 11). Each test
@@ -150,6 +150,21 @@ describe.runIf(IS_ROOT)('root meets files and pids the server user can touch (re
     expect(solo.result).toBe('stopped');
     expect(solo.note).toMatch(new RegExp(`postmaster\\.pid names pid ${victim.pid}.*not signalled`));
     expect(fs.existsSync(stateFiles(lab.config().stateDir).lock)).toBe(false);
+  }, 90_000);
+
+  it('postmaster.pid replaced by a FIFO (the server user can): status does not hang on it, down still stops the postmaster', async () => {
+    await labUp(lab.config());
+    const realPid = node().pid!;
+    const pidFile = path.join(node().dataDir, 'postmaster.pid');
+    asServerUser(['sh', '-c', `rm -f '${pidFile}' && mkfifo '${pidFile}'`]);
+    const status = spawnSync(process.execPath, [CLI, 'status'], { cwd: lab.dir, encoding: 'utf8', timeout: 20_000 });
+    // (Postgres itself would block on the FIFO when it updates the file at shutdown: take it away first.)
+    fs.rmSync(pidFile, { force: true });
+    expect(status.signal).toBeNull(); // not killed by the timeout
+    expect(status.status).toBe(0);
+    const down = await labDown(lab.config());
+    expect(down.nodes.map((n) => n.result)).toEqual(['stopped']);
+    await waitFor(() => !processAlive(realPid), 10_000, 'the real postmaster to stop');
   }, 90_000);
 
   it('down never signals a pid planted in agent.pid: only the process that is this lab\'s agent', async () => {

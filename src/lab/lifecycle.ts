@@ -329,8 +329,9 @@ export async function labDestroy(config: LabConfig): Promise<DestroyResult> {
 /** The lab's own directories (.prodhome and .prodhome/<lab>) must be real ones, never links. */
 function assertLabDirs(stateDir: string): void {
   const parent = path.dirname(stateDir);
-  if (path.basename(parent) === '.prodhome' && lexists(parent)) assertRealDir(parent, "the labs' directory");
-  if (lexists(stateDir)) assertRealDir(stateDir, "the lab's state directory");
+  // (Something else in the way, a plain file, is makeStateDir's to report.)
+  if (path.basename(parent) === '.prodhome' && isLink(parent)) assertRealDir(parent, "the labs' directory");
+  if (isLink(stateDir)) assertRealDir(stateDir, "the lab's state directory");
 }
 
 /** Whether anything (a dangling link included) is at `p`. */
@@ -338,6 +339,14 @@ function lexists(p: string): boolean {
   try {
     fs.lstatSync(p);
     return true;
+  } catch {
+    return false;
+  }
+}
+
+function isLink(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isSymbolicLink();
   } catch {
     return false;
   }

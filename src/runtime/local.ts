@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { NodeSpec } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
-import { appendFileSafe, assertRealDir, openAppendSafe, readFileSafe, writeFileSafe } from '../fsafe.js';
+import { appendFileSafe, assertRealDir, openAppendSafe, readFileSafe, readFileSafeOr, writeFileSafe } from '../fsafe.js';
 import type { PgBinaries } from './binaries.js';
 import { prepareCgroups, removeCgroups, type CapsEnforcement } from './cgroups.js';
 import { findPostmaster, notPostmasterOf, pidFileEntry, processStartTime, stopPostmaster, type Postmaster } from './postmaster.js';
@@ -34,11 +34,8 @@ export function isInitialised(dataDir: string): boolean {
 }
 
 export function clusterMajor(dataDir: string): number | undefined {
-  try {
-    return Number(fs.readFileSync(path.join(dataDir, 'PG_VERSION'), 'utf8').trim());
-  } catch {
-    return undefined;
-  }
+  const text = readFileSafeOr(path.join(dataDir, 'PG_VERSION')).trim();
+  return text ? Number(text) : undefined;
 }
 
 /** Creates the node dir and runs initdb with a superuser password; the caller removes nodeDir on failure. */
@@ -185,12 +182,12 @@ export async function startServer(
 
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
   for (;;) {
-    const lines = readOr(path.join(paths.dataDir, 'postmaster.pid')).split('\n');
+    const lines = readFileSafeOr(path.join(paths.dataDir, 'postmaster.pid')).split('\n');
     if (Number(lines[0]) === child.pid && lines[7]?.trim() === 'ready') break;
     if (exited !== undefined || Date.now() > deadline) {
       if (exited === undefined) child.kill('SIGQUIT');
       if (caps.enforced) await removeCgroups(caps.placement.dirs);
-      const log = readLogSafe(paths.logFile).slice(logStart);
+      const log = readFileSafeOr(paths.logFile).slice(logStart);
       const why = exited === 97 ? 'it could not join its cgroup' : lastLines(log, 6) || `exit code ${exited}`;
       throw new ProdhomeError('START_FAILED', `${opts.nodeName}: Postgres did not start: ${why}`, {
         hint: `The server log is ${paths.logFile} (\`prodhome logs ${opts.nodeName}\`).`,
@@ -244,22 +241,6 @@ function serverEnv(home: string): NodeJS.ProcessEnv {
   return env;
 }
 
-/** The node's log, or '' when it is gone or no longer a plain file (the server user owns its dir). */
-function readLogSafe(file: string): string {
-  try {
-    return readFileSafe(file) ?? '';
-  } catch {
-    return '';
-  }
-}
-
-function readOr(file: string, fallback = ''): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return fallback;
-  }
-}
 
 function lastLines(text: string, n: number): string {
   return text.trim().split('\n').slice(-n).join(' | ');

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ProdhomeError } from '../errors.js';
+import { readFileSafeOr } from '../fsafe.js';
 import { processAlive, processArgv, sleep } from './process.js';
 
 /**
@@ -54,12 +55,8 @@ export function notPostmasterOf(pid: number, dataDir: string, uid?: number): str
 
 /** The pid postmaster.pid names, if any. */
 export function pidFileEntry(dataDir: string): number | undefined {
-  let text = '';
-  try {
-    text = fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8');
-  } catch {
-    return undefined;
-  }
+  // The server user's file: a link or a FIFO there reads as nothing (and never hangs us).
+  const text = readFileSafeOr(path.join(dataDir, 'postmaster.pid'));
   const pid = Number(text.split('\n')[0]);
   return Number.isInteger(pid) && pid > 0 ? pid : undefined;
 }
