@@ -88,7 +88,7 @@ export function registerLabCommands(program: Command): void {
       const result = await labDown(configFrom(cmd));
       if (opts.json) return printJson(result);
       if (!result.existed) return console.log(`lab "${result.lab}" has not been brought up here; nothing to stop.`);
-      for (const n of result.nodes) console.log(`${n.name}: ${n.result}`);
+      for (const n of result.nodes) console.log(`${n.name}: ${n.result}${n.note ? ` (${n.note})` : ''}`);
       console.log(`lab "${result.lab}" is down (${((Date.now() - started) / 1000).toFixed(1)}s); data kept. \`prodhome up\` brings it back.`);
     });
 

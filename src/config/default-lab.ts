@@ -35,7 +35,7 @@ nodes:
     max_connections: 100
     shared_buffers: 128MB
     work_mem: 4MB
-    # settings:            # any postgresql.conf setting
+    # settings:            # any postgresql.conf setting but those prodhome owns (listen_addresses, port, …)
     #   log_min_duration_statement: 250
   subscriber1:
     role: subscriber

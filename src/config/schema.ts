@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { z } from 'zod';
+import { ownedSettingReason, settingValueProblem } from './owned-settings.js';
 import { parsePgMemory, parseSize, formatBytes } from './sizes.js';
 import { DURATION, parseDuration } from './duration.js';
 
@@ -269,6 +270,10 @@ function checkNodes(lab: LabShape, ctx: z.RefinementCtx): void {
       if (other) {
         ctx.addIssue({ code: 'custom', path: ['nodes', name, 'port'], message: `port ${node.port} is also given to node "${other}"; give each node its own port` });
       } else portOwner.set(node.port, name);
+    }
+    for (const [key, value] of Object.entries(node.settings ?? {})) {
+      const problem = ownedSettingReason(key, name) ?? settingValueProblem(value);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['nodes', name, 'settings', key], message: problem });
     }
     const cap = node.memory ? parseSize(node.memory) : undefined;
     const buffers = node.shared_buffers !== undefined ? parsePgMemory(node.shared_buffers, 8192) : undefined;

@@ -15,8 +15,9 @@ export const stop: Fault = {
   },
   async inject(args, env) {
     const node = localNode(env, args.target, 'stop');
-    const result = await runtimes.local.down(node.name, node.local);
-    return { summary: result === 'stopped' ? 'stopped (fast shutdown)' : `${node.name} was not running`, data: {} };
+    const down = await runtimes.local.down(node.name, node.local);
+    const summary = down.result === 'stopped' ? 'stopped (fast shutdown)' : down.result === 'not running' ? `${node.name} was not running` : `${node.name} left alone: ${down.note ?? 'its process could not be verified'}`;
+    return { summary, data: {} };
   },
   async heal(record, env) {
     const node = localNode(env, record.node, 'stop');

@@ -2,10 +2,11 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { processAlive, runningPid, sleep, type NodeCondition } from '../runtime/index.js';
+import { processAlive, processArgv, runningPid, sleep, type NodeCondition } from '../runtime/index.js';
 import { loadConfig, type LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { startDashboard, type DashboardServer } from '../dashboard/index.js';
+import { openAppendSafe, writeFileSafe } from '../fsafe.js';
 import { startSampling, type Sampler, type SamplingStatus } from './agent-sampler.js';
 import { nodeConnection } from './nodes.js';
 import { files, readSecrets, type LabState } from './state.js';
@@ -39,9 +40,16 @@ const settingsFile = (stateDir: string) => path.join(stateDir, 'agent.json');
 
 const CLI_ENTRY = fileURLToPath(new URL('../../bin/prodhome.js', import.meta.url));
 
+/** The running agent's pid: the one agent.pid names, if that process is this lab's agent (it gets signalled). */
 export function agentPid(stateDir: string): number | undefined {
   const pid = Number(readOr(files(stateDir).agentPid).trim());
-  return pid > 0 && processAlive(pid) ? pid : undefined;
+  return pid > 0 && processAlive(pid) && isAgentOf(pid, stateDir) ? pid : undefined;
+}
+
+function isAgentOf(pid: number, stateDir: string): boolean {
+  const args = processArgv(pid);
+  const i = args.indexOf('--state-dir');
+  return i > 0 && args[i - 1] === 'agent' && args[i + 1] === stateDir;
 }
 
 /** Starts the agent unless one runs with the same settings; returns its pid and whether it (re)started. */
@@ -50,9 +58,9 @@ export async function ensureAgent(stateDir: string, settings: AgentSettings): Pr
   const running = agentPid(stateDir);
   if (running && readOr(settingsFile(stateDir)) === text) return { pid: running, started: false };
   if (running) await stopAgent(stateDir);
-  fs.writeFileSync(settingsFile(stateDir), text);
+  writeFileSafe(settingsFile(stateDir), text);
   const f = files(stateDir);
-  const logFd = fs.openSync(f.agentLog, 'a', 0o644);
+  const logFd = openAppendSafe(f.agentLog, { mode: 0o644 });
   const child = spawn(process.execPath, [CLI_ENTRY, 'agent', '--state-dir', stateDir], {
     detached: true,
     stdio: ['ignore', logFd, logFd],
@@ -60,7 +68,7 @@ export async function ensureAgent(stateDir: string, settings: AgentSettings): Pr
   });
   fs.closeSync(logFd);
   child.unref();
-  fs.writeFileSync(f.agentPid, `${child.pid}\n`);
+  writeFileSafe(f.agentPid, `${child.pid}\n`);
   return { pid: child.pid!, started: true };
 }
 
@@ -212,10 +220,8 @@ function readLabState(file: string): LabState | 'gone' | Error {
 }
 
 function writeStatus(file: string, status: AgentStatus): void {
-  const tmp = `${file}.tmp`;
   try {
-    fs.writeFileSync(tmp, JSON.stringify(status));
-    fs.renameSync(tmp, file);
+    writeFileSafe(file, JSON.stringify(status));
   } catch {
     // The state dir is being destroyed; the loop notices on its next turn.
   }

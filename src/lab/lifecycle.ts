@@ -4,10 +4,11 @@ import path from 'node:path';
 import type { LabConfig, NodeRole, NodeSpec } from '../config/index.js';
 import { readReplicationFiles } from '../config/index.js';
 import { ProdhomeError, messageOf } from '../errors.js';
+import { assertRealDir } from '../fsafe.js';
 import { connectionUrl, serverVersion, withConnection } from '../pg/index.js';
 import {
   pickAnotherPort, pickFreePort, portFree, reachableBinDir, resolveBinaries, runningPid, runtimes, serverUser, userCan,
-  type NodeState, type OsUser, type PgBinaries, type UpContext, type UpOutcome,
+  type NodeDown, type NodeState, type OsUser, type PgBinaries, type UpContext, type UpOutcome,
 } from '../runtime/index.js';
 import { createSink } from '../sinks/index.js';
 import { ensureReader } from '../dashboard/index.js';
@@ -51,6 +52,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
   const checkpoint = () => {
     if (signal?.aborted) throw new ProdhomeError('INTERRUPTED', 'interrupted; what this run created has been removed', { exitCode: 130 });
   };
+  assertLabDirs(config.stateDir);
   const madeDirs = makeStateDir(config.stateDir);
   let release: (() => void) | undefined;
   const outcomes: UpOutcome[] = [];
@@ -278,7 +280,7 @@ async function assignPorts(config: LabConfig, previous: LabState | undefined): P
 
 export interface DownResult {
   lab: string;
-  nodes: { name: string; result: 'stopped' | 'not running' | 'left alone' }[];
+  nodes: ({ name: string } & NodeDown)[];
   agentStopped: boolean;
   existed: boolean;
 }
@@ -287,17 +289,19 @@ export interface DownResult {
 export async function labDown(config: LabConfig): Promise<DownResult> {
   const state = readState(config.stateDir);
   if (!state) return { lab: config.lab, nodes: [], agentStopped: false, existed: false };
+  assertLabDirs(config.stateDir);
   const release = acquireLock(files(config.stateDir).lock, config.lab, 'down');
   try {
     thawFrozenNodes(state, () => {}); // a stopped process would never take the shutdown signal
     const agentStopped = await stopAgent(config.stateDir);
     const nodes = await Promise.all(
-      Object.entries(state.nodes).map(async ([name, node]) => ({ name, result: await runtimes[node.runtime].down(name, node) })),
+      Object.entries(state.nodes).map(async ([name, node]) => ({ name, ...(await runtimes[node.runtime].down(name, node)) })),
     );
     for (const node of Object.values(state.nodes)) {
       if (node.runtime === 'local') {
         node.desired = 'stopped';
         node.pid = undefined;
+        node.pidStartTime = undefined;
         node.caps.cgroupDirs = [];
       }
     }
@@ -316,8 +320,11 @@ export interface DestroyResult {
 
 /** `prodhome destroy`: stop everything and delete what this lab created — nothing else. */
 export async function labDestroy(config: LabConfig): Promise<DestroyResult> {
+  // Checked before anything is stopped or deleted: a link or an edited state.json refuses it all.
+  assertLabDirs(config.stateDir);
   if (!fs.existsSync(config.stateDir)) return { lab: config.lab, existed: false, removed: [] };
   const state = readState(config.stateDir);
+  if (state) assertRecordedDirs(config.stateDir, state);
   const release = acquireLock(files(config.stateDir).lock, config.lab, 'destroy');
   const removed: string[] = [];
   try {
@@ -331,6 +338,7 @@ export async function labDestroy(config: LabConfig): Promise<DestroyResult> {
       for (const node of Object.values(state.nodes)) await runtimes[node.runtime].remove(node);
       // Data kept outside the state dir is removed only at the exact path this lab recorded.
       if (state.dataRoot === path.join(SYSTEM_ROOT, 'labs', state.labId) && fs.existsSync(state.dataRoot)) {
+        assertRealDir(state.dataRoot, "the lab's data directory");
         fs.rmSync(state.dataRoot, { recursive: true, force: true });
         removed.push(state.dataRoot);
       }
@@ -342,6 +350,56 @@ export async function labDestroy(config: LabConfig): Promise<DestroyResult> {
     return { lab: config.lab, existed: true, removed };
   } finally {
     release();
+  }
+}
+
+/** The lab's own directories (.prodhome and .prodhome/<lab>) must be real ones, never links. */
+function assertLabDirs(stateDir: string): void {
+  const parent = path.dirname(stateDir);
+  // (Something else in the way, a plain file, is makeStateDir's to report.)
+  if (path.basename(parent) === '.prodhome' && isLink(parent)) assertRealDir(parent, "the labs' directory");
+  if (isLink(stateDir)) assertRealDir(stateDir, "the lab's state directory");
+}
+
+/** Whether anything (a dangling link included) is at `p`. */
+function lexists(p: string): boolean {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function isLink(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What state.json records may be deleted only where this lab puts it: its data root is the
+ * state dir's nodes/ or /var/lib/prodhome/labs/<labId>, each node dir is <data root>/<node>,
+ * and none of them (nor the system dirs above) is a link.
+ */
+function assertRecordedDirs(stateDir: string, state: LabState): void {
+  const refuse = (what: string) =>
+    new ProdhomeError('UNSAFE_PATH', `refusing to destroy lab "${state.lab}": ${what}; destroy deletes only what the lab created`, {
+      hint: `${files(stateDir).state} was edited or comes from elsewhere: restore it, or delete what you mean to by hand.`,
+    });
+  const system = path.join(SYSTEM_ROOT, 'labs', state.labId);
+  const roots = [files(stateDir).nodes, system];
+  if (!roots.includes(state.dataRoot)) throw refuse(`state.json names ${state.dataRoot} as its data root, which is neither ${roots.join(' nor ')}`);
+  if (state.dataRoot === system) for (const dir of [SYSTEM_ROOT, path.dirname(system)]) if (lexists(dir)) assertRealDir(dir, 'the system data directory');
+  if (lexists(state.dataRoot)) assertRealDir(state.dataRoot, "the lab's data directory");
+  for (const [name, node] of Object.entries(state.nodes)) {
+    if (node.runtime !== 'local') continue;
+    const nodeDir = path.join(state.dataRoot, name);
+    if (node.nodeDir !== nodeDir) throw refuse(`${name}: state.json names ${node.nodeDir} as its directory, which is not ${nodeDir} (inside this lab)`);
+    if (node.dataDir !== path.join(nodeDir, 'data')) throw refuse(`${name}: state.json names ${node.dataDir} as its data directory, which is not ${path.join(nodeDir, 'data')}`);
+    if (lexists(nodeDir)) assertRealDir(nodeDir, `${name}: the node directory`);
   }
 }
 

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeFileSafe } from '../fsafe.js';
 import type { Point } from '../sinks/index.js';
 import { processAlive } from '../runtime/index.js';
 import { files } from './state.js';
@@ -27,9 +28,7 @@ export class LivePointsWriter {
   write(points: Point[]): void {
     try {
       fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
-      const tmp = `${this.file}.tmp`;
-      fs.writeFileSync(tmp, JSON.stringify(points), { mode: 0o600 });
-      fs.renameSync(tmp, this.file);
+      writeFileSafe(this.file, JSON.stringify(points), { mode: 0o600 });
     } catch {
       // the state dir went away: nothing to show the agent any more
     }

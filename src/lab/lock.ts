@@ -9,7 +9,9 @@ import { processAlive } from '../runtime/index.js';
 export function acquireLock(lockFile: string, lab: string, command: string): () => void {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      const fd = fs.openSync(lockFile, 'wx', 0o644);
+      // O_EXCL: a file (or link) already there is never opened, let alone written through.
+      const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+      const fd = fs.openSync(lockFile, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644);
       fs.writeSync(fd, `${process.pid} ${command}\n`);
       fs.closeSync(fd);
       return () => fs.rmSync(lockFile, { force: true });

@@ -145,8 +145,14 @@ function lastLoggedError(node: NodeState | undefined, sub: string): string | nul
   if (node?.runtime !== 'local') return null;
   let text: string;
   try {
-    const fd = fs.openSync(node.logFile, 'r');
-    const size = fs.fstatSync(fd).size;
+    // The server user's directory: no link followed, no FIFO waited on (O_NONBLOCK), plain files only.
+    const fd = fs.openSync(node.logFile, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) {
+      fs.closeSync(fd);
+      return null;
+    }
+    const size = st.size;
     const len = Math.min(size, 256 * 1024);
     const buf = Buffer.alloc(len);
     fs.readSync(fd, buf, 0, len, size - len);

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeFileSafe } from '../fsafe.js';
 import type { OsUser } from '../runtime/index.js';
 import type { NodeState } from '../runtime/index.js';
 
@@ -10,6 +11,8 @@ import type { NodeState } from '../runtime/index.js';
  *   secrets.json  per-node passwords, mode 0600
  *   nodes/<name>/ data dir and postgres.log (unless the server user cannot reach here)
  *   agent.pid, agent.log, agent-status.json, lock
+ * Every file here is written through src/fsafe.ts (temp file and rename, or O_NOFOLLOW): the
+ * state dir may sit in a directory others share, and prodhome often runs as root.
  */
 export interface LabState {
   format: 1;
@@ -56,7 +59,7 @@ export function readState(stateDir: string): LabState | undefined {
 }
 
 export function writeState(stateDir: string, state: LabState): void {
-  writeAtomic(files(stateDir).state, `${JSON.stringify(state, null, 2)}\n`, 0o644);
+  writeFileSafe(files(stateDir).state, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
 }
 
 export function readSecrets(stateDir: string): Secrets {
@@ -68,16 +71,10 @@ export function readSecrets(stateDir: string): Secrets {
 }
 
 export function writeSecrets(stateDir: string, secrets: Secrets): void {
-  writeAtomic(files(stateDir).secrets, `${JSON.stringify(secrets, null, 2)}\n`, 0o600);
+  writeFileSafe(files(stateDir).secrets, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
 }
 
 export function newPassword(): string {
   return crypto.randomBytes(18).toString('base64url');
 }
 
-function writeAtomic(file: string, text: string, mode: number): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, text, { mode });
-  fs.chmodSync(tmp, mode);
-  fs.renameSync(tmp, file);
-}

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import type { ReplicationConfig } from '../config/index.js';
 import { ProdhomeError, messageOf } from '../errors.js';
+import { writeFileSafe } from '../fsafe.js';
 import { connect, type Sql } from '../pg/index.js';
 import { withHeartbeat } from './heartbeat.js';
 import { STAGES, emptyApplied, planStage, type AppliedState, type PlanContext, type PlanNode, type Problem, type Step } from './plan/index.js';
@@ -37,8 +38,7 @@ export function readApplied(stateFile: string): AppliedState {
 }
 
 export function writeApplied(stateFile: string, applied: AppliedState): void {
-  fs.writeFileSync(`${stateFile}.tmp`, `${JSON.stringify(applied, null, 2)}\n`);
-  fs.renameSync(`${stateFile}.tmp`, stateFile);
+  writeFileSafe(stateFile, `${JSON.stringify(applied, null, 2)}\n`);
 }
 
 /** One pool per node for the whole run, closed at the end. */

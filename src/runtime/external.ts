@@ -29,7 +29,7 @@ export const externalRuntime: NodeRuntime = {
   },
 
   async down() {
-    return 'left alone';
+    return { result: 'left alone' as const };
   },
 
   async inspect(_name: string, state: NodeState, password?: string): Promise<NodeInspection> {

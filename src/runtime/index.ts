@@ -15,5 +15,5 @@ export { runningPid, SUPERUSER } from './local.js';
 export { portFree, pickFreePort, pickAnotherPort } from './ports.js';
 export { findPsql } from './client-tools.js';
 export { serverUser, lookupUser } from './osuser.js';
-export { isRoot, processAlive, sleep, userCan, type OsUser } from './process.js';
-export type { UpContext, NodeState, LocalNodeState, ExternalNodeState, NodeInspection, NodeCondition, UpOutcome } from './types.js';
+export { isRoot, processAlive, processArgv, sleep, userCan, type OsUser } from './process.js';
+export type { NodeDown, UpContext, NodeState, LocalNodeState, ExternalNodeState, NodeInspection, NodeCondition, UpOutcome } from './types.js';

@@ -3,11 +3,13 @@ import path from 'node:path';
 import type { NodeSpec } from '../config/index.js';
 import { formatBytes } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
+import { assertRealDir } from '../fsafe.js';
 import { removeCgroups } from './cgroups.js';
+import { findPostmaster } from './postmaster.js';
 import {
   SUPERUSER, clusterMajor, dirSize, initCluster, isInitialised, nodePaths, renderConf, runningPid, startServer, stopServer, writeServerConfig, type StartResult,
 } from './local.js';
-import type { LocalNodeState, NodeInspection, NodeRuntime, NodeState, UpContext, UpOutcome } from './types.js';
+import type { LocalNodeState, NodeDown, NodeInspection, NodeRuntime, NodeState, UpContext, UpOutcome } from './types.js';
 
 /** Starts tried for a node whose picked port others keep taking (each a different port). */
 const PORT_ATTEMPTS = 5;
@@ -40,7 +42,11 @@ export const localRuntime: NodeRuntime = {
         );
       }
       let confHash = writeServerConfig(paths, renderConf(spec, port, bins), ctx.user);
-      let pid = runningPid(paths.dataDir);
+      const uid = ctx.user?.uid ?? process.getuid?.();
+      const found = findPostmaster(paths.dataDir, previous && { pid: previous.pid, startTime: previous.pidStartTime }, uid);
+      if (found.note) ctx.log(`${spec.name}: ${found.note}`);
+      let pid = found.postmaster?.pid;
+      let pidStartTime = found.postmaster?.startTime;
       let action: string;
       let caps = previous?.caps;
       if (pid && previous && previous.confHash === confHash && previous.binDir === bins.binDir) {
@@ -48,7 +54,7 @@ export const localRuntime: NodeRuntime = {
       } else {
         if (pid) {
           ctx.log(`${spec.name}: its settings changed; restarting it`);
-          await stopServer(paths.dataDir);
+          await stopServer(paths.dataDir, { recorded: found.postmaster, uid, nodeName: spec.name });
           if (previous) await removeCgroups(previous.caps.cgroupDirs);
           action = 'restarted (settings changed)';
         } else if (created) action = 'created';
@@ -76,8 +82,9 @@ export const localRuntime: NodeRuntime = {
           }
         }
         pid = started.pid;
+        pidStartTime = started.startTime;
         undo.push(async () => {
-          await stopServer(paths.dataDir);
+          await stopServer(paths.dataDir, { recorded: { pid: started.pid, startTime: started.startTime }, uid, nodeName: spec.name });
           if (started.caps.enforced) await removeCgroups(started.caps.placement.dirs);
         });
         caps = {
@@ -100,6 +107,8 @@ export const localRuntime: NodeRuntime = {
         caps: caps!,
         desired: 'running',
         pid,
+        pidStartTime,
+        serverUid: uid,
         startedAt: action === 'unchanged' ? previous?.startedAt : new Date().toISOString(),
       };
       const connection = { host: '127.0.0.1', port, user: SUPERUSER, password: ctx.password, database: 'postgres' };
@@ -110,11 +119,11 @@ export const localRuntime: NodeRuntime = {
     }
   },
 
-  async down(_name: string, state: NodeState) {
-    if (state.runtime !== 'local') return 'left alone';
-    const stopped = await stopServer(state.dataDir);
+  async down(name: string, state: NodeState): Promise<NodeDown> {
+    if (state.runtime !== 'local') return { result: 'left alone' };
+    const { stopped, note } = await stopServer(state.dataDir, { recorded: { pid: state.pid, startTime: state.pidStartTime }, uid: state.serverUid, nodeName: name });
     await removeCgroups(state.caps.cgroupDirs);
-    return stopped ? 'stopped' : 'not running';
+    return { result: stopped ? 'stopped' : 'not running', ...(note ? { note } : {}) };
   },
 
   async inspect(_name: string, state: NodeState): Promise<NodeInspection> {
@@ -132,7 +141,9 @@ export const localRuntime: NodeRuntime = {
   },
 
   async remove(state: NodeState) {
-    if (state.runtime !== 'local') return;
+    if (state.runtime !== 'local' || !fs.existsSync(state.nodeDir)) return;
+    // rm -r never follows a link inside; the node dir itself must not be one either.
+    assertRealDir(state.nodeDir, 'the node directory');
     fs.rmSync(state.nodeDir, { recursive: true, force: true });
   },
 };

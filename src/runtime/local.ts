@@ -4,8 +4,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { NodeSpec } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
+import { appendFileSafe, assertRealDir, openAppendSafe, readFileSafe, readFileSafeOr, writeFileSafe } from '../fsafe.js';
 import type { PgBinaries } from './binaries.js';
 import { prepareCgroups, removeCgroups, type CapsEnforcement } from './cgroups.js';
+import { findPostmaster, notPostmasterOf, pidFileEntry, processStartTime, stopPostmaster, type Postmaster } from './postmaster.js';
 import { processAlive, run, sleep, type OsUser } from './process.js';
 
 /**
@@ -32,21 +34,18 @@ export function isInitialised(dataDir: string): boolean {
 }
 
 export function clusterMajor(dataDir: string): number | undefined {
-  try {
-    return Number(fs.readFileSync(path.join(dataDir, 'PG_VERSION'), 'utf8').trim());
-  } catch {
-    return undefined;
-  }
+  const text = readFileSafeOr(path.join(dataDir, 'PG_VERSION')).trim();
+  return text ? Number(text) : undefined;
 }
 
 /** Creates the node dir and runs initdb with a superuser password; the caller removes nodeDir on failure. */
 export async function initCluster(paths: LocalNodePaths, bins: PgBinaries, password: string, user: OsUser | undefined, nodeName: string): Promise<void> {
   fs.mkdirSync(paths.nodeDir, { recursive: true, mode: 0o700 });
-  if (user) fs.chownSync(paths.nodeDir, user.uid, user.gid);
+  assertRealDir(paths.nodeDir, `${nodeName}: the node directory`);
+  if (user) fs.lchownSync(paths.nodeDir, user.uid, user.gid);
   // The password reaches initdb through a 0600 file that only the server user can read, never argv.
   const pwfile = path.join(paths.nodeDir, '.initdb-pw');
-  fs.writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
-  if (user) fs.chownSync(pwfile, user.uid, user.gid);
+  writeFileSafe(pwfile, `${password}\n`, { mode: 0o600, owner: user });
   try {
     const r = await run(
       path.join(bins.binDir, 'initdb'),
@@ -62,24 +61,37 @@ export async function initCluster(paths: LocalNodePaths, bins: PgBinaries, passw
     fs.rmSync(pwfile, { force: true });
   }
   const conf = path.join(paths.dataDir, 'postgresql.conf');
-  fs.appendFileSync(conf, "\n# prodhome's settings (from prodhome.yaml) live in this file:\ninclude_if_exists = 'prodhome.conf'\n");
+  appendFileSafe(conf, "\n# prodhome's settings (from prodhome.yaml) live in this file:\ninclude_if_exists = 'prodhome.conf'\n");
 }
 
-/** The postgresql.conf lines prodhome owns for a node. */
+/**
+ * The postgresql.conf lines prodhome writes for a node. What keeps it on loopback behind
+ * passwords comes last, so nothing can override it (config load refuses those keys anyway).
+ */
 export function renderConf(spec: NodeSpec, port: number, bins: PgBinaries): string {
   const settings: Record<string, string> = {
+    ...(bins.hasPgStatStatements ? { shared_preload_libraries: 'pg_stat_statements' } : {}),
+    // A lab publisher is born ready for logical replication (no restart when subscribers come).
+    ...(spec.role === 'publisher' ? { wal_level: 'logical' } : {}),
+    ...spec.settings,
     listen_addresses: '127.0.0.1',
     port: String(port),
     // No Unix socket: every client, prodhome included, comes over TCP with a password.
     unix_socket_directories: '',
     password_encryption: 'scram-sha-256',
-    ...(bins.hasPgStatStatements ? { shared_preload_libraries: 'pg_stat_statements' } : {}),
-    // A lab publisher is born ready for logical replication (no restart when subscribers come).
-    ...(spec.role === 'publisher' ? { wal_level: 'logical' } : {}),
-    ...spec.settings,
   };
-  const lines = Object.entries(settings).map(([k, v]) => `${k} = '${v.replace(/'/g, "''")}'`);
+  const lines = Object.entries(settings).map(([k, v]) => `${k} = ${confQuote(v)}`);
   return `# Written by prodhome from prodhome.yaml; edit that file, not this one.\n${lines.join('\n')}\n`;
+}
+
+/**
+ * A value as one quoted postgresql.conf string: quotes doubled, backslashes escaped (the file's
+ * parser reads \\ as one backslash), and no control character, so it cannot end its line.
+ */
+export function confQuote(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(value)) throw new ProdhomeError('CONFIG_INVALID', `a setting value holds a control character: ${JSON.stringify(value)}`);
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }
 
 const HBA = `# Written by prodhome: TCP on loopback only, scram-sha-256 passwords for everyone.
@@ -96,18 +108,21 @@ export function writeServerConfig(paths: LocalNodePaths, conf: string, user: OsU
     [path.join(paths.dataDir, 'pg_hba.conf'), HBA],
   ];
   for (const [file, text] of files) {
-    if (readOr(file) === text) continue;
-    fs.writeFileSync(file, text, { mode: 0o600 });
-    if (user) fs.chownSync(file, user.uid, user.gid);
+    // The data dir is the server user's: never read, write or chown through a link there.
+    if (readFileSafe(file) === text) continue;
+    writeFileSafe(file, text, { mode: 0o600, owner: user });
   }
   return crypto.createHash('sha1').update(conf).update(HBA).digest('hex').slice(0, 16);
 }
 
-/** The postmaster's pid when the server in `dataDir` is running, else undefined. */
+/**
+ * The postmaster's pid when the server in `dataDir` is running, else undefined. For status and
+ * supervision only: postmaster.pid is the server user's file, so its pid counts only when that
+ * process is a postgres serving this data dir, not as root; signals go through stopServer.
+ */
 export function runningPid(dataDir: string): number | undefined {
-  const text = readOr(path.join(dataDir, 'postmaster.pid'));
-  const pid = Number(text.split('\n')[0]);
-  return pid > 0 && processAlive(pid) ? pid : undefined;
+  const pid = pidFileEntry(dataDir);
+  return pid && processAlive(pid) && !notPostmasterOf(pid, dataDir) ? pid : undefined;
 }
 
 /** What Postgres logs when its listen address is taken (every major since 9.x says these words). */
@@ -115,6 +130,8 @@ const PORT_TAKEN = /could not bind IPv4 address .*: Address already in use/;
 
 export interface StartResult {
   pid: number;
+  /** The postmaster's start time (/proc/PID/stat), so a later stop signals only this process. */
+  startTime?: string;
   caps: CapsEnforcement;
 }
 
@@ -153,8 +170,7 @@ export async function startServer(
     [command, ...args] = postgresCmd as [string, ...string[]];
   }
   // A stale postmaster.pid from a killed server is fine: postgres checks and replaces it itself.
-  const logFd = fs.openSync(paths.logFile, 'a', 0o640);
-  if (opts.user) fs.fchownSync(logFd, opts.user.uid, opts.user.gid);
+  const logFd = openAppendSafe(paths.logFile, { mode: 0o640, owner: opts.user });
   const logStart = fs.fstatSync(logFd).size;
   let exited: number | null | undefined;
   const child = spawn(command, args, {
@@ -170,12 +186,12 @@ export async function startServer(
 
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
   for (;;) {
-    const lines = readOr(path.join(paths.dataDir, 'postmaster.pid')).split('\n');
+    const lines = readFileSafeOr(path.join(paths.dataDir, 'postmaster.pid')).split('\n');
     if (Number(lines[0]) === child.pid && lines[7]?.trim() === 'ready') break;
     if (exited !== undefined || Date.now() > deadline) {
       if (exited === undefined) child.kill('SIGQUIT');
       if (caps.enforced) await removeCgroups(caps.placement.dirs);
-      const log = readOr(paths.logFile).slice(logStart);
+      const log = readFileSafeOr(paths.logFile).slice(logStart);
       // Another program bound the port between its pick and this start: the caller may pick another.
       if (exited !== undefined && PORT_TAKEN.test(log)) {
         throw new ProdhomeError('PORT_IN_USE', `${opts.nodeName}: Postgres could not bind its port, which another program took as it started: ${lastLines(log, 6)}`, {
@@ -189,27 +205,21 @@ export async function startServer(
     }
     await sleep(10);
   }
-  return { pid: child.pid!, caps };
+  return { pid: child.pid!, startTime: processStartTime(child.pid!), caps };
 }
 
 /**
- * Stops the server with a fast shutdown (SIGINT: disconnect clients, checkpoint, exit), as
- * `pg_ctl stop -m fast` does; after `timeoutMs` an immediate one (SIGQUIT). Returns whether it ran.
+ * Stops the node's server if a verified postmaster runs (postmaster.ts): never a pid only
+ * postmaster.pid names. `note` tells what was seen and not trusted.
  */
-export async function stopServer(dataDir: string, timeoutMs = 30_000): Promise<boolean> {
-  const pid = runningPid(dataDir);
-  if (!pid) return false;
-  process.kill(pid, 'SIGINT');
-  const deadline = Date.now() + timeoutMs;
-  let escalated = false;
-  while (processAlive(pid)) {
-    if (!escalated && Date.now() > deadline) {
-      escalated = true;
-      process.kill(pid, 'SIGQUIT');
-    }
-    await sleep(10);
-  }
-  return true;
+export async function stopServer(
+  dataDir: string,
+  opts: { recorded?: Partial<Postmaster>; uid?: number; nodeName: string },
+): Promise<{ stopped: boolean; note?: string }> {
+  const { postmaster, note } = findPostmaster(dataDir, opts.recorded, opts.uid);
+  if (!postmaster) return { stopped: false, note };
+  await stopPostmaster(postmaster, opts.nodeName);
+  return { stopped: true, note };
 }
 
 /** Bytes on disk under a directory (like `du -sb`). */
@@ -241,13 +251,6 @@ function serverEnv(home: string): NodeJS.ProcessEnv {
   return env;
 }
 
-function readOr(file: string, fallback = ''): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return fallback;
-  }
-}
 
 function lastLines(text: string, n: number): string {
   return text.trim().split('\n').slice(-n).join(' | ');

@@ -54,6 +54,15 @@ export function processAlive(pid: number): boolean {
   }
 }
 
+/** A process's argv, from /proc ([] when it is gone or unreadable). */
+export function processArgv(pid: number): string[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export function isRoot(): boolean {

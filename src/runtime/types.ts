@@ -20,6 +20,10 @@ export interface LocalNodeState {
   /** What the user last asked for: `up` → running, `down` → stopped. Running-but-dead is "died". */
   desired: 'running' | 'stopped';
   pid?: number;
+  /** The postmaster's start time (/proc/PID/stat field 22): with `pid`, the only process `down` signals. */
+  pidStartTime?: string;
+  /** The uid the server runs as; a postmaster running as anyone else is not this node's. */
+  serverUid?: number;
   startedAt?: string;
 }
 
@@ -61,6 +65,12 @@ export interface UpOutcome {
   undo: () => Promise<void>;
 }
 
+/** What `down` did to a node; `note` tells what it saw and did not trust (a planted pid). */
+export interface NodeDown {
+  result: 'stopped' | 'not running' | 'left alone';
+  note?: string;
+}
+
 export type NodeCondition = 'running' | 'stopped' | 'died' | 'reachable' | 'unreachable';
 
 export interface NodeInspection {
@@ -79,7 +89,7 @@ export interface NodeInspection {
 export interface NodeRuntime {
   readonly kind: NodeState['runtime'];
   up(spec: NodeSpec, ctx: UpContext): Promise<UpOutcome>;
-  down(name: string, state: NodeState): Promise<'stopped' | 'not running' | 'left alone'>;
+  down(name: string, state: NodeState): Promise<NodeDown>;
   inspect(name: string, state: NodeState, password?: string): Promise<NodeInspection>;
   /** Deletes the node's data (local) — never anything outside what the lab created. */
   remove(state: NodeState): Promise<void>;

@@ -32,14 +32,27 @@ export class FileSink implements Sink {
 
   async open(): Promise<void> {
     if (this.path === '-' || this.handle) return;
+    // The agent often runs as root and the file may sit in a shared directory: never append
+    // through a link (O_NOFOLLOW), never to a FIFO or device (O_NONBLOCK, then fstat).
+    const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
+    let handle: fs.promises.FileHandle;
     try {
-      this.handle = await fs.promises.open(this.path, 'a');
+      handle = await fs.promises.open(this.path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o644);
     } catch (e) {
-      throw new ProdhomeError('USAGE', `${this.name}: cannot open the file for appending: ${messageOf(e)}`, {
-        hint: 'Give a file in a directory that exists and that you can write, or file:- for stdout.',
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = code === 'ELOOP' ? 'it is a symbolic link, and a sink never writes through one' : code === 'ENXIO' ? 'it is not a regular file' : messageOf(e);
+      throw new ProdhomeError('USAGE', `${this.name}: cannot open the file for appending: ${why}`, {
+        hint: 'Give a regular file (not a link) in a directory that exists and that you can write, or file:- for stdout.',
         cause: e,
       });
     }
+    if (!(await handle.stat()).isFile()) {
+      await handle.close();
+      throw new ProdhomeError('USAGE', `${this.name}: cannot open the file for appending: it is not a regular file`, {
+        hint: 'Give a regular file (not a link, FIFO or device), or file:- for stdout.',
+      });
+    }
+    this.handle = handle;
   }
 
   /** Nothing is buffered: a point is written, or refused (it cannot be encoded, the write failed). */
