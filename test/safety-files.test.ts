@@ -186,6 +186,25 @@ describe.runIf(IS_ROOT)('root meets files and pids the server user can touch (re
     await waitFor(() => !processAlive(up.agent.pid), 10_000, 'the agent to stop');
   }, 120_000);
 
+  it('logs never prints a file the server user linked in place of a node log (root-only secrets stay unread)', async () => {
+    const n = node();
+    const secret = path.join(rootDir, 'root-only-secret');
+    fs.writeFileSync(secret, 'TOP-SECRET-LINE\n', { mode: 0o600 });
+    const saved = `${n.logFile}.saved`;
+    fs.renameSync(n.logFile, saved);
+    try {
+      asServerUser(['ln', '-sfn', secret, n.logFile]);
+      const one = cli(['logs', 'solo'], { cwd: lab.dir });
+      const all = cli(['logs'], { cwd: lab.dir });
+      expect(one.stdout + all.stdout).not.toContain('TOP-SECRET-LINE');
+      expect(one.code).toBe(2);
+      expect(one.stderr).toMatch(/link/);
+    } finally {
+      fs.rmSync(n.logFile, { force: true });
+      fs.renameSync(saved, n.logFile);
+    }
+  });
+
   it('up refuses links the server user planted at postgres.log, data/pg_hba.conf and data/prodhome.conf: root files neither changed nor chowned', async () => {
     await labDown(lab.config());
     const n = node();

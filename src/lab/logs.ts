@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import type { LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
+import { readFileSafe } from '../fsafe.js';
 import { sleep } from '../runtime/index.js';
 import { nodeConnection } from './nodes.js';
 import { files, readState } from './state.js';
@@ -40,7 +41,8 @@ export function labLogs(config: LabConfig): LogSource[] {
 
 /** The last `lines` lines of a log (all of it when undefined); '' when there is none yet. */
 export function readLogTail(file: string, lines?: number): string {
-  const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+  // A node's log lies in a directory the server user owns: never follow a link planted there.
+  const text = readFileSafe(file) ?? '';
   if (lines === undefined) return text;
   const all = text.endsWith('\n') ? text.slice(0, -1).split('\n') : text.split('\n');
   return lines > 0 && text ? `${all.slice(-lines).join('\n')}\n` : '';
@@ -51,7 +53,11 @@ export function readLogTail(file: string, lines?: number): string {
  * until `signal` aborts (or for ever). A file that is truncated or recreated is read afresh.
  */
 export async function followLogs(sources: readonly LogSource[], onLine: (source: LogSource, line: string) => void, signal?: AbortSignal): Promise<void> {
-  const size = (file: string) => (fs.existsSync(file) ? fs.statSync(file).size : 0);
+  // lstat and O_NOFOLLOW: a link or FIFO planted in place of a log is never followed.
+  const size = (file: string) => {
+    const st = fs.lstatSync(file, { throwIfNoEntry: false });
+    return st?.isFile() ? st.size : 0;
+  };
   const tails = sources.map((source) => ({ source, offset: size(source.file), partial: '' }));
   while (!signal?.aborted) {
     await sleep(200);
@@ -59,7 +65,12 @@ export async function followLogs(sources: readonly LogSource[], onLine: (source:
       const now = size(t.source.file);
       if (now < t.offset) t.offset = 0;
       if (now === t.offset) continue;
-      const fd = fs.openSync(t.source.file, 'r');
+      let fd: number;
+      try {
+        fd = fs.openSync(t.source.file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+      } catch {
+        continue; // replaced meanwhile (by a link: ELOOP); tried again next round
+      }
       try {
         const buf = Buffer.alloc(now - t.offset);
         fs.readSync(fd, buf, 0, buf.length, t.offset);
