@@ -1,17 +1,38 @@
 import { Command, CommanderError } from 'commander';
 import { isProdhomeError } from '../errors.js';
-import { registerDashboardCommands } from './dashboard-commands.js';
-import { registerDataCommands } from './data-commands.js';
-import { registerFaultCommands } from './fault-commands.js';
-import { registerLabCommands } from './lab-commands.js';
-import { registerLoadCommands } from './load-commands.js';
-import { registerMetricsCommands } from './metrics-commands.js';
-import { registerNodeCommands } from './node-commands.js';
-import { registerReplicationCommands } from './replication-commands.js';
-import { registerSetupCommands } from './setup-commands.js';
 
-/** The command table. Each command lives with its group; this file only wires them up. */
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * The command table: which top-level commands each group file registers, loaded only when one
+ * of its commands runs — a command pays for its own parts, not everyone's (`prodhome status`
+ * never loads the load generator or the dashboard's web server). `--help`, no command or an
+ * unknown one load every group. A test checks this table against what each group registers.
+ */
+export const COMMAND_GROUPS: { commands: readonly string[]; load: () => Promise<Register> }[] = [
+  { commands: ['up', 'status', 'down', 'destroy'], load: async () => (await import('./lab-commands.js')).registerLabCommands },
+  { commands: ['logs', 'psql', 'env'], load: async () => (await import('./node-commands.js')).registerNodeCommands },
+  { commands: ['replicate', 'verify', 'replication'], load: async () => (await import('./replication-commands.js')).registerReplicationCommands },
+  { commands: ['metrics', 'sample'], load: async () => (await import('./metrics-commands.js')).registerMetricsCommands },
+  { commands: ['load'], load: async () => (await import('./load-commands.js')).registerLoadCommands },
+  { commands: ['init', 'schema', 'doctor', 'agent'], load: async () => (await import('./setup-commands.js')).registerSetupCommands },
+  { commands: ['seed', 'import'], load: async () => (await import('./data-commands.js')).registerDataCommands },
+  { commands: ['dashboard', 'grafana'], load: async () => (await import('./dashboard-commands.js')).registerDashboardCommands },
+  { commands: ['fault', 'fault-proxy', 'fault-holder'], load: async () => (await import('./fault-commands.js')).registerFaultCommands },
+];
+
+/** The command a command line names: its first word that is not a program option (or its value). */
+export function commandOf(args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '-f' || a === '--file') i++;
+    else if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
+
+/** The program with the groups `args` needs (all of them when `args` is not given). */
+export async function buildProgram(args?: readonly string[]): Promise<Command> {
   const program = new Command('prodhome')
     .description('production at home: a production-like Postgres estate on this machine')
     .version(VERSION)
@@ -20,15 +41,11 @@ export function buildProgram(): Command {
     .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text) });
-  registerLabCommands(program);
-  registerNodeCommands(program);
-  registerReplicationCommands(program);
-  registerMetricsCommands(program);
-  registerLoadCommands(program);
-  registerSetupCommands(program);
-  registerDataCommands(program);
-  registerDashboardCommands(program);
-  registerFaultCommands(program);
+  const command = args && commandOf(args);
+  const justVersion = command === undefined && (args?.includes('-V') || args?.includes('--version'));
+  const own = COMMAND_GROUPS.find((g) => command !== undefined && g.commands.includes(command));
+  const groups = justVersion ? [] : own ? [own] : COMMAND_GROUPS;
+  for (const register of await Promise.all(groups.map((g) => g.load()))) register(program);
   acceptGlobalOptionsAnywhere(program);
   return program;
 }
@@ -54,7 +71,7 @@ const VERSION = '0.1.0';
 
 /** Runs the CLI; user errors print one message (no stack) and exit 2, bugs say so. */
 export async function main(argv = process.argv): Promise<void> {
-  const program = buildProgram();
+  const program = await buildProgram(argv.slice(2));
   const debug = argv.includes('--debug');
   try {
     await program.parseAsync(argv);

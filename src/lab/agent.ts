@@ -5,9 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { processAlive, processArgv, runningPid, sleep, type NodeCondition } from '../runtime/index.js';
 import { loadConfig, type LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
-import { startDashboard, type DashboardServer } from '../dashboard/index.js';
+import type { DashboardServer } from '../dashboard/index.js';
 import { openAppendSafe, writeFileSafe } from '../fsafe.js';
-import { startSampling, type Sampler, type SamplingStatus } from './agent-sampler.js';
+import type { Sampler, SamplingStatus } from './agent-sampler.js';
 import { nodeConnection } from './nodes.js';
 import { files, readSecrets, type LabState } from './state.js';
 
@@ -122,6 +122,8 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
   try {
     const settings = JSON.parse(readOr(settingsFile(stateDir))) as AgentSettings;
     config = loadConfig({ file: settings.configFile, cwd: settings.baseDir });
+    // Loaded here, not at the top: CLI commands that only read the agent's files stay light.
+    const { startSampling } = await import('./agent-sampler.js');
     sampler = await startSampling(config, log);
     status.sampling = sampler.status;
     log(`sampling every ${sampler.status.intervalMs} ms${sampler.status.sinks.length ? ` into ${sampler.status.sinks.join(', ')}` : ''}`);
@@ -134,6 +136,7 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
       const secret = readSecrets(stateDir).dashboard;
       if (!secret) throw new Error('no dashboard token in secrets.json: run `prodhome up`');
       const store = config.metrics.store ? { ...nodeConnection(config, config.metrics.store), user: secret.user, password: secret.password } : undefined;
+      const { startDashboard } = await import('../dashboard/index.js');
       dashboard = await startDashboard({
         port: config.dashboard.port,
         token: secret.token,
