@@ -121,6 +121,7 @@ describe.skipIf(!influxd || !promtool)('sinks account for every point, against r
 
     const text = cli(['status'], { cwd: lab.dir });
     expect(text.code, text.stderr).toBe(0);
+    console.log(`prodhome status with a refusing store:\n${text.stdout}`);
     expect(text.stdout).toMatch(/^SINKS$/m);
     expect(text.stdout).toMatch(/^SINK +STATE +OFFERED +WRITTEN +BUFFERED +RETRIES +DROPPED +REJECTED$/m);
     expect(text.stdout).toMatch(/^postgres:\/\/postgres@127\.0\.0\.1:586\d\d\/postgres +FAILING since \d\d:\d\d:\d\d .* \d+ \(sqlstate_22P02 \d+\)$/m);
