@@ -73,6 +73,7 @@ export class PostgresSink implements Sink {
       await this.ensureSchema();
     } catch (e) {
       if (!retryable(e)) throw e;
+      this.reconnect();
       this.ledger.failed(messageOf(e));
       this.o.warn?.(`${this.name}: the store is not answering (${messageOf(e)}); buffering up to ${this.o.maxBuffer} points until it does`);
       this.failing = true;
@@ -201,12 +202,16 @@ export class PostgresSink implements Sink {
     this.ledger.retry(messageOf(e));
     this.tables.clear(); // the server may have restarted or lost tables: look again
     if (!isServerError(e)) this.schemaReady = false;
-    // postgres 3.4.9 can leave a pool hanging after a COPY failed to connect: start afresh.
+    this.reconnect();
+    if (!this.failing) this.o.warn?.(`${this.name}: write failed, will retry: ${messageOf(e)}`);
+    this.failing = true;
+  }
+
+  /** postgres 3.4.9 can leave a pool hanging after it failed to connect: start afresh. */
+  private reconnect(): void {
     const broken = this.sql;
     this.sql = connect(this.connection, { max: 1, applicationName: 'prodhome-sink' });
     void broken?.end({ timeout: 0 }).catch(() => {});
-    if (!this.failing) this.o.warn?.(`${this.name}: write failed, will retry: ${messageOf(e)}`);
-    this.failing = true;
   }
 
   private async copy(measurement: string, points: Point[]): Promise<void> {
