@@ -189,7 +189,7 @@ export class PostgresSink implements Sink {
       }
     }
     if (whole) {
-      if (this.failing) this.o.warn?.(`${this.name}: writing again; ${this.stats.dropped} points dropped so far.`);
+      if (this.failing) this.o.warn?.(`${this.name}: writing again; ${this.stats.dropped} points dropped and ${this.stats.rejected} refused so far.`);
       this.failing = false;
       this.ledger.wrote(0, true);
     }
