@@ -44,6 +44,8 @@ export class PostgresSink implements Sink {
   private readonly ledger = new SinkLedger();
   private sql?: Sql;
   private schemaReady = false;
+  /** Points of the batch being written that are not yet accounted for (still "buffered"). */
+  private inFlight = 0;
   private buffer: Point[] = [];
   private readonly tables = new Map<string, TableShape>();
   private timer?: NodeJS.Timeout;
@@ -59,7 +61,7 @@ export class PostgresSink implements Sink {
   }
 
   get stats(): SinkStats {
-    return this.ledger.stats(this.buffer.length);
+    return this.ledger.stats(this.buffer.length + this.inFlight);
   }
 
   /**
@@ -95,7 +97,9 @@ export class PostgresSink implements Sink {
     if (!this.buffer.length || !this.sql) return this.buffer.length === 0;
     const batch = this.buffer;
     this.buffer = [];
+    this.inFlight = batch.length;
     this.flushing = this.writeBatch(batch).finally(() => {
+      this.inFlight = 0;
       this.flushing = undefined;
     });
     await this.flushing;
@@ -174,14 +178,17 @@ export class PostgresSink implements Sink {
       try {
         await this.ensureSchema();
         await this.copy(measurement, points);
+        this.inFlight -= points.length;
         this.ledger.wrote(points.length, false);
       } catch (e) {
         whole = false;
         this.tables.delete(measurement); // its shape may not be what we thought: look again
         if (retryable(e)) {
+          this.inFlight = 0;
           this.retryLater(groups.slice(i).flatMap(([, p]) => p), e);
           return;
         }
+        this.inFlight -= points.length;
         const code = (e as { code?: string }).code ?? 'unknown';
         const problem = `COPY ${this.o.schema}.${measurement}: ${messageOf(e)}`;
         this.ledger.rejected(points.length, `sqlstate_${code}`, problem);
