@@ -162,7 +162,7 @@ describe('influx sink on the wire', () => {
     });
     expect(warnings).toEqual([
       `influx://${base}/db: cannot write (HTTP 503 {"error":"answer 503"}); buffering up to 100000 points and retrying.`,
-      `influx://${base}/db: writing again after 3 failed attempts; 0 points dropped so far.`,
+      `influx://${base}/db: writing again after 3 failed attempts; 0 points dropped and 0 refused so far.`,
     ]);
     await sink.close();
   });

@@ -49,6 +49,31 @@ describe('postgres sink', () => {
     expect((await q('select v from m2.pg_old order by v')).map((r) => r.v)).toEqual([0, 6]);
   });
 
+  it('a table that refuses its rows costs only its points, counted by SQLSTATE; a boolean goes into an old number column as 1 or 0', async () => {
+    await q('create schema m4');
+    await q('create table m4.refuses (time timestamptz not null, v inet) partition by range (time)');
+    await q('create table m4.old (time timestamptz not null, ok double precision) partition by range (time)');
+    const warnings: string[] = [];
+    const sink = new PostgresSink(nodeConnection(lab.config(), 'store'), { schema: 'm4', warn: (w) => warnings.push(w) });
+    await sink.open();
+    await sink.write([
+      { measurement: 'refuses', tags: {}, fields: { v: 1.5 }, time: day },
+      { measurement: 'fine', tags: {}, fields: { n: 7n }, time: day },
+      { measurement: 'old', tags: {}, fields: { ok: true }, time: day },
+    ]);
+    expect(await sink.flush()).toBe(true); // nothing to retry: the refused point is not kept
+    expect(sink.stats).toMatchObject({ offered: 3, written: 2, buffered: 0, dropped: 0, rejected: 1, rejectedBy: { sqlstate_22P02: 1 }, healthy: false });
+    expect(sink.stats.lastError).toMatch(/^COPY m4\.refuses: invalid input syntax for type inet: "1\.5"$/);
+    expect(warnings).toEqual([expect.stringMatching(/refused 1 points: COPY m4\.refuses: .* \(SQLSTATE 22P02\) — fix or drop the table m4\.refuses$/)]);
+    expect(await q('select n from m4.fine')).toEqual([{ n: '7' }]);
+    expect(await q('select ok from m4.old')).toEqual([{ ok: 1 }]);
+    // A flush that writes everything makes it healthy again.
+    await sink.write([{ measurement: 'fine', tags: {}, fields: { n: 8n }, time: day }]);
+    await sink.flush();
+    expect(sink.stats).toMatchObject({ offered: 4, written: 3, rejected: 1, healthy: true });
+    await sink.close();
+  });
+
   it('keeps points while the server is away and writes them when it is back', async () => {
     const warnings: string[] = [];
     const sink = new PostgresSink(nodeConnection(lab.config(), 'store'), { schema: 'm3', flushMs: 60_000, warn: (w) => warnings.push(w) });
@@ -66,7 +91,27 @@ describe('postgres sink', () => {
     await labUp(lab.config());
     await waitFor(() => sink.flush(), 15_000, 'the buffered points to be written');
     await sink.close();
-    expect(sink.stats).toMatchObject({ written: 4, dropped: 0, buffered: 0 });
+    expect(sink.stats).toMatchObject({ offered: 4, written: 4, dropped: 0, buffered: 0, rejected: 0, healthy: true });
+    expect(sink.stats.retries).toBeGreaterThan(0);
     expect((await q('select i from m3.pg_gap order by i')).map((r) => r.i)).toEqual([0, 1, 2, 3]);
+  });
+
+  it('opens while the store is away (an agent started before its store), and writes once it is back', async () => {
+    const node = readState(lab.config().stateDir)!.nodes.store as { dataDir: string };
+    const pid = Number(fs.readFileSync(`${node.dataDir}/postmaster.pid`, 'utf8').split('\n')[0]);
+    process.kill(pid, 'SIGINT');
+    await waitFor(() => !processAlive(pid), 10_000, 'the store to stop');
+    const warnings: string[] = [];
+    const sink = new PostgresSink(nodeConnection(lab.config(), 'store'), { schema: 'm5', flushMs: 60_000, warn: (w) => warnings.push(w) });
+    await sink.open(); // does not throw
+    expect(sink.stats.healthy).toBe(false);
+    expect(warnings[0]).toMatch(/the store is not answering .*; buffering up to 200000 points until it does/);
+    await sink.write([{ measurement: 'pg_late', tags: {}, fields: { i: 1 }, time: day }]);
+    expect(await sink.flush()).toBe(false);
+    await labUp(lab.config());
+    await waitFor(() => sink.flush(), 15_000, 'the buffered point to be written');
+    await sink.close();
+    expect(sink.stats).toMatchObject({ offered: 1, written: 1, dropped: 0, rejected: 0, healthy: true });
+    expect(await q('select i from m5.pg_late')).toEqual([{ i: 1 }]);
   });
 });

@@ -62,7 +62,7 @@ metrics:
   # store: metrics       # the node that keeps the samples (schema metrics); default: the role-metrics node
   retention: 7d
   # sinks: [influx://127.0.0.1:8086/prodhome, file:///tmp/prodhome.lp]
-  prometheus: {}        # /metrics on 127.0.0.1 (a free port, or port: 9187); false turns it off
+  prometheus: {}        # /metrics on 127.0.0.1 (a free port, or port: 19187); false turns it off
 
 # Tables, created once on each publisher (or on node:). Subscribers get their copy from the
 # publisher's catalog when a subscription needs it. sql: inline, or file: schema.sql.

@@ -61,7 +61,7 @@ const SINKS = {
  */
 export const SINK_EXAMPLES = {
   file: ['file:///var/tmp/prodhome.lp', 'file:-', 'file:-?precision=s'],
-  influx: ['influx://127.0.0.1:8086/prodhome', 'influx://metrics.local/prodhome?rp=week&batch_size=1000&flush_ms=5000'],
+  influx: ['influx://127.0.0.1:8086/prodhome', 'influx://metrics.local/prodhome?rp=week&batch_size=1000&flush_ms=5000', 'influx://metrics.local/prodhome?create=false'],
   influx2: ['influx2://127.0.0.1:8086?org=lab&bucket=prodhome', 'influx2://127.0.0.1:8428?org=lab&bucket=prodhome&precision=s&token_file=/etc/prodhome/influx.token'],
 } satisfies Record<SinkScheme, string[]>;
 

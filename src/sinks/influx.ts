@@ -169,7 +169,7 @@ export class InfluxSink implements Sink {
         if (!this.#closed) this.#schedule(this.#backoff(), true);
         return false;
       }
-      if (this.#attempt > 0) this.#warn(`${this.name}: writing again after ${this.#attempt} failed attempts; ${this.stats.dropped} points dropped so far.`);
+      if (this.#attempt > 0) this.#warn(`${this.name}: writing again after ${this.#attempt} failed attempts; ${this.stats.dropped} points dropped and ${this.stats.rejected} refused so far.`);
       this.#attempt = 0;
       if (outcome.kind === 'ok') this.#ledger.wrote(batch.length);
       else {

@@ -44,6 +44,8 @@ export class PostgresSink implements Sink {
   private readonly ledger = new SinkLedger();
   private sql?: Sql;
   private schemaReady = false;
+  /** Points of the batch being written that are not yet accounted for (still "buffered"). */
+  private inFlight = 0;
   private buffer: Point[] = [];
   private readonly tables = new Map<string, TableShape>();
   private timer?: NodeJS.Timeout;
@@ -59,7 +61,7 @@ export class PostgresSink implements Sink {
   }
 
   get stats(): SinkStats {
-    return this.ledger.stats(this.buffer.length);
+    return this.ledger.stats(this.buffer.length + this.inFlight);
   }
 
   /**
@@ -73,6 +75,7 @@ export class PostgresSink implements Sink {
       await this.ensureSchema();
     } catch (e) {
       if (!retryable(e)) throw e;
+      this.reconnect();
       this.ledger.failed(messageOf(e));
       this.o.warn?.(`${this.name}: the store is not answering (${messageOf(e)}); buffering up to ${this.o.maxBuffer} points until it does`);
       this.failing = true;
@@ -94,7 +97,9 @@ export class PostgresSink implements Sink {
     if (!this.buffer.length || !this.sql) return this.buffer.length === 0;
     const batch = this.buffer;
     this.buffer = [];
+    this.inFlight = batch.length;
     this.flushing = this.writeBatch(batch).finally(() => {
+      this.inFlight = 0;
       this.flushing = undefined;
     });
     await this.flushing;
@@ -173,14 +178,17 @@ export class PostgresSink implements Sink {
       try {
         await this.ensureSchema();
         await this.copy(measurement, points);
+        this.inFlight -= points.length;
         this.ledger.wrote(points.length, false);
       } catch (e) {
         whole = false;
         this.tables.delete(measurement); // its shape may not be what we thought: look again
         if (retryable(e)) {
+          this.inFlight = 0;
           this.retryLater(groups.slice(i).flatMap(([, p]) => p), e);
           return;
         }
+        this.inFlight -= points.length;
         const code = (e as { code?: string }).code ?? 'unknown';
         const problem = `COPY ${this.o.schema}.${measurement}: ${messageOf(e)}`;
         this.ledger.rejected(points.length, `sqlstate_${code}`, problem);
@@ -188,7 +196,7 @@ export class PostgresSink implements Sink {
       }
     }
     if (whole) {
-      if (this.failing) this.o.warn?.(`${this.name}: writing again; ${this.stats.dropped} points dropped so far.`);
+      if (this.failing) this.o.warn?.(`${this.name}: writing again; ${this.stats.dropped} points dropped and ${this.stats.rejected} refused so far.`);
       this.failing = false;
       this.ledger.wrote(0, true);
     }
@@ -201,12 +209,16 @@ export class PostgresSink implements Sink {
     this.ledger.retry(messageOf(e));
     this.tables.clear(); // the server may have restarted or lost tables: look again
     if (!isServerError(e)) this.schemaReady = false;
-    // postgres 3.4.9 can leave a pool hanging after a COPY failed to connect: start afresh.
+    this.reconnect();
+    if (!this.failing) this.o.warn?.(`${this.name}: write failed, will retry: ${messageOf(e)}`);
+    this.failing = true;
+  }
+
+  /** postgres 3.4.9 can leave a pool hanging after it failed to connect: start afresh. */
+  private reconnect(): void {
     const broken = this.sql;
     this.sql = connect(this.connection, { max: 1, applicationName: 'prodhome-sink' });
     void broken?.end({ timeout: 0 }).catch(() => {});
-    if (!this.failing) this.o.warn?.(`${this.name}: write failed, will retry: ${messageOf(e)}`);
-    this.failing = true;
   }
 
   private async copy(measurement: string, points: Point[]): Promise<void> {
