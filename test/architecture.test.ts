@@ -116,3 +116,25 @@ describe('architecture: the shape docs/architecture.md describes', () => {
     expect(cycles(graph)).toEqual([]);
   });
 });
+
+describe('the CLI command table', () => {
+  it("names exactly the commands each group file registers (a command missing from it would load every group; one it names wrongly, none)", async () => {
+    const { Command } = await import('commander');
+    const { COMMAND_GROUPS } = await import('../src/cli/main.js');
+    for (const group of COMMAND_GROUPS) {
+      const program = new Command('prodhome');
+      (await group.load())(program);
+      expect(program.commands.map((c) => c.name()).sort()).toEqual([...group.commands].sort());
+    }
+  });
+
+  it('finds the command after program options, and loads only its group', async () => {
+    const { buildProgram, commandOf } = await import('../src/cli/main.js');
+    expect(commandOf(['-f', 'lab.yaml', '--debug', 'status', '--json'])).toBe('status');
+    expect(commandOf(['--file', 'up', 'down'])).toBe('down'); // "up" is the file's name here
+    expect(commandOf(['--version'])).toBeUndefined();
+    expect((await buildProgram(['status'])).commands.map((c) => c.name())).toEqual(['up', 'status', 'down', 'destroy']);
+    expect((await buildProgram(['--version'])).commands).toEqual([]);
+    expect((await buildProgram(['nosuch'])).commands.length).toBeGreaterThan(20);
+  });
+});
