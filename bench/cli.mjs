@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// Benchmark: how long the CLI takes to start, against bare `node` starting and exiting (the
+// reference: no CLI can start faster than its runtime). Times `prodhome --version` and
+// `prodhome status` (on a directory with no lab: the config is loaded and validated, the state
+// dir looked for), rounds alternating, medians of wall-clock time. Target: each within
+// 0.15 s of bare node. Exits non-zero only when something fails to run, never on speed.
+//
+//   node bench/cli.mjs [--rounds N] [--json]      (needs `npm run build`)
+
+import { spawnSync } from 'node:child_process';
+import { benchArgs, CLI, logger, makeTempDir, median, removeDir } from './lib.mjs';
+
+const TARGET_EXTRA_S = 0.15;
+const { rounds, json } = benchArgs({ usage: 'node bench/cli.mjs [--rounds N] [--json]', defaultRounds: 15, needs: 'cli/main.js' });
+const log = logger(json);
+const cwd = makeTempDir('prodhome-bench-cli-');
+
+const cases = {
+  'bare node': ['-e', '0'],
+  'prodhome --version': [CLI, '--version'],
+  'prodhome status': [CLI, 'status'],
+};
+
+/** Wall-clock seconds of one run. */
+function time(args) {
+  const started = process.hrtime.bigint();
+  const r = spawnSync(process.execPath, args, { cwd, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`node ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+const results = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
+try {
+  for (let round = 0; round < rounds; round++) {
+    const order = Object.keys(cases);
+    if (round % 2) order.reverse();
+    for (const name of order) results[name].push(time(cases[name]));
+  }
+} finally {
+  removeDir(cwd);
+}
+
+const bare = median(results['bare node']);
+const report = {};
+for (const [name, walls] of Object.entries(results)) {
+  const m = median(walls);
+  report[name] = { medianSeconds: Number(m.toFixed(3)), overBareSeconds: Number((m - bare).toFixed(3)) };
+  const verdict = name === 'bare node' ? '' : m - bare <= TARGET_EXTRA_S ? 'PASS' : 'MISS';
+  log(`${name.padEnd(20)} ${m.toFixed(3)} s  (+${(m - bare).toFixed(3)} s over bare node, target ≤ +${TARGET_EXTRA_S})  ${verdict}`);
+}
+if (json) console.log(JSON.stringify({ rounds, targetExtraSeconds: TARGET_EXTRA_S, results: report }, null, 2));
