@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { LabConfig, NodeRole, NodeSpec } from '../config/index.js';
 import { readReplicationFiles } from '../config/index.js';
@@ -98,6 +99,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
       labId,
       user,
       dataRoot,
+      templateRoot: templateRoot(user),
       password: secrets.nodes[spec.name]?.password,
       binaries: binaries.get(spec.name),
       port: ports.get(spec.name),
@@ -225,6 +227,17 @@ function makeStateDir(stateDir: string): string[] {
     });
   }
   return made;
+}
+
+/**
+ * Template clusters (initdb once, copy per node) are shared by every lab of this machine: under
+ * /var/lib/prodhome when servers run as the server user, else in the user's cache directory.
+ * PRODHOME_TEMPLATES=off makes every node run initdb of its own.
+ */
+export function templateRoot(user: OsUser | undefined): string | undefined {
+  if (process.env.PRODHOME_TEMPLATES === 'off') return undefined;
+  if (user) return SYSTEM_ROOT;
+  return path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'prodhome');
 }
 
 /**

@@ -110,3 +110,4 @@ export async function serverVersion(sql: Sql): Promise<{ version: string; major:
 }
 
 export { copyFrom, copyTextValue, type CopyChunk } from './copy.js';
+export { scramVerifier } from './scram.js';

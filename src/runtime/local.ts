@@ -8,7 +8,8 @@ import { appendFileSafe, assertRealDir, openAppendSafe, readFileSafe, readFileSa
 import type { PgBinaries } from './binaries.js';
 import { prepareCgroups, removeCgroups, type CapsEnforcement } from './cgroups.js';
 import { findPostmaster, notPostmasterOf, pidFileEntry, processStartTime, stopPostmaster, type Postmaster } from './postmaster.js';
-import { processAlive, run, sleep, type OsUser } from './process.js';
+import { lastLines, processAlive, sleep, type OsUser } from './process.js';
+import { SUPERUSER, cloneTemplate, ensureTemplate, initdb } from './template.js';
 
 /**
  * The local runtime: a Postgres server in a data directory on this machine, initialised with
@@ -16,7 +17,7 @@ import { processAlive, run, sleep, type OsUser } from './process.js';
  * passwords, run as an unprivileged user when prodhome is root, capped by cgroups where allowed.
  */
 
-export const SUPERUSER = 'postgres';
+export { SUPERUSER };
 
 export interface LocalNodePaths {
   nodeDir: string;
@@ -38,30 +39,26 @@ export function clusterMajor(dataDir: string): number | undefined {
   return text ? Number(text) : undefined;
 }
 
-/** Creates the node dir and runs initdb with a superuser password; the caller removes nodeDir on failure. */
-export async function initCluster(paths: LocalNodePaths, bins: PgBinaries, password: string, user: OsUser | undefined, nodeName: string): Promise<void> {
+/**
+ * Creates the node dir and a cluster in it with `password` for the superuser: a copy of the
+ * template cluster for these binaries when `templateRoot` is given (made with initdb the first
+ * time), else initdb of its own. The caller removes nodeDir on failure.
+ */
+export async function initCluster(
+  paths: LocalNodePaths,
+  bins: PgBinaries,
+  password: string,
+  user: OsUser | undefined,
+  nodeName: string,
+  opts: { templateRoot?: string; log?: (line: string) => void } = {},
+): Promise<void> {
   fs.mkdirSync(paths.nodeDir, { recursive: true, mode: 0o700 });
   assertRealDir(paths.nodeDir, `${nodeName}: the node directory`);
   if (user) fs.lchownSync(paths.nodeDir, user.uid, user.gid);
-  // The password reaches initdb through a 0600 file that only the server user can read, never argv.
-  const pwfile = path.join(paths.nodeDir, '.initdb-pw');
-  writeFileSafe(pwfile, `${password}\n`, { mode: 0o600, owner: user });
-  try {
-    const r = await run(
-      path.join(bins.binDir, 'initdb'),
-      ['-D', paths.dataDir, '-U', SUPERUSER, `--pwfile=${pwfile}`, '--auth=scram-sha-256', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions'],
-      { asUser: user, env: serverEnv(paths.nodeDir) },
-    );
-    if (r.code !== 0) {
-      throw new ProdhomeError('INITDB_FAILED', `${nodeName}: initdb failed (exit ${r.code}): ${lastLines(r.stderr || r.stdout, 5)}`, {
-        hint: `Check the binaries in ${bins.binDir} and that ${paths.nodeDir} is writable${user ? ` by ${user.name}` : ''}.`,
-      });
-    }
-  } finally {
-    fs.rmSync(pwfile, { force: true });
-  }
-  const conf = path.join(paths.dataDir, 'postgresql.conf');
-  appendFileSafe(conf, "\n# prodhome's settings (from prodhome.yaml) live in this file:\ninclude_if_exists = 'prodhome.conf'\n");
+  const env = serverEnv(paths.nodeDir);
+  if (!opts.templateRoot) return initdb(paths.dataDir, bins, password, user, env, nodeName);
+  const template = await ensureTemplate(opts.templateRoot, bins, user, env, opts.log ?? (() => {}));
+  await cloneTemplate(template, paths.dataDir, bins, password, user, env, nodeName);
 }
 
 /**
@@ -251,7 +248,3 @@ function serverEnv(home: string): NodeJS.ProcessEnv {
   return env;
 }
 
-
-function lastLines(text: string, n: number): string {
-  return text.trim().split('\n').slice(-n).join(' | ');
-}

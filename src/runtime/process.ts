@@ -15,9 +15,9 @@ export interface RunResult {
 }
 
 /** Runs a command to completion, as `asUser` when given; never throws on a non-zero exit. */
-export function run(command: string, args: string[], options: { asUser?: OsUser; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunResult> {
+export function run(command: string, args: string[], options: { asUser?: OsUser; env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const spawnOptions: SpawnOptions = { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] };
+    const spawnOptions: SpawnOptions = { env: options.env ?? process.env, cwd: options.cwd, stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] };
     if (options.asUser) {
       spawnOptions.uid = options.asUser.uid;
       spawnOptions.gid = options.asUser.gid;
@@ -29,6 +29,7 @@ export function run(command: string, args: string[], options: { asUser?: OsUser;
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
+    if (options.input !== undefined) child.stdin!.end(options.input);
   });
 }
 
@@ -67,4 +68,9 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/** The last `n` lines of a program's output, on one line (for error messages). */
+export function lastLines(text: string, n: number): string {
+  return text.trim().split('\n').slice(-n).join(' | ');
 }

@@ -43,6 +43,8 @@ export interface UpContext {
   user?: OsUser;
   /** Directory holding one sub-directory per local node. */
   dataRoot: string;
+  /** Where template clusters are kept (new nodes are copies of one); undefined: initdb each node. */
+  templateRoot?: string;
   /** The node's superuser password (local nodes). */
   password?: string;
   binaries?: PgBinaries;

@@ -1,7 +1,7 @@
 import type { PublicationSpec, PublishedTable } from '../../config/index.js';
-import { quoteIdent, type Sql } from '../../pg/index.js';
+import { quoteIdent, scramVerifier, type Sql } from '../../pg/index.js';
 import { publications as readPublications, qualified, serverFacts, tableInfo, tableKey, type ServerFacts, type TableInfo } from '../catalog.js';
-import { runUntracked, scramVerifier } from './secret-statements.js';
+import { runUntracked } from './secret-statements.js';
 import { assertRowFilter, checkRowFilter, validateRowFilter } from '../row-filter.js';
 import { REPLICATION_ROLE, lit, publisherNodes, type AppliedState, type PlanContext, type Problem, type StagePlan, type Step } from './types.js';
 
