@@ -133,20 +133,17 @@ export function renderPlan(result: ApplyResult, title: string): string {
 
 function renderVerify(r: VerifyResult): string {
   const lines: string[] = [];
-  for (const c of r.caughtUp) if (!c.caughtUp) lines.push(`${c.subscription}: not caught up after ${(c.waitedMs / 1000).toFixed(1)}s; compared anyway`);
-  lines.push(
-    table(
-      ['SUBSCRIBER', 'TABLE', 'SUBSCRIPTIONS', 'PUBLISHER ROWS', 'SUBSCRIBER ROWS', 'RESULT'],
-      r.tables.map((t) => [t.subscriber, t.table, t.subscriptions.join(','), t.publisherRows, t.subscriberRows, t.match ? 'match' : 'MISMATCH']),
-    ),
-  );
-  for (const t of r.tables.filter((x) => !x.match)) {
-    if (t.note) lines.push(`${t.subscriber} ${t.table}: ${t.note}`);
-    if (t.missing.length) lines.push(`${t.subscriber} ${t.table}: missing keys ${t.missing.join(', ')}`);
-    if (t.extra.length) lines.push(`${t.subscriber} ${t.table}: extra keys ${t.extra.join(', ')}`);
-    if (t.changed.length) lines.push(`${t.subscriber} ${t.table}: changed keys ${t.changed.join(', ')}`);
-  }
-  lines.push(r.ok ? 'verify: every row arrived.' : 'verify: MISMATCH (exit 1)');
+  if (r.tables.length) {
+    lines.push(
+      table(
+        ['SUBSCRIBER', 'TABLE', 'SUBSCRIPTIONS', 'PUBLISHER ROWS', 'SUBSCRIBER ROWS', 'RESULT'],
+        r.tables.map((t) => [t.subscriber, t.table, t.subscriptions.join(','), t.publisherRows, t.subscriberRows, t.match ? 'match' : 'MISMATCH']),
+      ),
+    );
+  } else lines.push('no table compared.');
+  // One line per cause, so a MISMATCH always says why.
+  for (const c of r.causes) lines.push(`- ${c}`);
+  lines.push(r.ok ? 'verify: every row arrived.' : `verify: MISMATCH: ${r.causes.length} cause${r.causes.length > 1 ? 's' : ''} above (exit 1)`);
   return lines.join('\n');
 }
 
@@ -168,8 +165,10 @@ function renderStatus(rows: SubscriptionStatus[]): string {
     ]),
   );
   const details = rows.flatMap((s) => [
+    ...(s.downReason ? [`${s.subscription}: ${s.downReason}${s.slot ? `; ${s.publisher} keeps its slot ${s.slot.active ? 'active' : 'inactive'}, retaining ${s.slot.retainedWalBytes ?? '?'} bytes of WAL until ${s.subscriber} is back` : ''}`] : []),
     `${s.subscription} tables: ${s.tables.map((t) => `${t.table}=${t.state}`).join(', ') || '-'}`,
-    ...(s.lastError ? [`${s.subscription} last error: ${s.lastError}`] : []),
+    ...(s.lastError ? [`${s.subscription} last error ${s.lastError}`] : []),
+    ...s.errors.slice(1).map((e) => `  earlier: at ${e.at} (pid ${e.pid}) ${e.level}: ${e.text}`),
     ...(s.conflict ? renderConflict(s) : []),
   ]);
   return [main, '', ...details].join('\n');

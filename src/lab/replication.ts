@@ -8,12 +8,12 @@ import { parseDocument } from 'yaml';
 import { parseConfigText, parseTableRef } from '../config/index.js';
 import {
   dropSubscription, pgMessage, readApplied, resetSubscription, resyncTable, revertReplication, writeApplied, type OperationReport,
-  applyReplication, pools, replicationStatus, verify, type ApplyResult, type PlanNode, type SubscriptionStatus, type VerifyResult,
+  applyReplication, pools, replicationStatus, verify, workerErrors, type ApplyResult, type PlanNode, type SubscriptionStatus, type VerifyResult,
 } from '../replication/index.js';
 import { binariesAt, runningPid, runtimes, type LocalNodeState, type NodeState } from '../runtime/index.js';
 import { acquireLock } from './lock.js';
 import { labNodes } from './nodes.js';
-import { resolveConflict, withConflicts, type ResolveMode } from './resolve.js';
+import { logTail, resolveConflict, withConflicts, type ResolveMode } from './resolve.js';
 import { files, newPassword, readSecrets, readState, writeSecrets, writeState, type LabState, type Secrets } from './state.js';
 
 /**
@@ -101,25 +101,58 @@ export async function labReplicate(config: LabConfig, opts: { dryRun?: boolean; 
   }
 }
 
-/** Runs `fn` with one pool per node of a lab that is up. */
+/**
+ * Runs `fn` with one pool per node of a lab that is up. `degraded` (status, verify): the lab may
+ * have nodes down; `fn` gets them, with why, and reports them instead of refusing.
+ */
 async function withLabPools<T>(
   config: LabConfig,
-  fn: (sql: ReturnType<typeof pools>['sql'], state: LabState) => Promise<T>,
+  fn: (sql: ReturnType<typeof pools>['sql'], state: LabState, down: Map<string, string>) => Promise<T>,
   only?: string[],
   settingsOf?: Parameters<typeof pools>[1],
+  degraded = false,
 ): Promise<T> {
-  const state = requireUp(config, only);
+  const state = degraded ? readState(config.stateDir) : requireUp(config, only);
+  if (!state) throw new ProdhomeError('LAB_NOT_UP', `lab "${config.lab}" is not up`, { hint: 'Run `prodhome up` first (it also applies replication).' });
   const db = pools(planNodes(config, state, readSecrets(config.stateDir)), settingsOf);
   try {
-    return await fn(db.sql, state);
+    return await fn(db.sql, state, degraded ? await downNodes(config, state, db.sql) : new Map());
   } finally {
     await db.end();
   }
 }
 
+/** Nodes that cannot be asked now, with why: a local server not running, or one that does not answer. */
+async function downNodes(config: LabConfig, state: LabState, sql: ReturnType<typeof pools>['sql']): Promise<Map<string, string>> {
+  const down = new Map<string, string>();
+  await Promise.all(
+    config.nodes.map(async (n) => {
+      const s = state.nodes[n.name];
+      if (!s) return void down.set(n.name, 'has not been created (`prodhome up` creates it)');
+      if (s.runtime === 'local' && !runningPid(s.dataDir)) return void down.set(n.name, 'is not running (`prodhome up` starts it)');
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        // Bounded: the driver can wait for ever on a server that accepts and never answers.
+        await Promise.race([sql(n.name)`select 1`, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no answer in 5 s')), 5000)))]);
+      } catch (e) {
+        down.set(n.name, `does not answer (${(e as Error).message})`);
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  return down;
+}
+
 export async function labVerify(config: LabConfig, opts: { waitMs: number; maxKeys: number }): Promise<VerifyResult> {
   if (!config.replication.subscriptions.length) throw new ProdhomeError('USAGE', `lab "${config.lab}" has no subscriptions to verify`, { hint: 'Add subscriptions: to prodhome.yaml.' });
-  return withLabPools(config, (sql) => verify(config.replication, sql, opts), undefined, (node) => (node.runtime === 'local' ? verifyScanSettings() : undefined));
+  return withLabPools(
+    config,
+    (sql, _state, down) => verify(config.replication, sql, { ...opts, down }),
+    undefined,
+    (node) => (node.runtime === 'local' ? verifyScanSettings() : undefined),
+    true,
+  );
 }
 
 /**
@@ -132,33 +165,21 @@ export function verifyScanSettings(cores = os.availableParallelism()): Record<st
   return { max_parallel_workers_per_gather: String(Math.max(0, Math.floor(cores / 2) - 1)) };
 }
 
+/** `replication status`: every subscription, with down nodes reported instead of refused. */
 export async function labReplicationStatus(config: LabConfig): Promise<SubscriptionStatus[]> {
-  return withLabPools(config, async (sql, state) =>
-    withConflicts(await replicationStatus(config.replication, sql, (node, sub) => lastLoggedError(state.nodes[node], sub)), sql, state.nodes),
+  return withLabPools(config, async (sql, state, down) =>
+    withConflicts(
+      await replicationStatus(config.replication, sql, (node, sub, oid) => {
+        const log = logTail(state.nodes[node]);
+        return log === null ? [] : workerErrors(log, sub, oid);
+      }, down),
+      sql,
+      state.nodes,
+    ),
+    undefined,
+    undefined,
+    true,
   );
-}
-
-/** The newest ERROR line about a subscription in a local subscriber's log. */
-function lastLoggedError(node: NodeState | undefined, sub: string): string | null {
-  if (node?.runtime !== 'local') return null;
-  let text: string;
-  try {
-    const fd = fs.openSync(node.logFile, 'r');
-    const size = fs.fstatSync(fd).size;
-    const len = Math.min(size, 256 * 1024);
-    const buf = Buffer.alloc(len);
-    fs.readSync(fd, buf, 0, len, size - len);
-    fs.closeSync(fd);
-    text = buf.toString('utf8');
-  } catch {
-    return null;
-  }
-  const lines = text.split('\n');
-  for (let i = lines.length - 1; i >= 0; i--) {
-    const line = lines[i]!;
-    if (/\b(ERROR|FATAL):/.test(line) && (line.includes(`"${sub}"`) || /logical replication/.test(line))) return line.replace(/^\S+ \S+ \S+ \[\d+\] /, '');
-  }
-  return null;
 }
 
 function subscriptionOf(config: LabConfig, name: string) {

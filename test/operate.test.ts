@@ -1,0 +1,118 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { labReplicationStatus, labUp, labVerify, nodeConnection, readState } from '../src/lab/index.js';
+import { withConnection } from '../src/pg/index.js';
+import { runtimes } from '../src/runtime/index.js';
+import { cli, portRange, tempLab, waitFor, type TempLab } from './helpers.js';
+
+/** Issue 15: tools that work with a node down, and errors that say why. */
+
+const yaml = `lab: operate
+${portRange(59200)}nodes:
+  pub: { role: standalone }
+  sub1: { role: subscriber }
+  sub2: { role: subscriber }
+schema:
+  - node: pub
+    sql: |
+      CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, v text);
+      INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 100) g ON CONFLICT DO NOTHING;
+publications:
+  p: { node: pub, tables: { items: {} } }
+subscriptions:
+  s1: { node: sub1, publications: [p] }
+  s2: { node: sub2, publications: [p] }
+`;
+
+function onNode(lab: TempLab, node: string, text: string) {
+  return withConnection(nodeConnection(lab.config(), node), (sql) => sql.unsafe(text));
+}
+
+async function stopNode(lab: TempLab, name: string) {
+  const node = readState(lab.config().stateDir)!.nodes[name]!;
+  await runtimes.local.down(name, node);
+}
+
+describe('a subscriber down: status and verify report it instead of refusing', () => {
+  let lab: TempLab;
+  beforeAll(async () => {
+    lab = tempLab(yaml);
+    await labUp(lab.config());
+    expect((await labVerify(lab.config(), { waitMs: 20_000, maxKeys: 5 })).ok).toBe(true);
+  });
+  afterAll(() => lab.cleanup());
+
+  it('replication status shows sub2 down, and the publisher keeping its slot with retained WAL growing', async () => {
+    await stopNode(lab, 'sub2');
+    await onNode(lab, 'pub', "insert into items select g, repeat('x', 500) from generate_series(101, 2100) g");
+    const first = cli(['replication', 'status', '--json'], { cwd: lab.dir });
+    expect(first.code, first.stderr).toBe(0);
+    const s2 = JSON.parse(first.stdout).find((s: { subscription: string }) => s.subscription === 's2');
+    expect(s2.state).toBe('subscriber down');
+    expect(s2.downReason).toContain('sub2 is not running');
+    expect(s2.slot.active).toBe(false);
+    const before = s2.slot.retainedWalBytes as number;
+    expect(before).toBeGreaterThan(0);
+    await onNode(lab, 'pub', "insert into items select g, repeat('x', 500) from generate_series(2101, 4100) g");
+    const after = (await labReplicationStatus(lab.config())).find((s) => s.subscription === 's2')!;
+    expect(after.slot!.retainedWalBytes!).toBeGreaterThan(before);
+    const s1 = (await labReplicationStatus(lab.config())).find((s) => s.subscription === 's1')!;
+    expect(s1.state).toBe('streaming');
+    const text = cli(['replication', 'status'], { cwd: lab.dir });
+    expect(text.stdout).toMatch(/s2: sub2 is not running .*pub keeps its slot inactive, retaining \d+ bytes of WAL until sub2 is back/);
+  });
+
+  it('verify compares what it can and exits 1 naming the down node', () => {
+    const r = cli(['verify', '--wait', '10s'], { cwd: lab.dir });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toMatch(/sub1\s+public\.items\s+s1\s+4100\s+4100\s+match/);
+    expect(r.stdout).toContain('- s2: not compared: sub2 is down (is not running');
+    expect(r.stdout).toContain('verify: MISMATCH: 1 cause above (exit 1)');
+  });
+
+  it('lab status still answers with sub2 down', () => {
+    const r = cli(['status'], { cwd: lab.dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/sub2\s+subscriber/);
+  });
+
+  it('once sub2 is back, verify finds every row', async () => {
+    await labUp(lab.config());
+    expect((await labVerify(lab.config(), { waitMs: 30_000, maxKeys: 5 })).ok).toBe(true);
+  });
+
+  it('a paused subscription: verify says it is disabled, without waiting', async () => {
+    expect(cli(['replication', 'pause', 's1'], { cwd: lab.dir }).code).toBe(0);
+    await onNode(lab, 'pub', 'insert into items values (5000, $$late$$)');
+    const v = await labVerify(lab.config(), { waitMs: 30_000, maxKeys: 5 });
+    expect(v.ok).toBe(false);
+    expect(v.caughtUp.find((c) => c.subscription === 's1')).toMatchObject({ caughtUp: false, waitedMs: 0 });
+    expect(v.causes[0]).toMatch(/^s1: the subscription is disabled on sub1, \d+ bytes of WAL behind; `prodhome replication resume s1` enables it$/);
+    expect(v.causes).toContain('sub1 public.items: 1 row missing on sub1 (keys 5000)');
+    expect(cli(['replication', 'resume', 's1'], { cwd: lab.dir }).code).toBe(0);
+    expect((await labVerify(lab.config(), { waitMs: 30_000, maxKeys: 5 })).ok).toBe(true);
+  });
+
+  it('a duplicate-key conflict: replication status shows the worker\'s real error, matched by pid, with its time', async () => {
+    await onNode(lab, 'sub1', 'insert into items values (6000, $$local$$)');
+    await onNode(lab, 'pub', 'insert into items values (6000, $$from pub$$)');
+    const s1 = await waitFor(async () => {
+      const s = (await labReplicationStatus(lab.config())).find((x) => x.subscription === 's1')!;
+      return s.lastError?.includes('duplicate key') ? s : undefined;
+    }, 20_000, 's1 to fail on the duplicate key');
+    expect(s1.lastError).toMatch(/^at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \S+ \((its worker, pid|worker pid) \d+.*\) ERROR: duplicate key value violates unique constraint "items_pkey" — Key \(id\)=\(6000\) already exists\.$/);
+    expect(s1.errors[0]!.pid).toBeGreaterThan(0);
+    expect(cli(['replication', 'resolve', 's1', '--delete-local'], { cwd: lab.dir }).code).toBe(0);
+    expect((await labVerify(lab.config(), { waitMs: 30_000, maxKeys: 5 })).ok).toBe(true);
+  });
+
+  it('after replication drop, verify says the subscription is gone at once and why the summary is MISMATCH', async () => {
+    expect(cli(['replication', 'drop', 's2'], { cwd: lab.dir }).code).toBe(0);
+    const r = cli(['verify', '--json'], { cwd: lab.dir });
+    expect(r.code).toBe(1);
+    const v = JSON.parse(r.stdout);
+    expect(v.caughtUp.find((c: { subscription: string }) => c.subscription === 's2')).toMatchObject({ caughtUp: false, waitedMs: 0 });
+    expect(v.causes).toEqual([
+      's2: there is no subscription "s2" on sub2 (`replication drop` or `replicate revert`?): its tables are not replicated; `prodhome replicate` creates it again',
+    ]);
+  });
+});
