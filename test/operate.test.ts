@@ -80,6 +80,19 @@ describe('a subscriber down: status and verify report it instead of refusing', (
     expect((await labVerify(lab.config(), { waitMs: 30_000, maxKeys: 5 })).ok).toBe(true);
   });
 
+  it('replicate --dry-run --all shows the whole plan on a lab that is up; plain --dry-run has nothing to do', () => {
+    const plain = cli(['replicate', '--dry-run'], { cwd: lab.dir });
+    expect(plain.stdout).toContain('nothing to do');
+    expect(plain.stdout).toContain('--dry-run --all');
+    const all = cli(['replicate', '--dry-run', '--all'], { cwd: lab.dir });
+    expect(all.code, all.stderr).toBe(0);
+    for (const text of ['CREATE TABLE IF NOT EXISTS items', 'CREATE ROLE prodhome_replication LOGIN REPLICATION PASSWORD \'********\'', 'CREATE PUBLICATION "p"', 'CREATE SUBSCRIPTION "s1"', 'CREATE SUBSCRIPTION "s2"']) {
+      expect(all.stdout).toContain(text);
+    }
+    expect(all.stdout).not.toMatch(/DROP (SUBSCRIPTION|PUBLICATION)|TRUNCATE/);
+    expect(cli(['replicate', '--all'], { cwd: lab.dir }).code).toBe(2);
+  });
+
   it('a paused subscription: verify says it is disabled, without waiting', async () => {
     expect(cli(['replication', 'pause', 's1'], { cwd: lab.dir }).code).toBe(0);
     await onNode(lab, 'pub', 'insert into items values (5000, $$late$$)');

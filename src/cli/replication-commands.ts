@@ -16,15 +16,17 @@ export function registerReplicationCommands(program: Command): void {
     .description('plan and apply publications and subscriptions from the config (up does this too); `replicate check` runs only the preflight; `replicate revert` removes it all and restores settings')
     .argument('[what]', '"check" for preflight only, "revert" to undo')
     .option('--dry-run', 'print every step and its SQL without changing anything')
+    .option('--all', 'with --dry-run: the whole plan, as if nothing were in place yet (a lab that is up shows its full procedure)')
     .option('--json', 'print the result as JSON')
-    .action(async (what: string | undefined, opts: { dryRun?: boolean; json?: boolean }, cmd: Command) => {
+    .action(async (what: string | undefined, opts: { dryRun?: boolean; all?: boolean; json?: boolean }, cmd: Command) => {
+      if (opts.all && (!opts.dryRun || what !== undefined)) throw new ProdhomeError('USAGE', '--all goes with --dry-run only: the whole plan is shown, never applied over what exists', { hint: 'Run: prodhome replicate --dry-run --all' });
       if (what !== undefined && what !== 'check' && what !== 'revert') throw new ProdhomeError('USAGE', `unknown replicate action "${what}" (expected: check or revert)`);
       if (what === 'revert') {
         const report = await labRevert(configFrom(cmd), (l) => process.stderr.write(`${l}\n`));
         return opts.json ? printJson(report) : console.log(renderReport(report));
       }
       const checkOnly = what === 'check';
-      const result = await labReplicate(configFrom(cmd), { dryRun: opts.dryRun, checkOnly, log: opts.json ? undefined : (l) => process.stderr.write(`${l}\n`) });
+      const result = await labReplicate(configFrom(cmd), { dryRun: opts.dryRun, all: opts.all, checkOnly, log: opts.json ? undefined : (l) => process.stderr.write(`${l}\n`) });
       if (opts.json) return printJson(result);
       if (checkOnly) {
         if (!result.problems.length) return console.log('preflight: no problems found.');
@@ -32,7 +34,8 @@ export function registerReplicationCommands(program: Command): void {
         process.exitCode = 2;
         return;
       }
-      console.log(renderPlan(result, opts.dryRun ? 'plan (nothing applied)' : 'applied'));
+      console.log(renderPlan(result, opts.all ? 'plan from scratch (nothing applied; settings as they are now)' : opts.dryRun ? 'plan (nothing applied)' : 'applied'));
+      if (opts.dryRun && !opts.all && !result.steps.length) console.log('(`prodhome replicate --dry-run --all` shows the whole plan, as if nothing were in place yet)');
     });
 
   program

@@ -73,9 +73,9 @@ function requireUp(config: LabConfig, only?: string[]): LabState {
 }
 
 /** `prodhome replicate [--dry-run] | check`: plan, preflight and apply replication on a lab that is up. */
-export async function labReplicate(config: LabConfig, opts: { dryRun?: boolean; checkOnly?: boolean; log?: (l: string) => void } = {}): Promise<ApplyResult> {
+export async function labReplicate(config: LabConfig, opts: { dryRun?: boolean; all?: boolean; checkOnly?: boolean; log?: (l: string) => void } = {}): Promise<ApplyResult> {
   const state = requireUp(config);
-  const readOnly = opts.dryRun || opts.checkOnly;
+  const readOnly = opts.dryRun || opts.all || opts.checkOnly;
   const release = readOnly ? () => {} : acquireLock(files(config.stateDir).lock, config.lab, 'replicate');
   try {
     const secrets = readSecrets(config.stateDir);
@@ -92,7 +92,7 @@ export async function labReplicate(config: LabConfig, opts: { dryRun?: boolean; 
         },
         log: opts.log,
       },
-      { dryRun: opts.dryRun, checkOnly: opts.checkOnly },
+      { dryRun: opts.dryRun, checkOnly: opts.checkOnly, all: opts.all },
     );
     if (!readOnly) writeSecrets(config.stateDir, secrets);
     return result;
