@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labReplicationStatus, labUp, labVerify, nodeConnection, readState } from '../src/lab/index.js';
 import { withConnection } from '../src/pg/index.js';
 import { runtimes } from '../src/runtime/index.js';
+import { progressLine } from '../src/workload/summary.js';
 import { cli, portRange, tempLab, waitFor, type TempLab } from './helpers.js';
 
 /** Issue 15: tools that work with a node down, and errors that say why. */
@@ -9,7 +10,7 @@ import { cli, portRange, tempLab, waitFor, type TempLab } from './helpers.js';
 const yaml = `lab: operate
 ${portRange(59200)}nodes:
   pub: { role: standalone }
-  sub1: { role: subscriber }
+  sub1: { role: subscriber, memory: 256MiB }
   sub2: { role: subscriber }
 schema:
   - node: pub
@@ -31,6 +32,13 @@ async function stopNode(lab: TempLab, name: string) {
   const node = readState(lab.config().stateDir)!.nodes[name]!;
   await runtimes.local.down(name, node);
 }
+
+describe('load', () => {
+  it('calls the rate limit\'s lag "schedule lag", so nobody reads it as replication lag (no server needed)', () => {
+    const line = progressLine({ tps: 10, latencyMs: { avg: 1, stddev: 0 }, failed: 0, lagMs: { avg: 0.25, max: 1 } } as unknown as Parameters<typeof progressLine>[0], 1);
+    expect(line).toBe('progress: 1.0 s, 10.0 tps, lat 1.000 ms stddev 0.000, 0 failed, schedule lag 0.250 ms');
+  });
+});
 
 describe('a subscriber down: status and verify report it instead of refusing', () => {
   let lab: TempLab;
@@ -69,6 +77,13 @@ describe('a subscriber down: status and verify report it instead of refusing', (
     expect(r.stdout).toContain('verify: MISMATCH: 1 cause above (exit 1)');
   });
 
+  it('sample keeps sampling with sub2 down and says so', () => {
+    const r = cli(['sample', '--interval', '500ms', '--duration', '1500ms'], { cwd: lab.dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^\S+ sub2 +DOWN$/m);
+    expect(r.stdout).toMatch(/^\S+ pub +\d+ tps/m);
+  });
+
   it('lab status still answers with sub2 down', () => {
     const r = cli(['status'], { cwd: lab.dir });
     expect(r.code, r.stderr).toBe(0);
@@ -78,6 +93,27 @@ describe('a subscriber down: status and verify report it instead of refusing', (
   it('once sub2 is back, verify finds every row', async () => {
     await labUp(lab.config());
     expect((await labVerify(lab.config(), { waitMs: 30_000, maxKeys: 5 })).ok).toBe(true);
+  });
+
+  it('sample: short lines; a paused subscription\'s latency is STALE with its age, the live one fresh; send lag in bytes and seconds; memory as rss + cache against the cap', () => {
+    expect(cli(['replication', 'pause', 's1'], { cwd: lab.dir }).code).toBe(0);
+    try {
+      const r = cli(['sample', '--interval', '500ms', '--duration', '5s'], { cwd: lab.dir });
+      expect(r.code, r.stderr).toBe(0);
+      const lines = r.stdout.trim().split('\n');
+      for (const line of lines) expect(line.length, line).toBeLessThanOrEqual(120);
+      const last = (node: string) => lines.filter((l) => l.split(/\s+/)[1] === node).at(-1)!;
+      expect(last('sub1')).toMatch(/e2e STALE \d+\.\ds old/);
+      expect(last('sub2')).toMatch(/e2e \d+\.\dms/);
+      expect(last('pub')).toMatch(/send lag \S+ \d+\.\d{3}s/);
+      if (readState(lab.config().stateDir)!.nodes.sub1!.runtime === 'local' && (readState(lab.config().stateDir)!.nodes.sub1 as { caps: { enforced: boolean } }).caps.enforced) {
+        expect(last('sub1')).toMatch(/mem \S+ rss\+\S+ cache\/256M$/);
+      }
+      const wide = cli(['sample', '--interval', '500ms', '--duration', '600ms', '--wide'], { cwd: lab.dir });
+      expect(wide.stdout.trim().split('\n')[0]).toMatch(/pub: .* \| sub1: .* \| sub2: /);
+    } finally {
+      expect(cli(['replication', 'resume', 's1'], { cwd: lab.dir }).code).toBe(0);
+    }
   });
 
   it('replicate --dry-run --all shows the whole plan on a lab that is up; plain --dry-run has nothing to do', () => {
