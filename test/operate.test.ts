@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { labReplicationStatus, labUp, labVerify, nodeConnection, readState } from '../src/lab/index.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { labReplicationStatus, labUp, labVerify, nodeConnection, readState, writtenTables } from '../src/lab/index.js';
 import { withConnection } from '../src/pg/index.js';
 import { runtimes } from '../src/runtime/index.js';
 import { progressLine } from '../src/workload/summary.js';
@@ -32,6 +34,18 @@ async function stopNode(lab: TempLab, name: string) {
   const node = readState(lab.config().stateDir)!.nodes[name]!;
   await runtimes.local.down(name, node);
 }
+
+describe('write guard: the tables a script writes', () => {
+  it('finds INSERT, UPDATE, DELETE, COPY FROM, TRUNCATE targets, quoted and qualified, and ignores reads and comments', () => {
+    expect(writtenTables('INSERT INTO books (id) VALUES (1); -- update nothing\nUPDATE "My Table" SET a = 1;\nDELETE FROM s.t;\nSELECT * FROM other;\nTRUNCATE TABLE x;\nCOPY y FROM STDIN;\nCOPY z TO STDOUT;')).toEqual([
+      { schema: 'public', name: 'books' },
+      { schema: 'public', name: 'My Table' },
+      { schema: 's', name: 't' },
+      { schema: 'public', name: 'x' },
+      { schema: 'public', name: 'y' },
+    ]);
+  });
+});
 
 describe('load', () => {
   it('calls the rate limit\'s lag "schedule lag", so nobody reads it as replication lag (no server needed)', () => {
@@ -127,6 +141,29 @@ describe('a subscriber down: status and verify report it instead of refusing', (
     }
     expect(all.stdout).not.toMatch(/DROP (SUBSCRIPTION|PUBLICATION)|TRUNCATE/);
     expect(cli(['replicate', '--all'], { cwd: lab.dir }).code).toBe(2);
+  });
+
+  it('writes aimed at sub1\'s replicated table are refused unless --force, naming the subscription and the conflict', async () => {
+    const csv = path.join(lab.dir, 'items.csv');
+    fs.writeFileSync(csv, 'id,v\n90001,local\n');
+    const refused = cli(['import', 'items', csv, '--node', 'sub1'], { cwd: lab.dir });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('import items on sub1: public.items is replicated there by subscription "s1" from pub');
+    expect(refused.stderr).toContain('duplicate key and stops s1');
+    expect(refused.stderr).toContain('--force');
+    expect(await onNode(lab, 'sub1', 'select count(*)::int as n from items where id = 90001')).toEqual([{ n: 0 }]);
+    const script = path.join(lab.dir, 'w.sql');
+    fs.writeFileSync(script, "\\set id random(90001, 90002)\nUPDATE items SET v = 'x' WHERE id = :id;\n");
+    const load = cli(['load', 'custom', script, '--node', 'sub1', '-t', '1'], { cwd: lab.dir });
+    expect(load.code).toBe(2);
+    expect(load.stderr).toContain('load custom on sub1: public.items is replicated there by subscription "s1"');
+    // Reads are fine, and the publisher is where writes belong.
+    fs.writeFileSync(script, 'SELECT count(*) FROM items;\n');
+    expect(cli(['load', 'custom', script, '--node', 'sub1', '-t', '1'], { cwd: lab.dir }).code).toBe(0);
+    const forced = cli(['import', 'items', csv, '--node', 'sub2', '--force'], { cwd: lab.dir });
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(forced.stderr).toContain('warning: import items on sub2: public.items is replicated there by subscription "s2"');
+    await onNode(lab, 'sub2', 'delete from items where id = 90001');
   });
 
   it('a paused subscription: verify says it is disabled, without waiting', async () => {

@@ -13,3 +13,4 @@ export { openSinks, accounting, type SinkReport } from './agent-sampler.js';
 export { loadReporter, workloadPoints, type LoadReporter } from './load-report.js';
 export { labFault, labFaultList, labFaultClear, labThaw, type FaultResult, type ClearResult } from './faults.js';
 export { sampleSummary, NARROW_WIDTH } from './sample-summary.js';
+export { guardWrites, writtenTables, feedingSubscriptions, type WriteIntent } from './write-guard.js';
