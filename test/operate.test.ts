@@ -10,7 +10,7 @@ import { cli, portRange, tempLab, waitFor, type TempLab } from './helpers.js';
 /** Issue 15: tools that work with a node down, and errors that say why. */
 
 const yaml = `lab: operate
-${portRange(59200)}nodes:
+${portRange(59200)}nodes:            # three nodes, the comment stays where it is
   pub: { role: standalone }
   sub1: { role: subscriber, memory: 256MiB }
   sub2: { role: subscriber }
@@ -24,6 +24,7 @@ publications:
 subscriptions:
   s1: { node: sub1, publications: [p] }
   s2: { node: sub2, publications: [p] }
+# trailing comment, also kept
 `;
 
 function onNode(lab: TempLab, node: string, text: string) {
@@ -200,5 +201,19 @@ describe('a subscriber down: status and verify report it instead of refusing', (
     expect(v.causes).toEqual([
       's2: there is no subscription "s2" on sub2 (`replication drop` or `replicate revert`?): its tables are not replicated; `prodhome replicate` creates it again',
     ]);
+  });
+
+  it('replication add inserts the new node (with the other subscribers\' caps) and subscription in the file\'s own style, changing nothing else', () => {
+    const before = fs.readFileSync(lab.file, 'utf8');
+    const r = cli(['replication', 'add', 's3', '--node', 'sub3', '--publication', 'p'], { cwd: lab.dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('prodhome.yaml: nodes.sub3: a new subscriber node (memory: 256MiB, as the lab\'s other subscribers)');
+    const after = fs.readFileSync(lab.file, 'utf8');
+    expect(after).toBe(
+      before
+        .replace('  sub2: { role: subscriber }\n', '  sub2: { role: subscriber }\n  sub3: { role: subscriber, memory: 256MiB }\n')
+        .replace('  s2: { node: sub2, publications: [p] }\n', '  s2: { node: sub2, publications: [p] }\n  s3: { node: sub3, publications: [p] }\n'),
+    );
+    expect(readState(lab.config().stateDir)!.nodes.sub3).toBeDefined();
   });
 });

@@ -4,8 +4,7 @@ import path from 'node:path';
 import type { LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { quoteIdent } from '../pg/index.js';
-import { parseDocument } from 'yaml';
-import { parseConfigText, parseTableRef } from '../config/index.js';
+import { parseTableRef } from '../config/index.js';
 import {
   dropSubscription, pgMessage, readApplied, resetSubscription, resyncTable, revertReplication, writeApplied, type OperationReport,
   applyReplication, pools, replicationStatus, verify, workerErrors, type ApplyResult, type PlanNode, type SubscriptionStatus, type VerifyResult,
@@ -284,27 +283,4 @@ export async function labRevert(config: LabConfig, log: (l: string) => void = ()
   } finally {
     release();
   }
-}
-
-/** `replication add`: a new subscription (and subscriber node if needed) written into prodhome.yaml. */
-export function addSubscriptionToConfig(config: LabConfig, sub: { name: string; node: string; publications: string[] }): string[] {
-  if (!config.configFile) {
-    throw new ProdhomeError('USAGE', 'the default lab has no prodhome.yaml to add a subscription to', { hint: 'Run `prodhome init` first, then add it.' });
-  }
-  const text = fs.readFileSync(config.configFile, 'utf8');
-  const doc = parseDocument(text);
-  const changes: string[] = [];
-  if (!config.nodes.some((n) => n.name === sub.node)) {
-    doc.setIn(['nodes', sub.node], doc.createNode({ role: 'subscriber' }));
-    changes.push(`nodes.${sub.node}: a new subscriber node`);
-  }
-  if (doc.hasIn(['subscriptions', sub.name])) throw new ProdhomeError('USAGE', `subscription "${sub.name}" is already in ${config.configFile}`);
-  const entry = doc.createNode({ node: sub.node, publications: sub.publications });
-  doc.setIn(['subscriptions', sub.name], entry);
-  changes.push(`subscriptions.${sub.name}: ${sub.node} subscribes to ${sub.publications.join(', ')}`);
-  const updated = doc.toString();
-  // Validate before writing: a bad addition must not leave a broken config behind.
-  parseConfigText(updated, config.configFile);
-  fs.writeFileSync(config.configFile, updated);
-  return changes;
 }
