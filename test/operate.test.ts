@@ -82,6 +82,7 @@ describe('a subscriber down: status and verify report it instead of refusing', (
     expect(s1.state).toBe('streaming');
     const text = cli(['replication', 'status'], { cwd: lab.dir });
     expect(text.stdout).toMatch(/s2: sub2 is not running .*pub keeps its slot inactive, retaining \d+ bytes of WAL until sub2 is back/);
+    expect(text.stdout).toContain('s2 fix: start sub2 (`prodhome up`): until then pub keeps the WAL s2 has not received');
   });
 
   it('verify compares what it can and exits 1 naming the down node', () => {
@@ -175,6 +176,7 @@ describe('a subscriber down: status and verify report it instead of refusing', (
     expect(v.caughtUp.find((c) => c.subscription === 's1')).toMatchObject({ caughtUp: false, waitedMs: 0 });
     expect(v.causes[0]).toMatch(/^s1: the subscription is disabled on sub1, \d+ bytes of WAL behind; `prodhome replication resume s1` enables it$/);
     expect(v.causes).toContain('sub1 public.items: 1 row missing on sub1 (keys 5000)');
+    expect(cli(['replication', 'status'], { cwd: lab.dir }).stdout).toContain('s1 fix: prodhome replication resume s1');
     expect(cli(['replication', 'resume', 's1'], { cwd: lab.dir }).code).toBe(0);
     expect((await labVerify(lab.config(), { waitMs: 30_000, maxKeys: 5 })).ok).toBe(true);
   });

@@ -172,7 +172,7 @@ function renderStatus(rows: SubscriptionStatus[]): string {
     `${s.subscription} tables: ${s.tables.map((t) => `${t.table}=${t.state}`).join(', ') || '-'}`,
     ...(s.lastError ? [`${s.subscription} last error ${s.lastError}`] : []),
     ...s.errors.slice(1).map((e) => `  earlier: at ${e.at} (pid ${e.pid}) ${e.level}: ${e.text}`),
-    ...(s.conflict ? renderConflict(s) : []),
+    ...(s.conflict ? renderConflict(s) : s.fix ? [`${s.subscription} fix: ${s.fix}`] : []),
   ]);
   return [main, '', ...details].join('\n');
 }

@@ -24,6 +24,8 @@ export interface SubscriptionStatus {
   lastError: string | null;
   /** Its workers' errors in the subscriber's log, newest first (empty for an external subscriber). */
   errors: WorkerError[];
+  /** What to do about its state, one line; absent when it is healthy. */
+  fix?: string;
   /** Which end is down and why, when one is. */
   downReason?: string;
   /** The apply conflict it is stalled on, with the ways out (filled in by the lab, which has the log). */
@@ -77,11 +79,16 @@ export async function replicationStatus(
       if (subscriberDown) {
         base.state = 'subscriber down';
         base.downReason = `${s.node} ${subscriberDown}`;
-        if (!down.has(s.publisher)) await publisherSide(pub, s.name, base).catch(() => (base.state = 'both ends down'));
+        if (down.has(s.publisher)) base.state = 'both ends down';
+        else await publisherSide(pub, s.name, base).catch(() => (base.state = 'both ends down'));
         setErrors(base, errorsOf(s.node, s.name, null));
+        base.fix = fixFor(base);
         return base;
       }
-      if (!row) return base;
+      if (!row) {
+        base.fix = fixFor(base);
+        return base;
+      }
       const tables = await sub<{ t: string; s: string }[]>`
         select n.nspname || '.' || c.relname as t, r.srsubstate::text as s from pg_subscription_rel r
         join pg_class c on c.oid = r.srrelid join pg_namespace n on n.oid = c.relnamespace where r.srsubid = ${row.oid} order by 1`;
@@ -107,6 +114,7 @@ export async function replicationStatus(
         const syncing = base.tables.some((t) => t.state !== 'ready' && t.state !== 'synchronized');
         base.state = !base.enabled ? 'disabled' : !base.workerPid ? 'down' : syncing ? 'syncing' : senderState === 'catchup' ? 'catching up' : 'streaming';
       }
+      base.fix = fixFor(base);
       return base;
     }),
   );
@@ -127,6 +135,27 @@ async function publisherSide(pub: Sql, name: string, base: SubscriptionStatus): 
     select active, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text as retained from pg_replication_slots where slot_name = ${slotName(name)}`;
   if (slot) base.slot = { active: slot.active, retainedWalBytes: num(slot.retained) };
   return rep?.state;
+}
+
+function fixFor(s: SubscriptionStatus): string | undefined {
+  switch (s.state) {
+    case 'both ends down':
+      return `start ${s.publisher} and ${s.subscriber} (\`prodhome up\`)`;
+    case 'subscriber down':
+      return `start ${s.subscriber} (\`prodhome up\`): until then ${s.publisher} keeps the WAL ${s.subscription} has not received`;
+    case 'publisher down':
+      return `start ${s.publisher} (\`prodhome up\`): ${s.subscription} reconnects by itself`;
+    case 'disabled':
+      return `prodhome replication resume ${s.subscription}`;
+    case 'missing':
+      return `prodhome replicate creates it again (\`prodhome replicate --dry-run\` shows the SQL first)`;
+    case 'down':
+      return s.errors.length
+        ? `its apply worker keeps failing (last error above): fix the cause on ${s.subscriber}; it retries by itself, or \`prodhome replication resync ${s.subscription}\` copies its tables afresh`
+        : `its apply worker is not running: see ${s.subscriber}'s log (\`prodhome logs ${s.subscriber}\`), and max_logical_replication_workers there`;
+    default:
+      return undefined;
+  }
 }
 
 function setErrors(base: SubscriptionStatus, errors: WorkerError[]): void {
