@@ -42,6 +42,7 @@ export type ErrorCode =
   | 'PGBENCH_MISSING'
   | 'PGBENCH_FAILED'
   | 'FAULT_FAILED'
+  | 'REPLICATED_TABLE'
   | 'USAGE';
 
 export class ProdhomeError extends Error {

@@ -17,15 +17,16 @@ export function registerDataCommands(program: Command): void {
     .description('add N realistic books to books, deterministic for a seed, streamed with COPY')
     .requiredOption('--rows <n>', 'how many books (1000000, 10M, 500k)')
     .option('--node <node>', 'node to load (default: the first publisher)')
+    .option('--force', "write even into tables a subscription feeds on that node (their keys collide with the publisher's)")
     .option('--seed <n>', 'seed: the same seed gives the same rows', '42')
     .option('--truncate', 'empty books first, so ids start at 1 (default: after the current max id)')
     .option('--topics <mix>', 'topic=weight,… (default: leadership=2,technical=3)')
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { rows: string; node?: string; seed: string; truncate?: boolean; topics?: string; json?: boolean }, cmd: Command) => {
+    .action(async (opts: { rows: string; node?: string; force?: boolean; seed: string; truncate?: boolean; topics?: string; json?: boolean }, cmd: Command) => {
       const rows = parseCount(opts.rows, '--rows');
       const seedValue = parseSeed(opts.seed);
       const topics = opts.topics === undefined ? [...DEFAULT_TOPICS] : parseTopics(opts.topics);
-      const target = dataTarget(configFrom(cmd), opts.node);
+      const target = dataTarget(configFrom(cmd), opts.node, { what: 'seed books', tables: [{ schema: 'public', name: 'books' }], force: opts.force, warn: (l) => process.stderr.write(`warning: ${l}\n`) });
       const result = await interruptible((signal) => seedBooks(target, { rows, seed: seedValue, topics, truncate: opts.truncate, onProgress: progressLine(), signal }));
       if (opts.json) printJson(result);
       else console.log(renderBooks(result));
@@ -35,10 +36,11 @@ export function registerDataCommands(program: Command): void {
     .description('create pgbench_accounts, _branches, _tellers and _history as `pgbench -i -s S` does')
     .requiredOption('-s, --scale <s>', 'scale factor: 100,000 accounts per unit')
     .option('--node <node>', 'node to load (default: the first publisher)')
+    .option('--force', "write even into tables a subscription feeds on that node (their keys collide with the publisher's)")
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { scale: string; node?: string; json?: boolean }, cmd: Command) => {
+    .action(async (opts: { scale: string; node?: string; force?: boolean; json?: boolean }, cmd: Command) => {
       const scale = parseCount(opts.scale, '--scale', { suffixes: false });
-      const target = dataTarget(configFrom(cmd), opts.node);
+      const target = dataTarget(configFrom(cmd), opts.node, { what: 'seed pgbench', tables: ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'].map((name) => ({ schema: 'public', name })), force: opts.force, warn: (l) => process.stderr.write(`warning: ${l}\n`) });
       const result = await interruptible((signal) => seedPgbench(target, scale, progressLine(), signal));
       if (opts.json) printJson(result);
       else console.log(renderPgbench(result));
@@ -51,13 +53,14 @@ export function registerDataCommands(program: Command): void {
     .argument('<file>', 'the CSV file')
     .option('--create', 'create the table, with column types inferred from the data')
     .option('--node <node>', 'node to load (default: the first publisher)')
+    .option('--force', "write even into tables a subscription feeds on that node (their keys collide with the publisher's)")
     .option('--max-errors <n>', 'skip and report up to N bad rows instead of loading nothing', '0')
     .option('--delimiter <c>', 'field delimiter: one character, or \\t / tab', ',')
     .option('--json', 'print the result as JSON')
-    .action(async (tableArg: string, file: string, opts: { create?: boolean; node?: string; maxErrors: string; delimiter: string; json?: boolean }, cmd: Command) => {
+    .action(async (tableArg: string, file: string, opts: { create?: boolean; node?: string; force?: boolean; maxErrors: string; delimiter: string; json?: boolean }, cmd: Command) => {
       const maxErrors = parseCount(opts.maxErrors, '--max-errors', { zero: true, suffixes: false });
       const delimiter = parseDelimiter(opts.delimiter);
-      const target = dataTarget(configFrom(cmd), opts.node);
+      const target = dataTarget(configFrom(cmd), opts.node, { what: `import ${tableArg}`, tables: [parseTableRef(tableArg)], force: opts.force, warn: (l) => process.stderr.write(`warning: ${l}\n`) });
       try {
         const result = await importCsv(target, { table: parseTableRef(tableArg), file, create: opts.create, maxErrors, delimiter, onProgress: progressLine() });
         if (opts.json) return printJson(result);

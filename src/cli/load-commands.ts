@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
-import { loadReporter, nodeConnection } from '../lab/index.js';
+import { guardWrites, loadReporter, nodeConnection, writtenTables } from '../lab/index.js';
 import {
   checkLoad, checkPgbench, DEFAULT_WEIGHTS, findPgbench, formatSchedule, prepareLoad, renderSummary, runPgbench, runPrepared, workloads, type LoadOptions, type LoadSummary, type Protocol,
 } from '../workload/index.js';
@@ -19,6 +19,7 @@ interface LoadFlags {
   scale?: number;
   define?: string[];
   node?: string;
+  force?: boolean;
   schedule?: string;
   weights?: string;
   maxErrors?: number;
@@ -53,6 +54,7 @@ export function registerLoadCommands(program: Command): void {
     .option('--engine <engine>', 'prodhome, or pgbench to run the installed pgbench (tpcb and custom only)', 'prodhome')
     .option('--pgbench <path>', 'the pgbench binary for --engine pgbench (default: PRODHOME_PGBENCH, PATH, /usr/lib/postgresql/*/bin)')
     .option('--dry-run', 'show what would run (settings and SQL) and run nothing')
+    .option('--force', "run even when the workload writes tables a subscription feeds on that node (their keys collide with the publisher's)")
     .option('--json', 'print the summary as JSON')
     .action(async (workload: string, file: string | undefined, flags: LoadFlags, cmd: Command) => {
       if (flags.engine !== 'prodhome' && flags.engine !== 'pgbench') throw new ProdhomeError('USAGE', `--engine ${flags.engine}: expected prodhome or pgbench`);
@@ -88,6 +90,9 @@ export function registerLoadCommands(program: Command): void {
         console.log(`-- load ${what}\n-- each client runs, per transaction:\n${plan.script.trimEnd()}`);
         return;
       }
+      // Writes into a subscriber's replicated tables collide with what the publisher sends.
+      const warning = guardWrites(config, node, { what: `load ${prepared.name}`, tables: writtenTables(plan.script), force: flags.force });
+      if (warning) process.stderr.write(`warning: ${warning}\n`);
       if (!flags.json) process.stderr.write(`load ${what}\n`);
       // The first Ctrl-C ends the run and still prints the summary; a second one quits at once.
       const onSigint = () => {

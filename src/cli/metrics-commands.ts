@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { labNodes, readState } from '../lab/index.js';
-import { didYouMean, durationOption, formatBytes } from '../config/index.js';
+import { labNodes, readState, sampleSummary } from '../lab/index.js';
+import { didYouMean, durationOption } from '../config/index.js';
 import { Collector, ProcessSampler, forStores, loadCatalog, type Point } from '../metrics/index.js';
 import { ProdhomeError } from '../errors.js';
 import { heartbeatPublications } from '../replication/index.js';
@@ -42,9 +42,10 @@ export function registerMetricsCommands(program: Command): void {
     .option('--interval <duration>', 'time between samples (250ms at the least)', '1s')
     .option('--duration <duration>', 'stop after this long (default: until Ctrl-C)')
     .option('--json', 'print every point as one JSON line instead of the summary')
+    .option('--wide', 'the whole lab on one wide line per sample, instead of one short line per node')
     .option('--metric <name...>', 'sample only these catalog metrics (see `prodhome metrics list`)')
     .option('--sink <uri...>', `also write every point to sinks (${SINK_SCHEMES.map((s) => `${s}:`).join(', ')}), e.g. influx://127.0.0.1:8086/prodhome or file:-`)
-    .action(async (opts: { interval: string; duration?: string; json?: boolean; sink?: string[]; metric?: string[] }, cmd: Command) => {
+    .action(async (opts: { interval: string; duration?: string; json?: boolean; wide?: boolean; sink?: string[]; metric?: string[] }, cmd: Command) => {
       const config = configFrom(cmd);
       const interval = durationOption(opts.interval, '--interval');
       if (interval < 250) throw new ProdhomeError('USAGE', `--interval ${opts.interval}: 250ms is the shortest interval`);
@@ -78,7 +79,7 @@ export function registerMetricsCommands(program: Command): void {
           const stored = sinks.length ? forStores(points) : [];
           for (const sink of sinks) await sink.write(stored);
           if (opts.json) for (const p of points) process.stdout.write(`${JSON.stringify(p)}\n`);
-          else console.log(summaryLine(points, nodes.map((n) => n.name)));
+          else console.log(sampleSummary(points, nodes.map((n) => n.name), { intervalMs: interval, wide: opts.wide }).join('\n'));
           next += interval;
           await sleep(Math.max(0, next - Date.now()));
         }
@@ -91,28 +92,4 @@ export function registerMetricsCommands(program: Command): void {
         }
       }
     });
-}
-
-/** One line per sample: per node up, commits/s, connections, cache hit, worst replication lag. */
-function summaryLine(points: Point[], nodes: string[]): string {
-  const time = new Date(points[0]?.time ?? Date.now()).toISOString().slice(11, 23);
-  const parts = nodes.map((node) => {
-    const of = (m: string) => points.filter((p) => p.measurement === m && p.tags.node === node);
-    // the numbers of a point (the collector's text fields, query text, are not shown here)
-    const num = (p: Point | undefined, field: string) => (typeof p?.fields[field] === 'number' ? (p.fields[field] as number) : undefined);
-    if (num(of('pg_up')[0], 'up') !== 1) return `${node}: DOWN`;
-    const tps = of('pg_stat_database').reduce((s, p) => s + (num(p, 'xact_commit_rate') ?? 0), 0);
-    const conns = of('pg_connections_limit')[0];
-    const hit = num(of('pg_cache_hit').find((p) => p.tags.datname === 'postgres'), 'ratio');
-    const lag = Math.max(0, ...of('pg_replication').map((p) => num(p, 'replay_lag_bytes') ?? 0));
-    const beat = of('replication_heartbeat').map((p) => num(p, 'lag_seconds') ?? 0);
-    const e2e = beat.length ? `, e2e ${(Math.max(...beat) * 1000).toFixed(1)}ms` : '';
-    const proc = of('process')[0];
-    const cpuPercent = num(proc, 'cpu_percent');
-    const cpu = cpuPercent !== undefined ? `, cpu ${cpuPercent.toFixed(0)}%` : '';
-    const limit = num(proc, 'memory_limit_bytes');
-    const mem = proc ? `, mem ${formatBytes(num(proc, 'memory_bytes') ?? 0)}${limit ? `/${formatBytes(limit)}` : ''}` : '';
-    return `${node}: ${tps.toFixed(0)} tps, ${conns ? `${num(conns, 'used')}/${num(conns, 'max')}` : '?'} conn, hit ${hit !== undefined ? (hit * 100).toFixed(1) : '?'}%${lag ? `, lag ${lag} B` : ''}${e2e}${cpu}${mem}`;
-  });
-  return `${time}  ${parts.join(' | ')}`;
 }

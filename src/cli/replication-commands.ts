@@ -16,15 +16,17 @@ export function registerReplicationCommands(program: Command): void {
     .description('plan and apply publications and subscriptions from the config (up does this too); `replicate check` runs only the preflight; `replicate revert` removes it all and restores settings')
     .argument('[what]', '"check" for preflight only, "revert" to undo')
     .option('--dry-run', 'print every step and its SQL without changing anything')
+    .option('--all', 'with --dry-run: the whole plan, as if nothing were in place yet (a lab that is up shows its full procedure)')
     .option('--json', 'print the result as JSON')
-    .action(async (what: string | undefined, opts: { dryRun?: boolean; json?: boolean }, cmd: Command) => {
+    .action(async (what: string | undefined, opts: { dryRun?: boolean; all?: boolean; json?: boolean }, cmd: Command) => {
+      if (opts.all && (!opts.dryRun || what !== undefined)) throw new ProdhomeError('USAGE', '--all goes with --dry-run only: the whole plan is shown, never applied over what exists', { hint: 'Run: prodhome replicate --dry-run --all' });
       if (what !== undefined && what !== 'check' && what !== 'revert') throw new ProdhomeError('USAGE', `unknown replicate action "${what}" (expected: check or revert)`);
       if (what === 'revert') {
         const report = await labRevert(configFrom(cmd), (l) => process.stderr.write(`${l}\n`));
         return opts.json ? printJson(report) : console.log(renderReport(report));
       }
       const checkOnly = what === 'check';
-      const result = await labReplicate(configFrom(cmd), { dryRun: opts.dryRun, checkOnly, log: opts.json ? undefined : (l) => process.stderr.write(`${l}\n`) });
+      const result = await labReplicate(configFrom(cmd), { dryRun: opts.dryRun, all: opts.all, checkOnly, log: opts.json ? undefined : (l) => process.stderr.write(`${l}\n`) });
       if (opts.json) return printJson(result);
       if (checkOnly) {
         if (!result.problems.length) return console.log('preflight: no problems found.');
@@ -32,7 +34,8 @@ export function registerReplicationCommands(program: Command): void {
         process.exitCode = 2;
         return;
       }
-      console.log(renderPlan(result, opts.dryRun ? 'plan (nothing applied)' : 'applied'));
+      console.log(renderPlan(result, opts.all ? 'plan from scratch (nothing applied; settings as they are now)' : opts.dryRun ? 'plan (nothing applied)' : 'applied'));
+      if (opts.dryRun && !opts.all && !result.steps.length) console.log('(`prodhome replicate --dry-run --all` shows the whole plan, as if nothing were in place yet)');
     });
 
   program
@@ -133,20 +136,17 @@ export function renderPlan(result: ApplyResult, title: string): string {
 
 function renderVerify(r: VerifyResult): string {
   const lines: string[] = [];
-  for (const c of r.caughtUp) if (!c.caughtUp) lines.push(`${c.subscription}: not caught up after ${(c.waitedMs / 1000).toFixed(1)}s; compared anyway`);
-  lines.push(
-    table(
-      ['SUBSCRIBER', 'TABLE', 'SUBSCRIPTIONS', 'PUBLISHER ROWS', 'SUBSCRIBER ROWS', 'RESULT'],
-      r.tables.map((t) => [t.subscriber, t.table, t.subscriptions.join(','), t.publisherRows, t.subscriberRows, t.match ? 'match' : 'MISMATCH']),
-    ),
-  );
-  for (const t of r.tables.filter((x) => !x.match)) {
-    if (t.note) lines.push(`${t.subscriber} ${t.table}: ${t.note}`);
-    if (t.missing.length) lines.push(`${t.subscriber} ${t.table}: missing keys ${t.missing.join(', ')}`);
-    if (t.extra.length) lines.push(`${t.subscriber} ${t.table}: extra keys ${t.extra.join(', ')}`);
-    if (t.changed.length) lines.push(`${t.subscriber} ${t.table}: changed keys ${t.changed.join(', ')}`);
-  }
-  lines.push(r.ok ? 'verify: every row arrived.' : 'verify: MISMATCH (exit 1)');
+  if (r.tables.length) {
+    lines.push(
+      table(
+        ['SUBSCRIBER', 'TABLE', 'SUBSCRIPTIONS', 'PUBLISHER ROWS', 'SUBSCRIBER ROWS', 'RESULT'],
+        r.tables.map((t) => [t.subscriber, t.table, t.subscriptions.join(','), t.publisherRows, t.subscriberRows, t.match ? 'match' : 'MISMATCH']),
+      ),
+    );
+  } else lines.push('no table compared.');
+  // One line per cause, so a MISMATCH always says why.
+  for (const c of r.causes) lines.push(`- ${c}`);
+  lines.push(r.ok ? 'verify: every row arrived.' : `verify: MISMATCH: ${r.causes.length} cause${r.causes.length > 1 ? 's' : ''} above (exit 1)`);
   return lines.join('\n');
 }
 
@@ -168,9 +168,11 @@ function renderStatus(rows: SubscriptionStatus[]): string {
     ]),
   );
   const details = rows.flatMap((s) => [
+    ...(s.downReason ? [`${s.subscription}: ${s.downReason}${s.slot ? `; ${s.publisher} keeps its slot ${s.slot.active ? 'active' : 'inactive'}, retaining ${s.slot.retainedWalBytes ?? '?'} bytes of WAL until ${s.subscriber} is back` : ''}`] : []),
     `${s.subscription} tables: ${s.tables.map((t) => `${t.table}=${t.state}`).join(', ') || '-'}`,
-    ...(s.lastError ? [`${s.subscription} last error: ${s.lastError}`] : []),
-    ...(s.conflict ? renderConflict(s) : []),
+    ...(s.lastError ? [`${s.subscription} last error ${s.lastError}`] : []),
+    ...s.errors.slice(1).map((e) => `  earlier: at ${e.at} (pid ${e.pid}) ${e.level}: ${e.text}`),
+    ...(s.conflict ? renderConflict(s) : s.fix ? [`${s.subscription} fix: ${s.fix}`] : []),
   ]);
   return [main, '', ...details].join('\n');
 }

@@ -7,8 +7,11 @@ export type { UpResult, DownResult, DestroyResult, NodeUpReport, Log } from './l
 export { runAgent, agentPid, readAgentStatus, dashboardUrl, type AgentStatus } from './agent.js';
 export { readState, readSecrets, files as stateFiles, type LabState } from './state.js';
 export {
-  labReplicate, labVerify, labReplicationStatus, labSetSubscriptionEnabled, labResolve, labDropSubscriptions, labResync, labRevert, addSubscriptionToConfig, replicationFile,
+  labReplicate, labVerify, labReplicationStatus, labSetSubscriptionEnabled, labResolve, labDropSubscriptions, labResync, labRevert, replicationFile,
 } from './replication.js';
 export { openSinks, accounting, type SinkReport } from './agent-sampler.js';
 export { loadReporter, workloadPoints, type LoadReporter } from './load-report.js';
 export { labFault, labFaultList, labFaultClear, labThaw, type FaultResult, type ClearResult } from './faults.js';
+export { sampleSummary, NARROW_WIDTH } from './sample-summary.js';
+export { guardWrites, writtenTables, feedingSubscriptions, type WriteIntent } from './write-guard.js';
+export { addSubscriptionToConfig } from './config-edit.js';

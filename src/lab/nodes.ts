@@ -2,6 +2,7 @@ import type { LabConfig, NodeRole } from '../config/index.js';
 import type { DataTarget } from '../data/index.js';
 import { ProdhomeError } from '../errors.js';
 import { parseConnectionUrl, type ConnectionInfo } from '../pg/index.js';
+import { guardWrites, type WriteIntent } from './write-guard.js';
 import { readSecrets, readState, type LabState, type Secrets } from './state.js';
 
 /**
@@ -78,8 +79,17 @@ export function defaultDataNode(config: LabConfig): string {
   return publisher.name;
 }
 
-/** Resolves `node` (default: the first publisher); unknown or never-created nodes get their own clear errors. */
-export function dataTarget(config: LabConfig, node?: string): DataTarget {
+/**
+ * Resolves `node` (default: the first publisher); unknown or never-created nodes get their own
+ * clear errors. With `writes`, writes to tables a subscription feeds there are refused unless
+ * forced (then `warn` hears why it is risky).
+ */
+export function dataTarget(config: LabConfig, node?: string, writes?: WriteIntent & { warn?: (line: string) => void }): DataTarget {
   const name = node ?? defaultDataNode(config);
-  return { node: name, connection: nodeConnection(config, name) };
+  const connection = nodeConnection(config, name);
+  if (writes) {
+    const warning = guardWrites(config, name, writes);
+    if (warning) writes.warn?.(warning);
+  }
+  return { node: name, connection };
 }

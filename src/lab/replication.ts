@@ -4,16 +4,15 @@ import path from 'node:path';
 import type { LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { quoteIdent } from '../pg/index.js';
-import { parseDocument } from 'yaml';
-import { parseConfigText, parseTableRef, readReplicationFiles } from '../config/index.js';
+import { parseTableRef, readReplicationFiles } from '../config/index.js';
 import {
   dropSubscription, pgMessage, readApplied, resetSubscription, resyncTable, revertReplication, writeApplied, type OperationReport,
-  applyReplication, pools, replicationStatus, verify, type ApplyResult, type PlanNode, type SubscriptionStatus, type VerifyResult,
+  applyReplication, pools, replicationStatus, verify, workerErrors, type ApplyResult, type PlanNode, type SubscriptionStatus, type VerifyResult,
 } from '../replication/index.js';
 import { binariesAt, runningPid, runtimes, type LocalNodeState, type NodeState } from '../runtime/index.js';
 import { acquireLock } from './lock.js';
 import { labNodes } from './nodes.js';
-import { resolveConflict, withConflicts, type ResolveMode } from './resolve.js';
+import { logTail, resolveConflict, withConflicts, type ResolveMode } from './resolve.js';
 import { files, newPassword, readSecrets, readState, writeSecrets, writeState, type LabState, type Secrets } from './state.js';
 
 /**
@@ -73,11 +72,11 @@ function requireUp(config: LabConfig, only?: string[]): LabState {
 }
 
 /** `prodhome replicate [--dry-run] | check`: plan, preflight and apply replication on a lab that is up. */
-export async function labReplicate(config: LabConfig, opts: { dryRun?: boolean; checkOnly?: boolean; log?: (l: string) => void } = {}): Promise<ApplyResult> {
+export async function labReplicate(config: LabConfig, opts: { dryRun?: boolean; all?: boolean; checkOnly?: boolean; log?: (l: string) => void } = {}): Promise<ApplyResult> {
   // The files the config names are read first: a bad one is reported before any server is asked.
   readReplicationFiles(config.replication);
   const state = requireUp(config);
-  const readOnly = opts.dryRun || opts.checkOnly;
+  const readOnly = opts.dryRun || opts.all || opts.checkOnly;
   const release = readOnly ? () => {} : acquireLock(files(config.stateDir).lock, config.lab, 'replicate');
   try {
     const secrets = readSecrets(config.stateDir);
@@ -94,7 +93,7 @@ export async function labReplicate(config: LabConfig, opts: { dryRun?: boolean; 
         },
         log: opts.log,
       },
-      { dryRun: opts.dryRun, checkOnly: opts.checkOnly },
+      { dryRun: opts.dryRun, checkOnly: opts.checkOnly, all: opts.all },
     );
     if (!readOnly) writeSecrets(config.stateDir, secrets);
     return result;
@@ -103,25 +102,58 @@ export async function labReplicate(config: LabConfig, opts: { dryRun?: boolean; 
   }
 }
 
-/** Runs `fn` with one pool per node of a lab that is up. */
+/**
+ * Runs `fn` with one pool per node of a lab that is up. `degraded` (status, verify): the lab may
+ * have nodes down; `fn` gets them, with why, and reports them instead of refusing.
+ */
 async function withLabPools<T>(
   config: LabConfig,
-  fn: (sql: ReturnType<typeof pools>['sql'], state: LabState) => Promise<T>,
+  fn: (sql: ReturnType<typeof pools>['sql'], state: LabState, down: Map<string, string>) => Promise<T>,
   only?: string[],
   settingsOf?: Parameters<typeof pools>[1],
+  degraded = false,
 ): Promise<T> {
-  const state = requireUp(config, only);
+  const state = degraded ? readState(config.stateDir) : requireUp(config, only);
+  if (!state) throw new ProdhomeError('LAB_NOT_UP', `lab "${config.lab}" is not up`, { hint: 'Run `prodhome up` first (it also applies replication).' });
   const db = pools(planNodes(config, state, readSecrets(config.stateDir)), settingsOf);
   try {
-    return await fn(db.sql, state);
+    return await fn(db.sql, state, degraded ? await downNodes(config, state, db.sql) : new Map());
   } finally {
     await db.end();
   }
 }
 
+/** Nodes that cannot be asked now, with why: a local server not running, or one that does not answer. */
+async function downNodes(config: LabConfig, state: LabState, sql: ReturnType<typeof pools>['sql']): Promise<Map<string, string>> {
+  const down = new Map<string, string>();
+  await Promise.all(
+    config.nodes.map(async (n) => {
+      const s = state.nodes[n.name];
+      if (!s) return void down.set(n.name, 'has not been created (`prodhome up` creates it)');
+      if (s.runtime === 'local' && !runningPid(s.dataDir)) return void down.set(n.name, 'is not running (`prodhome up` starts it)');
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        // Bounded: the driver can wait for ever on a server that accepts and never answers.
+        await Promise.race([sql(n.name)`select 1`, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no answer in 5 s')), 5000)))]);
+      } catch (e) {
+        down.set(n.name, `does not answer (${(e as Error).message})`);
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  return down;
+}
+
 export async function labVerify(config: LabConfig, opts: { waitMs: number; maxKeys: number }): Promise<VerifyResult> {
   if (!config.replication.subscriptions.length) throw new ProdhomeError('USAGE', `lab "${config.lab}" has no subscriptions to verify`, { hint: 'Add subscriptions: to prodhome.yaml.' });
-  return withLabPools(config, (sql) => verify(config.replication, sql, opts), undefined, (node) => (node.runtime === 'local' ? verifyScanSettings() : undefined));
+  return withLabPools(
+    config,
+    (sql, _state, down) => verify(config.replication, sql, { ...opts, down }),
+    undefined,
+    (node) => (node.runtime === 'local' ? verifyScanSettings() : undefined),
+    true,
+  );
 }
 
 /**
@@ -134,39 +166,21 @@ export function verifyScanSettings(cores = os.availableParallelism()): Record<st
   return { max_parallel_workers_per_gather: String(Math.max(0, Math.floor(cores / 2) - 1)) };
 }
 
+/** `replication status`: every subscription, with down nodes reported instead of refused. */
 export async function labReplicationStatus(config: LabConfig): Promise<SubscriptionStatus[]> {
-  return withLabPools(config, async (sql, state) =>
-    withConflicts(await replicationStatus(config.replication, sql, (node, sub) => lastLoggedError(state.nodes[node], sub)), sql, state.nodes),
+  return withLabPools(config, async (sql, state, down) =>
+    withConflicts(
+      await replicationStatus(config.replication, sql, (node, sub, oid) => {
+        const log = logTail(state.nodes[node]);
+        return log === null ? [] : workerErrors(log, sub, oid);
+      }, down),
+      sql,
+      state.nodes,
+    ),
+    undefined,
+    undefined,
+    true,
   );
-}
-
-/** The newest ERROR line about a subscription in a local subscriber's log. */
-function lastLoggedError(node: NodeState | undefined, sub: string): string | null {
-  if (node?.runtime !== 'local') return null;
-  let text: string;
-  try {
-    // The server user's directory: no link followed, no FIFO waited on (O_NONBLOCK), plain files only.
-    const fd = fs.openSync(node.logFile, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
-    const st = fs.fstatSync(fd);
-    if (!st.isFile()) {
-      fs.closeSync(fd);
-      return null;
-    }
-    const size = st.size;
-    const len = Math.min(size, 256 * 1024);
-    const buf = Buffer.alloc(len);
-    fs.readSync(fd, buf, 0, len, size - len);
-    fs.closeSync(fd);
-    text = buf.toString('utf8');
-  } catch {
-    return null;
-  }
-  const lines = text.split('\n');
-  for (let i = lines.length - 1; i >= 0; i--) {
-    const line = lines[i]!;
-    if (/\b(ERROR|FATAL):/.test(line) && (line.includes(`"${sub}"`) || /logical replication/.test(line))) return line.replace(/^\S+ \S+ \S+ \[\d+\] /, '');
-  }
-  return null;
 }
 
 function subscriptionOf(config: LabConfig, name: string) {
@@ -271,27 +285,4 @@ export async function labRevert(config: LabConfig, log: (l: string) => void = ()
   } finally {
     release();
   }
-}
-
-/** `replication add`: a new subscription (and subscriber node if needed) written into prodhome.yaml. */
-export function addSubscriptionToConfig(config: LabConfig, sub: { name: string; node: string; publications: string[] }): string[] {
-  if (!config.configFile) {
-    throw new ProdhomeError('USAGE', 'the default lab has no prodhome.yaml to add a subscription to', { hint: 'Run `prodhome init` first, then add it.' });
-  }
-  const text = fs.readFileSync(config.configFile, 'utf8');
-  const doc = parseDocument(text);
-  const changes: string[] = [];
-  if (!config.nodes.some((n) => n.name === sub.node)) {
-    doc.setIn(['nodes', sub.node], doc.createNode({ role: 'subscriber' }));
-    changes.push(`nodes.${sub.node}: a new subscriber node`);
-  }
-  if (doc.hasIn(['subscriptions', sub.name])) throw new ProdhomeError('USAGE', `subscription "${sub.name}" is already in ${config.configFile}`);
-  const entry = doc.createNode({ node: sub.node, publications: sub.publications });
-  doc.setIn(['subscriptions', sub.name], entry);
-  changes.push(`subscriptions.${sub.name}: ${sub.node} subscribes to ${sub.publications.join(', ')}`);
-  const updated = doc.toString();
-  // Validate before writing: a bad addition must not leave a broken config behind.
-  parseConfigText(updated, config.configFile);
-  fs.writeFileSync(config.configFile, updated);
-  return changes;
 }

@@ -15,9 +15,12 @@ import type { NodeState } from '../runtime/index.js';
 export function logTail(node: NodeState | undefined): string | null {
   if (node?.runtime !== 'local') return null;
   try {
-    const fd = fs.openSync(node.logFile, 'r');
+    // The server user's directory: no link followed, no FIFO waited on, plain files only.
+    const fd = fs.openSync(node.logFile, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
     try {
-      const size = fs.fstatSync(fd).size;
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) return null;
+      const size = st.size;
       const len = Math.min(size, 256 * 1024);
       const buf = Buffer.alloc(len);
       fs.readSync(fd, buf, 0, len, size - len);

@@ -34,6 +34,8 @@ const BUILT_IN: Record<string, Record<string, BuiltInField>> = {
   process: {
     processes: { help: "Processes of the node's Postgres server (postmaster and backends).", kind: 'gauge', unit: 'processes', name: 'pg_node_processes' },
     memory_bytes: { help: "Memory of the node's Postgres server: its cgroup's usage, or private memory plus shared buffers.", kind: 'gauge', unit: 'bytes', name: 'pg_node_process_memory_bytes' },
+    memory_rss_bytes: { help: "Resident memory of the node's Postgres server, shared buffers included, page cache not.", kind: 'gauge', unit: 'bytes', name: 'pg_node_process_memory_rss_bytes' },
+    memory_cache_bytes: { help: "Page cache charged to the node's cgroup (file data the kernel can drop; shared memory excluded).", kind: 'gauge', unit: 'bytes', name: 'pg_node_process_memory_cache_bytes' },
     memory_limit_bytes: { help: "The node's memory cap (cgroup).", kind: 'gauge', unit: 'bytes', name: 'pg_node_process_memory_limit_bytes' },
     cpu_seconds: { help: "CPU time used by the node's Postgres server, backends that exited included.", kind: 'counter', unit: 'seconds', name: 'pg_node_process_cpu_seconds' },
     read_bytes: { help: "Bytes the node's Postgres server read from storage.", kind: 'counter', unit: 'bytes', name: 'pg_node_process_read_bytes' },

@@ -93,6 +93,7 @@ export class ProcessSampler {
       const fields: Record<string, number> = {
         processes: pids.length,
         memory_bytes: privateBytes + shared,
+        memory_rss_bytes: privateBytes + shared,
         cpu_seconds: ticks / CLOCK_TICKS,
         read_bytes: readBytes,
         write_bytes: writeBytes,
@@ -179,6 +180,16 @@ function cgroupFields(dirs: string[], memoryDir: string): Record<string, number>
   const f: Record<string, number> = {};
   const v1 = fs.existsSync(path.join(memoryDir, 'memory.usage_in_bytes'));
   f.memory_bytes = Number(read(path.join(memoryDir, v1 ? 'memory.usage_in_bytes' : 'memory.current')).trim());
+  // Usage counts page cache the kernel can drop at will: RSS (with shared memory, which holds
+  // shared_buffers) and the rest of the cache are kept apart, so a "full" cap reads right.
+  const stat = read(path.join(memoryDir, 'memory.stat'));
+  const stat1 = (key: string) => Number(new RegExp(`^${key} (\\d+)$`, 'm').exec(stat)?.[1] ?? NaN);
+  const [anon, file, shmem] = v1 ? [stat1('total_rss'), stat1('total_cache'), stat1('total_shmem')] : [stat1('anon'), stat1('file'), stat1('shmem')];
+  if (Number.isFinite(anon) && Number.isFinite(file)) {
+    const shared = Number.isFinite(shmem) ? shmem : 0;
+    f.memory_rss_bytes = anon + shared;
+    f.memory_cache_bytes = Math.max(0, file - shared);
+  }
   const limit = read(path.join(memoryDir, v1 ? 'memory.limit_in_bytes' : 'memory.max')).trim();
   if (limit && limit !== 'max') f.memory_limit_bytes = Number(limit);
   const events = read(path.join(memoryDir, v1 ? 'memory.oom_control' : 'memory.events'));

@@ -77,11 +77,13 @@ export function problemsError(problems: Problem[]): ProdhomeError {
  * they are, so steps that depend on earlier ones are shown as what they will do). A failure
  * undoes this run's steps in reverse; what cannot be undone is named in the error.
  */
-export async function applyReplication(env: ReplicationEnv, { dryRun = false, checkOnly = false } = {}): Promise<ApplyResult> {
+export async function applyReplication(env: ReplicationEnv, { dryRun = false, checkOnly = false, all = false } = {}): Promise<ApplyResult> {
+  // The whole plan is only ever shown, never applied over what exists.
+  if (all) dryRun = true;
   const applied = readApplied(env.stateFile);
   const db = pools(env.nodes);
   // The heartbeat table rides along with every subscribed publication (see heartbeat.ts).
-  const ctx: PlanContext = { config: withHeartbeat(env.config), nodes: env.nodes, sql: db.sql, replicationPassword: env.replicationPassword, hasReplicationPassword: env.hasReplicationPassword, restart: env.restart, applied, dryRun };
+  const ctx: PlanContext = { config: withHeartbeat(env.config), nodes: env.nodes, sql: db.sql, replicationPassword: env.replicationPassword, hasReplicationPassword: env.hasReplicationPassword, restart: env.restart, applied, dryRun, all };
   const done: Step[] = [];
   const steps: StepReport[] = [];
   const problems: Problem[] = [];

@@ -7,3 +7,4 @@ export { emptyApplied, slotName, type AppliedState } from './plan/index.js';
 export { HEARTBEAT, HEARTBEAT_BEAT_SQL, HEARTBEAT_SUBSCRIBER_SQL, heartbeatPublications, isHeartbeat } from './heartbeat.js';
 export { validateRowFilter } from './row-filter.js';
 export { currentConflict, lastApplyError, type ApplyConflict } from './conflicts.js';
+export { workerErrors, type WorkerError } from './worker-log.js';

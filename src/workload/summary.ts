@@ -189,6 +189,6 @@ export function renderSummary(s: LoadSummary): string {
 
 /** A -P line in pgbench's words. */
 export function progressLine(s: SecondStats, elapsedSeconds: number): string {
-  const lag = s.lagMs ? `, lag ${s.lagMs.avg.toFixed(3)} ms` : '';
+  const lag = s.lagMs ? `, schedule lag ${s.lagMs.avg.toFixed(3)} ms` : '';
   return `progress: ${elapsedSeconds.toFixed(1)} s, ${s.tps.toFixed(1)} tps, lat ${s.latencyMs.avg.toFixed(3)} ms stddev ${s.latencyMs.stddev.toFixed(3)}, ${s.failed} failed${lag}`;
 }

@@ -3,6 +3,7 @@ import type { PlanContext, StagePlan, Step } from './types.js';
 
 export async function planDrops(ctx: PlanContext): Promise<StagePlan> {
   const steps: Step[] = [];
+  if (ctx.all) return { steps, problems: [] };
   for (const [name, sub] of Object.entries(ctx.applied.subscriptions)) {
     if (ctx.config.subscriptions.some((s) => s.name === name)) continue;
     if (!ctx.nodes.has(sub.node)) continue;

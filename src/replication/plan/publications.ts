@@ -87,7 +87,7 @@ export async function planPublications(ctx: PlanContext): Promise<StagePlan> {
 
     // The role subscribers connect as: REPLICATION and SELECT on what is published, no more.
     const [role] = await sql<{ exists: boolean }[]>`select exists (select from pg_roles where rolname = ${REPLICATION_ROLE}) as exists`;
-    if (hasSubscribers && !role?.exists) {
+    if (hasSubscribers && (!role?.exists || ctx.all)) {
       if (!facts.isSuperuser) problems.push({ node, what: `cannot create the replication role ${REPLICATION_ROLE}: the connecting user is not a superuser`, fix: `create it yourself: CREATE ROLE ${REPLICATION_ROLE} LOGIN REPLICATION PASSWORD '…'` });
       steps.push({
         node,
@@ -105,7 +105,7 @@ export async function planPublications(ctx: PlanContext): Promise<StagePlan> {
       });
     }
 
-    if (hasSubscribers && role?.exists && !ctx.hasReplicationPassword(node)) {
+    if (hasSubscribers && role?.exists && !ctx.all && !ctx.hasReplicationPassword(node)) {
       // The role is there but its password is not in this lab's secrets (state lost, or made by hand).
       steps.push({
         node,
@@ -167,7 +167,7 @@ export async function planPublications(ctx: PlanContext): Promise<StagePlan> {
 }
 
 async function publicationSteps(ctx: PlanContext, pub: PublicationSpec, sql: Sql): Promise<Step[]> {
-  const existing = (await readPublications(sql)).get(pub.name);
+  const existing = ctx.all ? undefined : (await readPublications(sql)).get(pub.name);
   const applied = ctx.applied.publications[pub.name];
   const publish = pub.publish.join(', ');
   const record = (a: AppliedState) => {

@@ -7,7 +7,7 @@ export async function planSchema(ctx: PlanContext): Promise<StagePlan> {
   for (const entry of ctx.config.schema) {
     if (!ctx.nodes.has(entry.node)) continue;
     const h = hash(entry.sql);
-    if (ctx.applied.schema[entry.node]?.includes(h)) continue;
+    if (!ctx.all && ctx.applied.schema[entry.node]?.includes(h)) continue;
     steps.push({
       node: entry.node,
       kind: 'sql',
@@ -24,7 +24,7 @@ export async function planSchema(ctx: PlanContext): Promise<StagePlan> {
     if (!ctx.nodes.has(seed.node)) continue;
     const sql = ctx.sql(seed.node);
     const exists = await tableInfo(sql, seed.table);
-    if (exists) {
+    if (exists && !ctx.all) {
       const [row] = await sql.unsafe(`select exists (select from ${qualified(seed.table)}) as has_rows`);
       if (row?.has_rows) continue;
     }

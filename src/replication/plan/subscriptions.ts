@@ -62,7 +62,7 @@ export async function planSubscriptions(ctx: PlanContext): Promise<StagePlan> {
     }
     for (const [k, t] of tables) {
       const onPublisher = await tableInfo(pubSql, t.ref);
-      const onSubscriber = await tableInfo(subSql, t.ref);
+      const onSubscriber = ctx.all ? undefined : await tableInfo(subSql, t.ref);
       const needed = t.columns ?? onPublisher?.columns ?? [];
       if (onSubscriber) {
         const missing = needed.filter((c) => !onSubscriber.columns.includes(c));
@@ -93,7 +93,7 @@ export async function planSubscriptions(ctx: PlanContext): Promise<StagePlan> {
       });
     }
 
-    const existing = (await readSubscriptions(subSql)).get(sub.name);
+    const existing = ctx.all ? undefined : (await readSubscriptions(subSql)).get(sub.name);
     const applied = ctx.applied.subscriptions[sub.name];
     const record = (a: AppliedState) => {
       a.subscriptions[sub.name] = { node: sub.node, publisher: sub.publisher, publications: sub.publications, options: sub.options };
@@ -102,7 +102,7 @@ export async function planSubscriptions(ctx: PlanContext): Promise<StagePlan> {
     if (!existing) {
       // A slot of this name left behind (its subscription was dropped while the publisher was
       // down) would make CREATE SUBSCRIPTION fail; it belongs to no one now.
-      const [orphan] = await pubSql<{ active: boolean }[]>`select active from pg_replication_slots where slot_name = ${slotName(sub.name)}`;
+      const [orphan] = ctx.all ? [] : await pubSql<{ active: boolean }[]>`select active from pg_replication_slots where slot_name = ${slotName(sub.name)}`;
       if (orphan && !orphan.active) {
         const text = `SELECT pg_drop_replication_slot(${lit(slotName(sub.name))})`;
         steps.push({ node: sub.publisher, kind: 'sql', reason: `a slot left from an earlier drop of ${sub.name} (its publisher was down then)`, show: `${text};`, exec: async (c) => void (await c.sql(sub.publisher).unsafe(text)) });
@@ -113,7 +113,7 @@ export async function planSubscriptions(ctx: PlanContext): Promise<StagePlan> {
         // A table another subscription feeds is never emptied (its rows would be lost): the copy
         // goes ahead only when no row there falls under this subscription's filter.
         for (const [k, t] of tables) {
-          if (!(await tableInfo(subSql, t.ref))) continue;
+          if (ctx.all || !(await tableInfo(subSql, t.ref))) continue;
           const shared = await sharedTableCollisions(ctx.config, sub, t.ref, subSql);
           if (shared) {
             const them = shared.others.join(', ');

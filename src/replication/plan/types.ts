@@ -54,6 +54,11 @@ export interface PlanContext {
   restart: (node: string) => Promise<void>;
   applied: AppliedState;
   dryRun: boolean;
+  /**
+   * `replicate --dry-run --all`: plan as if no table, publication, subscription or role existed
+   * yet, so a lab that is up still shows its whole procedure (settings are still read as they are).
+   */
+  all?: boolean;
 }
 
 export type Stage = 'drops' | 'settings' | 'schema' | 'publications' | 'subscriptions';
