@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, nodeConnection, readState } from '../src/lab/index.js';
-import { Collector, ProcessSampler, loadCatalog, parseCpuTime, parsePsListing, type MetricDefinition, type Point } from '../src/metrics/index.js';
+import { Collector, HeartbeatWriter, ProcessSampler, loadCatalog, parseCpuTime, parsePsListing, type MetricDefinition, type Point } from '../src/metrics/index.js';
 import { connect, withConnection } from '../src/pg/index.js';
 import { heartbeatPublications } from '../src/replication/index.js';
 import { processAlive } from '../src/runtime/index.js';
@@ -354,16 +354,28 @@ subscriptions:
   });
   afterAll(() => lab.cleanup());
 
-  it('measures commit-to-apply time per subscription, outside the row filter', async () => {
+  it('measures commit-to-apply time per subscription, outside the row filter (the writer beats, the collector only reads)', async () => {
     const config = lab.config();
-    const collector = new Collector(
-      (['pub', 'sub'] as const).map((name) => ({ name, role: name === 'pub' ? 'publisher' : 'subscriber', connection: nodeConnection(config, name) })),
-      { heartbeats: heartbeatPublications(config.replication) },
-    );
+    const nodes = (['pub', 'sub'] as const).map((name) => ({ name, role: name === 'pub' ? ('publisher' as const) : ('subscriber' as const), connection: nodeConnection(config, name) }));
+    const collector = new Collector(nodes);
+    const heartbeat = new HeartbeatWriter(nodes, heartbeatPublications(config.replication));
     try {
-      await collector.scrape();
       const point = await waitFor(async () => {
+        await heartbeat.beat();
         const p = find(await collector.scrape(), 'replication_heartbeat', { node: 'sub', subscription: 's' });
+        return p && Number(p.fields.age_seconds) < 5 ? p : undefined;
+      }, 20_000, 'a heartbeat to arrive');
+      expect(point.tags.publication).toBe('only_a');
+      expect(point.fields.lag_seconds).toBeGreaterThan(0);
+      expect(point.fields.lag_seconds).toBeLessThan(5);
+      // Without beats the row ages: the collector alone writes nothing.
+      await new Promise((r) => setTimeout(r, 1500));
+      const later = find(await collector.scrape(), 'replication_heartbeat', { node: 'sub', subscription: 's' });
+      expect(Number(later!.fields.age_seconds)).toBeGreaterThan(1.2);
+    } finally {
+      await Promise.all([collector.close(), heartbeat.close()]);
+    }
+  });
         return p && Number(p.fields.age_seconds) < 5 ? p : undefined;
       }, 20_000, 'a heartbeat to arrive');
       expect(point.tags.publication).toBe('only_a');

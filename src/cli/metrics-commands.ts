@@ -1,11 +1,9 @@
 import type { Command } from 'commander';
-import { labNodes, readState, sampleSummary } from '../lab/index.js';
+import { labSample, sampleSummary } from '../lab/index.js';
 import { didYouMean, durationOption } from '../config/index.js';
-import { Collector, ProcessSampler, forStores, loadCatalog, type Point } from '../metrics/index.js';
+import { loadCatalog, type Point } from '../metrics/index.js';
 import { ProdhomeError } from '../errors.js';
-import { heartbeatPublications } from '../replication/index.js';
 import { createSink, SINK_SCHEMES } from '../sinks/index.js';
-import { runningPid, sleep } from '../runtime/index.js';
 import { printJson, table } from './render.js';
 import { configFrom } from './shared.js';
 
@@ -50,9 +48,6 @@ export function registerMetricsCommands(program: Command): void {
       const interval = durationOption(opts.interval, '--interval');
       if (interval < 250) throw new ProdhomeError('USAGE', `--interval ${opts.interval}: 250ms is the shortest interval`);
       const until = opts.duration ? Date.now() + durationOption(opts.duration, '--duration') : Infinity;
-      const state = readState(config.stateDir);
-      if (!state) throw new ProdhomeError('LAB_NOT_UP', `lab "${config.lab}" has not been brought up here`, { hint: 'Run `prodhome up` first.' });
-      const nodes = [...labNodes(config, state).values()];
       const catalog = loadCatalog();
       for (const name of opts.metric ?? []) {
         if (catalog.some((m) => m.name === name)) continue;
@@ -60,31 +55,25 @@ export function registerMetricsCommands(program: Command): void {
         throw new ProdhomeError('USAGE', `--metric ${name}: no such metric${guess ? ` — did you mean "${guess}"?` : ''}`, { hint: '`prodhome metrics list` shows them all.' });
       }
       const metrics = opts.metric ? catalog.filter((m) => opts.metric!.includes(m.name)) : catalog;
-      const collector = new Collector(nodes, { metrics, warn: (w) => process.stderr.write(`warning: ${w}\n`), heartbeats: heartbeatPublications(config.replication) });
-      const processes = new ProcessSampler();
-      const targets = () =>
-        config.nodes.flatMap((n) => {
-          const s = readState(config.stateDir)?.nodes[n.name];
-          return s?.runtime === 'local' ? [{ name: n.name, role: n.role, pid: runningPid(s.dataDir), cgroupDirs: s.caps.cgroupDirs }] : [];
-        });
       const warn = (w: string) => process.stderr.write(`warning: ${w}\n`);
       const sinks = (opts.sink ?? []).map((uri) => createSink(uri, { warn }));
       for (const sink of sinks) await sink.open?.();
-      let stop = false;
-      process.once('SIGINT', () => (stop = true));
+      const names = config.nodes.map((n) => n.name);
       try {
-        let next = Date.now();
-        while (!stop && Date.now() < until) {
-          const points = (await Promise.all([collector.scrape(), processes.sample(targets())])).flat();
-          const stored = sinks.length ? forStores(points) : [];
-          for (const sink of sinks) await sink.write(stored);
-          if (opts.json) for (const p of points) process.stdout.write(`${JSON.stringify(p)}\n`);
-          else console.log(sampleSummary(points, nodes.map((n) => n.name), { intervalMs: interval, wide: opts.wide }).join('\n'));
-          next += interval;
-          await sleep(Math.max(0, next - Date.now()));
-        }
+        const loop = labSample(config, {
+          intervalMs: interval,
+          until,
+          metrics,
+          sinks,
+          warn,
+          onSample: (points: Point[]) => {
+            if (opts.json) for (const p of points) process.stdout.write(`${JSON.stringify(p)}\n`);
+            else console.log(sampleSummary(points, names, { intervalMs: interval, wide: opts.wide }).join('\n'));
+          },
+        });
+        process.once('SIGINT', () => void loop.stop());
+        await loop.done;
       } finally {
-        await collector.close();
         for (const sink of sinks) {
           await sink.close();
           const s = sink.stats;

@@ -1,12 +1,12 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { LabConfig } from '../config/index.js';
-import { Collector, ProcessSampler, describeField, forStores, loadCatalog, type Point } from '../metrics/index.js';
+import { describeField, forStores, loadCatalog, startSamplingLoop, type Point } from '../metrics/index.js';
 import { heartbeatPublications } from '../replication/index.js';
 import { runningPid } from '../runtime/index.js';
 import { PostgresSink } from '../sinks/index.js';
 import { createSink, pointsToFamilies, toPrometheusText, type FieldDescription, type Point as SinkPoint, type Sink, type SinkStats } from '../sinks/index.js';
-import { labNodes, nodeConnection } from './nodes.js';
+import { labNodes, nodeConnection, processTargets } from './nodes.js';
 import { readLivePoints } from './live-points.js';
 import { readState } from './state.js';
 
@@ -138,9 +138,6 @@ function limitConnections(server: http.Server): void {
 
 export async function startSampling(config: LabConfig, log: (line: string) => void): Promise<Sampler> {
   const state = readState(config.stateDir);
-  const nodes = [...labNodes(config, state).values()];
-  const collector = new Collector(nodes, { warn: log, heartbeats: heartbeatPublications(config.replication), statementTimeoutMs: Math.max(1000, config.metrics.intervalMs) });
-  const processes = new ProcessSampler();
   const sinks = await openSinks(config, log);
   const status: SamplingStatus = { intervalMs: config.metrics.intervalMs, sinks: sinks.map((s) => s.name), points: 0 };
   const lessOften = new Set(loadCatalog().filter((m) => m.everyMs).map((m) => m.name));
@@ -177,32 +174,14 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
   }
 
   const sinkLog = new SinkLog(log);
-  let stopping = false;
-  const targets = () => {
-    const state = readState(config.stateDir);
-    return config.nodes.flatMap((n) => {
-      const s = state?.nodes[n.name];
-      return s?.runtime === 'local' ? [{ name: n.name, role: n.role, pid: runningPid(s.dataDir), cgroupDirs: s.caps.cgroupDirs }] : [];
-    });
-  };
-  // A sample that takes far longer than its interval is logged once, with the step it waits on.
-  let doing: { what: string; since: number; reported?: boolean } | undefined;
-  const step = (what: string) => (doing = { what, since: doing?.since ?? Date.now(), reported: doing?.reported });
-  const watchdog = setInterval(() => {
-    if (!doing || doing.reported || Date.now() - doing.since < Math.max(5000, 4 * config.metrics.intervalMs)) return;
-    doing.reported = true;
-    const nodes = doing.what.startsWith('the scrape') && collector.scraping.size ? ` (${[...collector.scraping].join(', ')})` : '';
-    log(`a sample has been waiting ${((Date.now() - doing.since) / 1000).toFixed(1)} s, on ${doing.what}${nodes}`);
-  }, 1000);
-  watchdog.unref();
-  const loop = (async () => {
-    let next = Date.now();
-    while (!stopping) {
-      const started = Date.now();
-      doing = undefined;
-      step('the scrape of every node');
-      // Process stats are read while the scrape's queries are in flight.
-      const points = (await Promise.all([collector.scrape(started), processes.sample(targets(), started)])).flat();
+  const loop = startSamplingLoop({
+    nodes: [...labNodes(config, state).values()],
+    processTargets: () => processTargets(config),
+    intervalMs: config.metrics.intervalMs,
+    heartbeats: heartbeatPublications(config.replication),
+    statementTimeoutMs: Math.max(1000, config.metrics.intervalMs),
+    warn: log,
+    onSample: async (points, started, doing) => {
       // The sampler's own health, as metrics beside what it samples.
       points.push({ measurement: 'prodhome_sampler', tags: {}, fields: { points: points.length, scrape_seconds: (Date.now() - started) / 1000 }, time: started });
       const reports = sinks.map((sink) => ({ name: sink.name, ...sink.stats }));
@@ -213,31 +192,24 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
       const stored = forStores(points);
       for (const sink of sinks) {
         try {
-          step(`the sink ${sink.name}`);
+          doing(`the sink ${sink.name}`);
           await sink.write(stored);
         } catch (e) {
           log(`${sink.name}: ${(e as Error).message}`);
         }
       }
-      doing = undefined;
       status.points += points.length;
       status.lastSampleAt = new Date(started).toISOString();
       status.lastSampleMs = Date.now() - started;
-      next += config.metrics.intervalMs;
-      if (next < Date.now()) next = Date.now(); // a slow scrape skips ahead, never bursts to catch up
-      while (!stopping && Date.now() < next) await new Promise((r) => setTimeout(r, Math.min(50, next - Date.now())));
-    }
-  })();
+    },
+  });
 
   return {
     status,
     latest: () => latest.points(),
     stop: async () => {
-      stopping = true;
-      await loop;
-      clearInterval(watchdog);
+      await loop.stop();
       await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
-      await collector.close();
       for (const sink of sinks) await sink.close();
       const reports = sinks.map((sink) => ({ name: sink.name, ...sink.stats }));
       status.sinkStats = reports;

@@ -15,3 +15,4 @@ export { labFault, labFaultList, labFaultClear, labThaw, type FaultResult, type 
 export { sampleSummary, NARROW_WIDTH } from './sample-summary.js';
 export { guardWrites, writtenTables, feedingSubscriptions, type WriteIntent } from './write-guard.js';
 export { addSubscriptionToConfig } from './config-edit.js';
+export { labSample } from './sample.js';

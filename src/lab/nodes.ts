@@ -3,6 +3,8 @@ import type { DataTarget } from '../data/index.js';
 import { ProdhomeError } from '../errors.js';
 import { parseConnectionUrl, type ConnectionInfo } from '../pg/index.js';
 import { guardWrites, type WriteIntent } from './write-guard.js';
+import type { ProcessTarget } from '../metrics/index.js';
+import { runningPid } from '../runtime/index.js';
 import { readSecrets, readState, type LabState, type Secrets } from './state.js';
 
 /**
@@ -92,4 +94,13 @@ export function dataTarget(config: LabConfig, node?: string, writes?: WriteInten
     if (warning) writes.warn?.(warning);
   }
   return { node: name, connection };
+}
+
+/** The local nodes' postmasters and cgroups, read from the state file each sample (a restart changes the pid). */
+export function processTargets(config: LabConfig): ProcessTarget[] {
+  const state = readState(config.stateDir);
+  return config.nodes.flatMap((n) => {
+    const s = state?.nodes[n.name];
+    return s?.runtime === 'local' ? [{ name: n.name, role: n.role, pid: runningPid(s.dataDir), cgroupDirs: s.caps.cgroupDirs }] : [];
+  });
 }

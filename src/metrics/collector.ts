@@ -1,11 +1,10 @@
 import type { Point as SinkPoint } from '../sinks/index.js';
 import type { NodeRole } from '../config/index.js';
 import { connect, serverVersion, type ConnectionInfo, type Sql } from '../pg/index.js';
-import { HEARTBEAT_BEAT_SQL } from '../replication/index.js';
 import { appliesTo, loadCatalog, sqlFor, type MetricDefinition } from './catalog.js';
 
 /**
- * The sampler's collector: one persistent connection per node (application_name
+ * The sampler's collector, which only reads: one persistent connection per node (application_name
  * prodhome-sampler, a statement timeout), every catalog metric that applies to the node's role
  * and version, nodes scraped in parallel. Counters become per-second rates (`<field>_rate`)
  * from the previous scrape, skipping a scrape after a counter reset. A node that does not answer
@@ -56,8 +55,6 @@ export interface CollectorOptions {
    * that never answers, as when a server is killed in the middle of a scrape.)
    */
   scrapeTimeoutMs?: number;
-  /** Publications whose heartbeat row the collector beats on each publisher node, every scrape. */
-  heartbeats?: Map<string, string[]>;
   metrics?: MetricDefinition[];
   warn?: (message: string) => void;
 }
@@ -134,16 +131,6 @@ export class Collector {
         statementTimeoutMs: this.options.statementTimeoutMs ?? 2000,
       });
       n.major = (await serverVersion(n.sql)).major;
-    }
-    const beats = this.options.heartbeats?.get(n.node.name);
-    if (beats?.length && !n.disabled.has('heartbeat')) {
-      try {
-        await n.sql.unsafe(HEARTBEAT_BEAT_SQL, [beats]);
-      } catch (e) {
-        if (isConnectionError(e)) throw e;
-        n.disabled.add('heartbeat');
-        this.warn(`${n.node.name}: heartbeat disabled on this node: ${(e as Error).message}`);
-      }
     }
     const points = await this.readMetrics(n, base, now);
     n.failures = 0;
