@@ -100,6 +100,14 @@ describe('a subscriber down: status and verify report it instead of refusing', (
     expect(r.stdout).toMatch(/^\S+ pub +\d+ tps/m);
   });
 
+  it('pause and resume of s1 work while sub2 is down', () => {
+    expect(cli(['replication', 'pause', 's1'], { cwd: lab.dir }).code).toBe(0);
+    expect(cli(['replication', 'resume', 's1'], { cwd: lab.dir }).code).toBe(0);
+    const paused = cli(['replication', 'pause', 's2'], { cwd: lab.dir });
+    expect(paused.code).toBe(2);
+    expect(paused.stderr).toContain('sub2 not running');
+  });
+
   it('lab status still answers with sub2 down', () => {
     const r = cli(['status'], { cwd: lab.dir });
     expect(r.code, r.stderr).toBe(0);
