@@ -80,8 +80,12 @@ describe('a subscriber down: status and verify report it instead of refusing', (
     expect(after.slot!.retainedWalBytes!).toBeGreaterThan(before);
     const s1 = (await labReplicationStatus(lab.config())).find((s) => s.subscription === 's1')!;
     expect(s1.state).toBe('streaming');
+    // The subscriber's side of the lag in seconds: the heartbeat's commit-to-apply latency and age.
+    expect(s1.heartbeat!.latencySeconds).toBeGreaterThanOrEqual(0);
+    expect(s1.heartbeat!.ageSeconds).toBeGreaterThanOrEqual(0);
     const text = cli(['replication', 'status'], { cwd: lab.dir });
     expect(text.stdout).toMatch(/s2: sub2 is not running .*pub keeps its slot inactive, retaining \d+ bytes of WAL until sub2 is back/);
+    expect(text.stdout).toMatch(/^s1 +sub1 +pub +streaming .* \d+\.\dms \(\d+\.\ds\) /m);
     expect(text.stdout).toContain('s2 fix: start sub2 (`prodhome up`): until then pub keeps the WAL s2 has not received');
   });
 
