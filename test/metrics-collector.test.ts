@@ -199,8 +199,11 @@ describe('sample and metrics list commands', () => {
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines.length).toBeGreaterThanOrEqual(3);
-    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} {2}one: \d+ tps, \d+\/100 conn, hit [\d.]+%, mem [\d.]+MiB$/);
-    expect(lines[2]).toMatch(/, cpu \d+%, mem [\d.]+MiB$/);
+    // One short line per node and sample (issue 15); --wide puts the lab on one line.
+    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} one {2}\d+ tps {2}\d+\/100 conn {2}hit [\d.]+% {2}mem [\d.]+M$/);
+    expect(lines[2]).toMatch(/ {2}cpu \d+% {2}mem [\d.]+M$/);
+    const wide = cli(['sample', '--interval', '250ms', '--duration', '300ms', '--wide'], { cwd: lab.dir });
+    expect(wide.stdout.trim().split('\n')[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} {2}one: \d+ tps, \d+\/100 conn, hit [\d.]+%, mem [\d.]+M$/);
     const json = cli(['sample', '--interval', '250ms', '--duration', '300ms', '--json'], { cwd: lab.dir });
     const points = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as Point);
     expect(points.find((p) => p.measurement === 'pg_up')).toMatchObject({ tags: { node: 'one', role: 'publisher' }, fields: { up: 1 } });

@@ -80,8 +80,12 @@ describe('a subscriber down: status and verify report it instead of refusing', (
     expect(after.slot!.retainedWalBytes!).toBeGreaterThan(before);
     const s1 = (await labReplicationStatus(lab.config())).find((s) => s.subscription === 's1')!;
     expect(s1.state).toBe('streaming');
+    // The subscriber's side of the lag in seconds: the heartbeat's commit-to-apply latency and age.
+    expect(s1.heartbeat!.latencySeconds).toBeGreaterThanOrEqual(0);
+    expect(s1.heartbeat!.ageSeconds).toBeGreaterThanOrEqual(0);
     const text = cli(['replication', 'status'], { cwd: lab.dir });
     expect(text.stdout).toMatch(/s2: sub2 is not running .*pub keeps its slot inactive, retaining \d+ bytes of WAL until sub2 is back/);
+    expect(text.stdout).toMatch(/^s1 +sub1 +pub +streaming .* \d+\.\dms \(\d+\.\ds\) /m);
     expect(text.stdout).toContain('s2 fix: start sub2 (`prodhome up`): until then pub keeps the WAL s2 has not received');
   });
 
@@ -98,6 +102,14 @@ describe('a subscriber down: status and verify report it instead of refusing', (
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^\S+ sub2 +DOWN$/m);
     expect(r.stdout).toMatch(/^\S+ pub +\d+ tps/m);
+  });
+
+  it('pause and resume of s1 work while sub2 is down', () => {
+    expect(cli(['replication', 'pause', 's1'], { cwd: lab.dir }).code).toBe(0);
+    expect(cli(['replication', 'resume', 's1'], { cwd: lab.dir }).code).toBe(0);
+    const paused = cli(['replication', 'pause', 's2'], { cwd: lab.dir });
+    expect(paused.code).toBe(2);
+    expect(paused.stderr).toContain('sub2 not running');
   });
 
   it('lab status still answers with sub2 down', () => {

@@ -154,7 +154,7 @@ function renderStatus(rows: SubscriptionStatus[]): string {
   const bytes = (n: number | null) => (n === null ? '-' : String(n));
   const secs = (n: number | null) => (n === null ? '-' : n.toFixed(3));
   const main = table(
-    ['SUBSCRIPTION', 'SUBSCRIBER', 'PUBLISHER', 'STATE', 'PID', 'LAG BYTES w/f/r', 'LAG SECONDS w/f/r', 'SLOT RETAINED', 'ERRORS apply/sync'],
+    ['SUBSCRIPTION', 'SUBSCRIBER', 'PUBLISHER', 'STATE', 'PID', 'LAG BYTES w/f/r', 'LAG SECONDS w/f/r', 'E2E (BEAT AGE)', 'SLOT RETAINED', 'ERRORS apply/sync'],
     rows.map((s) => [
       s.subscription,
       s.subscriber,
@@ -163,6 +163,7 @@ function renderStatus(rows: SubscriptionStatus[]): string {
       s.workerPid ?? undefined,
       `${bytes(s.lagBytes.write)}/${bytes(s.lagBytes.flush)}/${bytes(s.lagBytes.replay)}`,
       `${secs(s.lagSeconds.write)}/${secs(s.lagSeconds.flush)}/${secs(s.lagSeconds.replay)}`,
+      s.heartbeat ? `${(s.heartbeat.latencySeconds * 1000).toFixed(1)}ms (${s.heartbeat.ageSeconds.toFixed(1)}s)` : '-',
       s.slot ? `${s.slot.retainedWalBytes ?? '-'} B${s.slot.active ? '' : ' (inactive)'}` : '-',
       `${s.applyErrors ?? '-'}/${s.syncErrors ?? '-'}`,
     ]),

@@ -196,7 +196,8 @@ function subscriptionOf(config: LabConfig, name: string) {
 export async function labSetSubscriptionEnabled(config: LabConfig, name: string, enabled: boolean): Promise<string> {
   const sub = subscriptionOf(config, name);
   const text = `ALTER SUBSCRIPTION ${quoteIdent(name)} ${enabled ? 'ENABLE' : 'DISABLE'}`;
-  await withLabPools(config, async (sql) => void (await sql(sub.node).unsafe(text)));
+  // Only the subscriber is needed: another node being down does not stop a pause or resume.
+  await withLabPools(config, async (sql) => void (await sql(sub.node).unsafe(text)), [sub.node]);
   return `${text};`;
 }
 

@@ -24,6 +24,11 @@ export interface SubscriptionStatus {
   lastError: string | null;
   /** Its workers' errors in the subscriber's log, newest first (empty for an external subscriber). */
   errors: WorkerError[];
+  /**
+   * The newest heartbeat applied on the subscriber: commit-to-apply latency, and how long ago it
+   * was beaten (it grows while replication stalls, or while no agent or sample beats it).
+   */
+  heartbeat?: { latencySeconds: number; ageSeconds: number };
   /** What to do about its state, one line; absent when it is healthy. */
   fix?: string;
   /** Which end is down and why, when one is. */
@@ -100,6 +105,15 @@ export async function replicationStatus(
         base.syncErrors = stats?.sync ?? 0;
       } catch {
         // pg_stat_subscription_stats is Postgres 15+
+      }
+      try {
+        // The heartbeat: the subscriber's side of the lag, in seconds, end to end.
+        const [beat] = await sub<{ lag: number | null; age: number | null }[]>`
+          select max(extract(epoch from h.applied_at - h.beat))::float8 as lag, min(extract(epoch from now() - h.beat))::float8 as age
+          from public.prodhome_heartbeat h where h.publication = any(${s.publications})`;
+        if (beat && beat.age !== null) base.heartbeat = { latencySeconds: Math.max(0, beat.lag ?? 0), ageSeconds: Math.max(0, beat.age) };
+      } catch {
+        // no heartbeat table on this subscriber
       }
       let senderState: string | undefined;
       try {
