@@ -357,7 +357,7 @@ subscriptions:
   });
   afterAll(() => lab.cleanup());
 
-  it('measures commit-to-apply time per subscription, outside the row filter (the writer beats, the collector only reads)', async () => {
+  it('measures commit-to-apply time per subscription, outside the row filter (the heartbeat writer beats, the collector reads)', async () => {
     const config = lab.config();
     const nodes = (['pub', 'sub'] as const).map((name) => ({ name, role: name === 'pub' ? ('publisher' as const) : ('subscriber' as const), connection: nodeConnection(config, name) }));
     const collector = new Collector(nodes);
@@ -371,21 +371,8 @@ subscriptions:
       expect(point.tags.publication).toBe('only_a');
       expect(point.fields.lag_seconds).toBeGreaterThan(0);
       expect(point.fields.lag_seconds).toBeLessThan(5);
-      // Without beats the row ages: the collector alone writes nothing.
-      await new Promise((r) => setTimeout(r, 1500));
-      const later = find(await collector.scrape(), 'replication_heartbeat', { node: 'sub', subscription: 's' });
-      expect(Number(later!.fields.age_seconds)).toBeGreaterThan(1.2);
     } finally {
       await Promise.all([collector.close(), heartbeat.close()]);
-    }
-  });
-        return p && Number(p.fields.age_seconds) < 5 ? p : undefined;
-      }, 20_000, 'a heartbeat to arrive');
-      expect(point.tags.publication).toBe('only_a');
-      expect(point.fields.lag_seconds).toBeGreaterThan(0);
-      expect(point.fields.lag_seconds).toBeLessThan(5);
-    } finally {
-      await collector.close();
     }
   });
 });
