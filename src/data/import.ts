@@ -1,7 +1,7 @@
 import type { TableRef } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { connect, quoteIdent, serverVersion } from '../pg/index.js';
-import { copyFrom, copyTextValue, type CopyChunk } from '../pg/index.js';
+import { CopyBatcher, copyFrom, copyTextValue, type CopyChunk } from '../pg/index.js';
 import type { CsvOptions, CsvRecord } from './csv.js';
 import { csvBatches, csvFileSize } from './csv-file.js';
 import { findTable, mapHeader, similarTable, tableColumns, type TargetColumn } from './import-table.js';
@@ -196,8 +196,7 @@ class Stager {
 
   async *chunks(file: string, csv: CsvOptions, onBytes: (bytes: number) => void): AsyncGenerator<CopyChunk> {
     let first = true;
-    let text = '';
-    let rows = 0;
+    const chunks = new CopyBatcher();
     for await (const batch of csvBatches(file, csv, onBytes)) {
       for (const r of batch) {
         if (first) {
@@ -211,18 +210,14 @@ class Stager {
           if (this.bad.length < KEEP_BAD_ROWS) this.bad.push({ line: r.line, endLine: r.endLine, reason: problem, text: cut(r.raw) });
           continue;
         }
-        text += `${r.line}\t${r.endLine}`;
-        for (const v of r.values) text += `\t${copyTextValue(v)}`;
-        text += '\n';
-        rows++;
-        if (text.length >= 65_536) {
-          yield { data: text, rows };
-          text = '';
-          rows = 0;
-        }
+        let row = `${r.line}\t${r.endLine}`;
+        for (const v of r.values) row += `\t${copyTextValue(v)}`;
+        const full = chunks.add(`${row}\n`);
+        if (full) yield full;
       }
     }
-    if (rows) yield { data: text, rows };
+    const rest = chunks.flush();
+    if (rest) yield rest;
   }
 
   private problem(r: CsvRecord): string | undefined {

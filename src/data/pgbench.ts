@@ -1,5 +1,5 @@
 import { connect, quoteIdent, serverVersion } from '../pg/index.js';
-import { copyFrom, type CopyChunk } from '../pg/index.js';
+import { CopyBatcher, copyFrom, type CopyChunk } from '../pg/index.js';
 import { ProdhomeError } from '../errors.js';
 import { Interrupted, count, meter, untilAborted, type OnProgress } from './progress.js';
 import { loadFailure, type DataTarget, type Db } from './target.js';
@@ -41,18 +41,13 @@ export interface SeedPgbenchResult {
 
 /** Rows in chunks of ~64 KB: `line(i)` for i = 0 … n-1. */
 function* lines(n: number, line: (i: number) => string): Generator<CopyChunk> {
-  let text = '';
-  let rows = 0;
+  const batch = new CopyBatcher();
   for (let i = 0; i < n; i++) {
-    text += line(i);
-    rows++;
-    if (text.length >= 65_536) {
-      yield { data: text, rows };
-      text = '';
-      rows = 0;
-    }
+    const full = batch.add(line(i));
+    if (full) yield full;
   }
-  if (rows) yield { data: text, rows };
+  const rest = batch.flush();
+  if (rest) yield rest;
 }
 
 /**

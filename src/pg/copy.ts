@@ -67,3 +67,25 @@ export async function copyFrom(
   await Promise.race([finished, failed]);
   return rows;
 }
+
+/** Gathers COPY text rows into chunks of about 64 KB (the size COPY likes its messages). */
+export class CopyBatcher {
+  private text = '';
+  private rows = 0;
+
+  /** Adds one row (its text ends in a newline); returns a full chunk when there is one. */
+  add(row: string): CopyChunk | undefined {
+    this.text += row;
+    this.rows++;
+    return this.text.length >= 65_536 ? this.flush() : undefined;
+  }
+
+  /** What is gathered so far, if anything. */
+  flush(): CopyChunk | undefined {
+    if (!this.rows) return undefined;
+    const chunk = { data: this.text, rows: this.rows };
+    this.text = '';
+    this.rows = 0;
+    return chunk;
+  }
+}
