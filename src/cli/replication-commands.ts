@@ -174,7 +174,8 @@ function renderStatus(rows: SubscriptionStatus[]): string {
   );
   const details = rows.flatMap((s) => [
     `${s.subscription} tables: ${s.tables.map((t) => `${t.table}=${t.state}`).join(', ') || '-'}`,
-    ...(s.lastError ? [`${s.subscription} last error: ${s.lastError}`] : []),
+    // A stalled subscription's own error (below) says more than the log's last line.
+    ...(s.lastError && !s.conflict ? [`${s.subscription} last error: ${s.lastError}`] : []),
     ...(s.conflict ? renderConflict(s) : []),
   ]);
   return [main, '', ...details].join('\n');
