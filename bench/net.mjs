@@ -108,6 +108,12 @@ async function oneWay(pub, sub, from) {
   return median(samples);
 }
 
+/** CPU seconds a process has used (user + system), from /proc. */
+function cpuSeconds(pid) {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').slice(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 async function streaming(pub) {
   await waitUntil(async () => (await pub`select state from pg_stat_replication where application_name = ${SUB}`)[0]?.state === 'streaming', 'streaming');
 }
@@ -144,11 +150,12 @@ for (let round = 1; round <= rounds; round++) {
       times[how] = await catchUp(pub, sub, next);
       next += ROWS;
       if (how === 'proxy') {
+        times.proxyCpu = cpuSeconds(proxy.pid);
         await stopHolder(proxy); // it points the subscription back as it ends
         proxy = undefined;
       }
       checkInterrupt();
-      say(`round ${round}: catch-up of ${ROWS} rows ${how}: ${secs(times[how])} s`);
+      say(`round ${round}: catch-up of ${ROWS} rows ${how}: ${secs(times[how])} s${how === 'proxy' ? ` (the proxy used ${times.proxyCpu.toFixed(2)} s of CPU)` : ''}`);
     }
 
     // 2. latency: direct, then through `fault net --latency 200ms`.
@@ -159,7 +166,7 @@ for (let round = 1; round <= rounds; round++) {
     const through = await oneWay(pub, sub, 20_000_000);
     await cli('fault', 'clear');
     say(`round ${round}: one-way latency direct ${direct.toFixed(1)} ms, with --latency ${LATENCY_MS}ms ${through.toFixed(1)} ms (added ${(through - direct).toFixed(1)} ms)`);
-    results.push({ direct: times.direct, proxy: times.proxy, latencyDirect: direct, latencyThrough: through });
+    results.push({ direct: times.direct, proxy: times.proxy, proxyCpu: times.proxyCpu, latencyDirect: direct, latencyThrough: through });
     await pub.end();
     await sub.end();
     pub = sub = undefined;
@@ -186,6 +193,7 @@ const summary = {
   catchUpDirectSeconds: median(results.map((r) => r.direct)) / 1000,
   catchUpProxySeconds: median(results.map((r) => r.proxy)) / 1000,
   throughputRatio: throughput,
+  proxyCpuSeconds: median(results.map((r) => r.proxyCpu)),
   addedLatencyMs: added,
   latencyAskedMs: LATENCY_MS,
 };
