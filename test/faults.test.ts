@@ -135,6 +135,16 @@ describe('faults on real servers', () => {
       expect(r.stderr).toMatch(/outside is an external server \(given by URL\)/);
       expect(r.code).toBe(2);
     }
+    // The SQL faults do work there; this lab has no metrics store, so nothing is annotated, quietly.
+    const slot = cli(['fault', 'slot', 'outside'], { cwd: ext.dir });
+    expect(slot.code, slot.stderr).toBe(0);
+    expect(slot.stderr).toBe('');
+    const slots = () => withConnection(conn('publisher'), async (sql) => (await sql`select 1 from pg_replication_slots where slot_name = 'prodhome_fault_slot'`).length);
+    expect(await slots()).toBe(1);
+    // destroy leaves the external server alone, except for undoing the fault it put there.
+    await labDestroy(ext.config());
+    expect(await slots()).toBe(0);
+    expect(await answers(conn('publisher'))).toBe(true);
   });
 
   it('--dry-run prints the steps and changes nothing', async () => {
