@@ -404,6 +404,21 @@ describe('faults on real servers', () => {
     expect(run('fault', 'list').stdout).toMatch(/has ended by itself[\s\S]*no active faults/);
   });
 
+  it('net: a proxy that dies leaves the link stalled until up points it back at the publisher; no row lost', async () => {
+    expect(run('fault', 'net', 'leadership_sub', '--partition').code).toBe(0);
+    faults.injected++;
+    const proxy = readFaults(lab.config().stateDir).faults[0]!.holder!;
+    process.kill(proxy.pid, 'SIGKILL'); // a crash: it points nothing back
+    await waitFor(() => !processAlive(proxy.pid), 5000, 'the proxy to die');
+    await insertLeadership(2_000_004);
+    expect(await arrives(2_000_004, 2000)).toBe(false);
+    expect(run('up').code).toBe(0);
+    faults.cleared++;
+    expect(await arrives(2_000_004, 30_000)).toBe(true);
+    expect(readFaults(lab.config().stateDir).faults).toEqual([]);
+    expect(run('verify', '--wait', '60s').code).toBe(0);
+  });
+
   it('net --latency: no row arrives sooner than the latency asked for; --reset-connections reconnects the link', async () => {
     expect(run('fault', 'net', 'leadership_sub', '--latency', '400ms', '--jitter', '50ms').code).toBe(0);
     faults.injected++;
