@@ -420,15 +420,24 @@ describe('faults on real servers', () => {
   });
 
   it('net --latency: no row arrives sooner than the latency asked for; --reset-connections reconnects the link', async () => {
+    const injected = new Date();
     expect(run('fault', 'net', 'leadership_sub', '--latency', '400ms', '--jitter', '50ms').code).toBe(0);
     faults.injected++;
+    // The walsender that streams through the proxy is a new one (the ALTER restarts the worker).
     await waitFor(async () => {
-      const [s] = await withConnection(conn('publisher'), (sql) => sql<{ state: string }[]>`select state from pg_stat_replication where application_name = 'leadership_sub'`);
-      return s?.state === 'streaming';
-    }, 30_000, 'the link to stream through the proxy');
+      const [s] = await withConnection(conn('publisher'), (sql) => sql<{ state: string; since: Date }[]>`
+        select state, backend_start as since from pg_stat_replication where application_name = 'leadership_sub'`);
+      return s?.state === 'streaming' && s.since > injected;
+    }, 60_000, 'the link to stream through the proxy');
     const started = Date.now();
     await insertLeadership(2_000_003);
-    expect(await arrives(2_000_003, 30_000)).toBe(true);
+    const arrived = await arrives(2_000_003, 60_000);
+    if (!arrived) {
+      const state = readState(lab.config().stateDir)!.nodes.subscriber1!;
+      console.log(fs.readFileSync(`${lab.config().stateDir}/faults.log`, 'utf8').slice(-2000));
+      if (state.runtime === 'local') console.log(fs.readFileSync(state.logFile, 'utf8').slice(-3000));
+    }
+    expect(arrived).toBe(true);
     // A lower bound, not a speed: the row crossed the proxy once, 400 ms ± 50 ms later at least.
     expect(Date.now() - started).toBeGreaterThanOrEqual(350);
     run('fault', 'clear');
