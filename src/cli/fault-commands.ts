@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { parseSize } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
-import { runHolder, type FaultArgs, type FaultKind, type FaultRecord } from '../faults/index.js';
+import { runHolder, runProxyProcess, type FaultArgs, type FaultKind, type FaultRecord } from '../faults/index.js';
 import { labFault, labFaultClear, labFaultList, labThaw, type FaultResult } from '../lab/index.js';
 import { printJson, table } from './render.js';
 import { configFrom } from './shared.js';
@@ -41,6 +41,26 @@ export function registerFaultCommands(program: Command): void {
   add('slot', 'an inactive replication slot retaining WAL', ['<node>'], none, node);
   add('conflict', "a row on the subscriber that the publisher's next insert collides with: the subscription stalls", ['<subscription>'], none, ([s]) => ({ target: s! }));
 
+  add('net', 'a network fault on a replication link (a subscription or its subscriber node), through a TCP proxy', ['<link>'],
+    (c) =>
+      forOption(c)
+        .option('--latency <duration>', 'added one-way delay, e.g. 200ms')
+        .option('--jitter <duration>', 'random variation of the latency, e.g. 50ms')
+        .option('--bandwidth <rate>', 'a cap per direction, e.g. 1mbit, 512kbit, 100KiB')
+        .option('--partition', 'nothing passes either way (connections stay open)')
+        .option('--reset-connections', "end the link's connection now (the subscriber reconnects)"),
+    ([l], o) => ({
+      target: l!,
+      forMs: forMs(o),
+      net: {
+        latencyMs: o.latency === undefined ? undefined : parseFaultDuration(o.latency, '--latency'),
+        jitterMs: o.jitter === undefined ? undefined : parseFaultDuration(o.jitter, '--jitter'),
+        bytesPerSecond: o.bandwidth === undefined ? undefined : rate(o.bandwidth),
+        partition: o.partition,
+        reset: o.resetConnections,
+      },
+    }));
+
   fault
     .command('thaw')
     .description('continue a frozen node (SIGCONT to its process tree)')
@@ -77,6 +97,10 @@ export function registerFaultCommands(program: Command): void {
     });
 
   program
+    .command('fault-proxy', { hidden: true })
+    .description("a replication link's TCP proxy (started by prodhome fault net; reads its settings from stdin)")
+    .action(async () => runProxyProcess());
+  program
     .command('fault-holder', { hidden: true })
     .description('hold sessions for a fault (started by prodhome fault; reads what to hold from stdin)')
     .action(async () => runHolder());
@@ -87,6 +111,11 @@ interface Opts {
   json?: boolean;
   for?: string;
   hold?: string;
+  latency?: string;
+  jitter?: string;
+  bandwidth?: string;
+  partition?: boolean;
+  resetConnections?: boolean;
 }
 
 function renderResult(kind: FaultKind, args: FaultArgs, r: FaultResult): string {
@@ -125,5 +154,13 @@ function wholeNumber(text: string, flag: string): number {
 function size(text: string): number {
   const bytes = parseSize(text);
   if (bytes === undefined) throw new ProdhomeError('USAGE', `"${text}" is not a size; write it like 160MiB or 1GiB`);
+  return bytes;
+}
+
+/** Bytes per second from 1mbit, 512kbit, 100KiB (per second). */
+function rate(text: string): number {
+  const bits = /^\s*(\d+(?:\.\d+)?)\s*(k|m|g)bit\s*$/i.exec(text);
+  const bytes = bits ? (Number(bits[1]) * { k: 1e3, m: 1e6, g: 1e9 }[bits[2]!.toLowerCase() as 'k']) / 8 : parseSize(text);
+  if (!bytes || bytes <= 0) throw new ProdhomeError('USAGE', `--bandwidth ${text}: expected a rate such as 1mbit, 512kbit or 100KiB (per second)`);
   return bytes;
 }

@@ -171,8 +171,9 @@ function renderStatus(rows: SubscriptionStatus[]): string {
   const details = rows.flatMap((s) => [
     ...(s.downReason ? [`${s.subscription}: ${s.downReason}${s.slot ? `; ${s.publisher} keeps its slot ${s.slot.active ? 'active' : 'inactive'}, retaining ${s.slot.retainedWalBytes ?? '?'} bytes of WAL until ${s.subscriber} is back` : ''}`] : []),
     `${s.subscription} tables: ${s.tables.map((t) => `${t.table}=${t.state}`).join(', ') || '-'}`,
-    ...(s.lastError ? [`${s.subscription} last error ${s.lastError}`] : []),
-    ...s.errors.slice(1).map((e) => `  earlier: at ${e.at} (pid ${e.pid}) ${e.level}: ${e.text}`),
+    // A stalled subscription's own error (below) says more than the log's last line.
+    ...(s.lastError && !s.conflict ? [`${s.subscription} last error ${s.lastError}`] : []),
+    ...(s.conflict ? [] : s.errors.slice(1).map((e) => `  earlier: at ${e.at} (pid ${e.pid}) ${e.level}: ${e.text}`)),
     ...(s.conflict ? renderConflict(s) : s.fix ? [`${s.subscription} fix: ${s.fix}`] : []),
   ]);
   return [main, '', ...details].join('\n');

@@ -45,27 +45,33 @@ export const HOLDER_APP = 'prodhome-fault';
 
 /** Starts a holder and waits (bounded) until it holds what it was asked to. */
 export async function spawnHolder(spec: HolderSpec, logFile: string): Promise<{ ref: HolderRef; ready: HolderReady }> {
+  return spawnDetached('fault-holder', spec, logFile);
+}
+
+/** Starts a detached `prodhome <command>` handed `spec` on stdin; waits for its one-line JSON answer. */
+export async function spawnDetached<Ready extends HolderReady>(command: 'fault-holder' | 'fault-proxy', spec: object, logFile: string): Promise<{ ref: HolderRef; ready: Ready }> {
   const logFd = fs.openSync(logFile, 'a', 0o600);
-  const child = spawn(process.execPath, [CLI_ENTRY, 'fault-holder'], { detached: true, stdio: ['pipe', 'pipe', logFd] });
+  const child = spawn(process.execPath, [CLI_ENTRY, command], { detached: true, stdio: ['pipe', 'pipe', logFd] });
   fs.closeSync(logFd);
   child.stdin!.end(JSON.stringify(spec));
-  const ready = await new Promise<HolderReady>((resolve) => {
+  const ready = await new Promise<Ready>((resolve) => {
     let text = '';
-    const timer = setTimeout(() => resolve({ ok: false, error: 'the holder did not answer within 60 s' }), 60_000);
+    const fail = (error: string) => resolve({ ok: false, error } as Ready);
+    const timer = setTimeout(() => fail(`${command} did not answer within 60 s`), 60_000);
     child.stdout!.on('data', (d: Buffer) => {
       text += d.toString();
       if (text.includes('\n')) {
         clearTimeout(timer);
         try {
-          resolve(JSON.parse(text.slice(0, text.indexOf('\n'))) as HolderReady);
+          resolve(JSON.parse(text.slice(0, text.indexOf('\n'))) as Ready);
         } catch {
-          resolve({ ok: false, error: `the holder answered: ${text.trim()}` });
+          fail(`${command} answered: ${text.trim()}`);
         }
       }
     });
     child.on('exit', (code) => {
       clearTimeout(timer);
-      resolve({ ok: false, error: `the holder exited (code ${code}) before holding anything; see ${logFile}` });
+      fail(`${command} exited (code ${code}) before it was ready; see ${logFile}`);
     });
   });
   child.stdout!.destroy();
@@ -84,7 +90,8 @@ export function holderAlive(ref: HolderRef): boolean {
   if (!processAlive(ref.pid)) return false;
   if (startTimeOf(ref.pid) !== ref.startTime) return false;
   try {
-    return fs.readFileSync(`/proc/${ref.pid}/cmdline`, 'utf8').split('\0').includes('fault-holder');
+    const argv = fs.readFileSync(`/proc/${ref.pid}/cmdline`, 'utf8').split('\0');
+    return argv.includes('fault-holder') || argv.includes('fault-proxy');
   } catch {
     return false;
   }
@@ -202,7 +209,7 @@ export async function runHolder(): Promise<void> {
   process.exit(0);
 }
 
-function readStdin(): Promise<string> {
+export function readStdin(): Promise<string> {
   return new Promise((resolve, reject) => {
     let text = '';
     process.stdin.setEncoding('utf8');

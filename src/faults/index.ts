@@ -5,3 +5,4 @@ export { annotate, endAnnotation, ANNOTATIONS_DDL } from './annotations.js';
 export { runHolder, holderAlive, stopHolder, HOLDER_APP } from './holder.js';
 export { thawTree, isFrozen, postmasterOf } from './process-tree.js';
 export { SLOT_NAME } from './slot.js';
+export { runProxyProcess } from './proxy.js';

@@ -6,6 +6,7 @@ import { idleTx } from './idle-tx.js';
 import { kill } from './kill.js';
 import { lock } from './lock.js';
 import { memory } from './memory.js';
+import { netFault } from './net.js';
 import { restart } from './restart.js';
 import { slot } from './slot.js';
 import { stop } from './stop.js';
@@ -24,4 +25,5 @@ export const faults = {
   'idle-tx': idleTx,
   slot,
   conflict,
+  net: netFault,
 } satisfies Record<FaultKind, Fault>;

@@ -8,7 +8,7 @@ import type { LocalNodeState } from '../runtime/index.js';
  * place, or healing what is already healed, changes nothing and does not fail.
  */
 
-export const FAULT_KINDS = ['kill', 'stop', 'restart', 'freeze', 'cpu', 'memory', 'connections', 'lock', 'idle-tx', 'slot', 'conflict'] as const;
+export const FAULT_KINDS = ['kill', 'stop', 'restart', 'freeze', 'cpu', 'memory', 'connections', 'lock', 'idle-tx', 'slot', 'conflict', 'net'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /** What a fault may act on. */
@@ -18,7 +18,9 @@ export type FaultTargetKind =
   /** any node prodhome can log in to (SQL only) */
   | 'node'
   /** a subscription of the lab */
-  | 'subscription';
+  | 'subscription'
+  /** a replication link: a subscription, or the subscriber node it runs on */
+  | 'link';
 
 /** A node as a fault sees it. `local` is absent for an external server. */
 export interface FaultNode {
@@ -40,8 +42,10 @@ export interface FaultArgs {
   hold?: number;
   /** lock: the table */
   table?: string;
-  /** lock, idle-tx, connections: the fault ends by itself after this long */
+  /** lock, idle-tx, connections, net: the fault ends by itself after this long */
   forMs?: number;
+  /** net: what the link's proxy does to its traffic */
+  net?: { latencyMs?: number; jitterMs?: number; bytesPerSecond?: number; partition?: boolean; reset?: boolean };
 }
 
 /** The lab as a fault needs it; the lab part builds it (src/lab/faults.ts). */
@@ -97,7 +101,7 @@ export interface Fault {
   readonly summary: string;
   readonly targets: FaultTargetKind;
   /** True when the fault is over once injected (restart): annotated, never listed as active. */
-  readonly instant?: boolean;
+  readonly instant?: boolean | ((args: FaultArgs) => boolean);
   /** Steps it would take, in words and SQL: what --dry-run prints. Validates as it goes. */
   plan(args: FaultArgs, env: FaultEnv): Promise<string[]> | string[];
   inject(args: FaultArgs, env: FaultEnv): Promise<Injected>;

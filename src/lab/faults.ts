@@ -93,11 +93,18 @@ function faultEnv(config: LabConfig, state: LabState, log: Log): FaultEnv {
 
 /** The node a fault acts on: the node named, or a subscription's subscriber. */
 function nodeOf(kind: FaultKind, args: FaultArgs, env: FaultEnv): string {
-  return kind === 'conflict' ? env.subscription(args.target).node : env.node(args.target).name;
+  if (kind === 'conflict') return env.subscription(args.target).node;
+  if (kind === 'net') {
+    const sub = env.replication.subscriptions.find((s) => s.name === args.target) ?? env.replication.subscriptions.find((s) => s.node === args.target);
+    return sub?.node ?? args.target; // an unknown link is named by the fault's own plan()
+  }
+  return env.node(args.target).name;
 }
 
 function describe(kind: FaultKind, args: FaultArgs): string {
-  const extra = [args.cpus !== undefined ? `${args.cpus} CPUs` : '', args.memoryBytes !== undefined ? `${args.memoryBytes} bytes` : '', args.table ?? '', args.hold ? `hold ${args.hold}` : '', args.forMs ? `for ${args.forMs / 1000}s` : '']
+  const n = args.net ?? {};
+  const net = [n.latencyMs ? `latency ${n.latencyMs}ms` : '', n.jitterMs ? `jitter ${n.jitterMs}ms` : '', n.bytesPerSecond ? `${n.bytesPerSecond} B/s` : '', n.partition ? 'partition' : '', n.reset ? 'reset connections' : ''];
+  const extra = [...net, args.cpus !== undefined ? `${args.cpus} CPUs` : '', args.memoryBytes !== undefined ? `${args.memoryBytes} bytes` : '', args.table ?? '', args.hold ? `hold ${args.hold}` : '', args.forMs ? `for ${args.forMs / 1000}s` : '']
     .filter(Boolean)
     .join(', ');
   return `fault ${kind} ${args.target}${extra ? ` (${extra})` : ''}`;
@@ -128,7 +135,7 @@ export async function labFault(config: LabConfig, kind: FaultKind, args: FaultAr
     throw e;
   }
   const record: FaultRecord = { id: '', kind, node, args, startedAt: startedAt.toISOString(), ...injected, ...(annotationId !== undefined ? { annotationId } : {}) };
-  if (fault.instant) {
+  if (typeof fault.instant === 'function' ? fault.instant(args) : fault.instant) {
     await endAnnotation(store, annotationId, new Date(), log);
     return { steps: [...steps.filter((s) => !s.startsWith('undo:')), `done: ${injected.summary}`], dryRun: false, record };
   }
@@ -153,8 +160,7 @@ export async function labFaultList(config: LabConfig): Promise<{ active: FaultRe
   if (!state) return { active: [], ended: [] };
   const env = faultEnv(config, state, () => {});
   const records = readFaults(config.stateDir).faults;
-  const ended: FaultRecord[] = [];
-  for (const r of records) if (!(await stillActive(r, env))) ended.push(r);
+  const ended = await endedFaults(records, env);
   if (ended.length) await forget(config, state, ended);
   return { active: records.filter((r) => !ended.includes(r)), ended };
 }
@@ -228,12 +234,22 @@ export function thawFrozenNodes(state: LabState | undefined, log: Log): void {
 /** After `up`: node faults it undid (kill, stop, freeze) are over; drop them and end their annotations. */
 export async function settleNodeFaults(config: LabConfig): Promise<void> {
   const state = readState(config.stateDir);
-  const records = readFaults(config.stateDir).faults.filter((r) => ['kill', 'stop', 'freeze'].includes(r.kind));
+  const records = readFaults(config.stateDir).faults.filter((r) => ['kill', 'stop', 'freeze', 'net'].includes(r.kind));
   if (!state || !records.length) return;
   const env = faultEnv(config, state, () => {});
-  const ended: FaultRecord[] = [];
-  for (const r of records) if (!(await stillActive(r, env))) ended.push(r);
+  const ended = await endedFaults(records, env);
   if (ended.length) await forget(config, state, ended);
+}
+
+/** The faults that are over by themselves. A link whose proxy is gone is pointed back at its publisher. */
+async function endedFaults(records: FaultRecord[], env: FaultEnv): Promise<FaultRecord[]> {
+  const ended: FaultRecord[] = [];
+  for (const r of records) {
+    if (await stillActive(r, env)) continue;
+    if (r.kind === 'net') await faults.net.heal(r, env).catch(() => {});
+    ended.push(r);
+  }
+  return ended;
 }
 
 /**
