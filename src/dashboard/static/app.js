@@ -87,7 +87,7 @@ let storeDown = false;
 let lastGood = 0;
 async function api(path, query = {}) {
   const q = new URLSearchParams(query);
-  const res = await fetch(`api/${path}?${q}`, { credentials: 'same-origin' });
+  const res = await fetch(`api/${path}?${q}`, { credentials: 'same-origin', signal: AbortSignal.timeout(10000) });
   const body = await res.json().catch(() => ({}));
   if (res.status === 503) throw Object.assign(new Error(body.error || 'the metrics store did not answer'), { store: true });
   if (!res.ok) throw new Error(body.error || `HTTP ${res.status}`);
