@@ -82,6 +82,29 @@ function fmt(v, unit) {
   }
 }
 
+/** Axis ticks: the unit's short form; counts (connections, rows…) as bare numbers, the title names them. */
+function axisFmt(v, unit) {
+  if (['bytes', 'bytes/s', 'seconds', 'ms', 'percent', 'ratio', '/s'].includes(unit)) return fmt(v, unit);
+  const a = Math.abs(v);
+  return a >= 1e6 ? `${+(v / 1e6).toFixed(1)}M` : a >= 1e4 ? `${+(v / 1e3).toFixed(1)}k` : String(+v.toFixed(2));
+}
+
+/** A break in the lines where the store has no rows for a while (the lab or agent was down). */
+function withGaps(times, series, stepMs) {
+  const gap = Math.max(3 * stepMs, 15000);
+  const t = [];
+  const cols = series.map(() => []);
+  for (let i = 0; i < times.length; i++) {
+    if (i && times[i] - times[i - 1] > gap) {
+      t.push((times[i] + times[i - 1]) / 2);
+      cols.forEach((c) => c.push(null));
+    }
+    t.push(times[i]);
+    series.forEach((s, j) => cols[j].push(s.values[i]));
+  }
+  return [t, cols];
+}
+
 // ---- API ----
 let storeDown = false;
 let lastGood = 0;
@@ -148,7 +171,7 @@ function makeChart(c, data, series) {
     legend: { live: true },
     axes: [
       { stroke: css('--fg'), grid: { stroke: css('--grid') }, ticks: { stroke: css('--grid') } },
-      { stroke: css('--fg'), grid: { stroke: css('--grid') }, ticks: { stroke: css('--grid') }, size: 78, values: (u, vals) => vals.map((v) => fmt(v, panel.unit)) },
+      { stroke: css('--fg'), grid: { stroke: css('--grid') }, ticks: { stroke: css('--grid') }, size: 78, values: (u, vals) => vals.map((v) => axisFmt(v, panel.unit)) },
     ],
     series: [
       { value: (u, v) => (v == null ? '–' : new Date(v * 1000).toLocaleTimeString()) },
@@ -208,9 +231,8 @@ async function refreshPanel(c, win) {
   if (state.nodes) q.nodes = [...state.nodes].join(',');
   const r = await api('series', q);
   const series = r.series;
-  const times = r.times.map((t) => t / 1000);
-  // Pin the x range to the window so every chart lines up, with or without data.
-  const data = [times, ...series.map((s) => s.values)];
+  const [ms, cols] = withGaps(r.times, series, r.step * 1000);
+  const data = [ms.map((t) => t / 1000), ...cols];
   const key = series.map((s) => s.name).join('\n');
   const points = series.reduce((n, s) => n + s.values.filter((v) => v !== null).length, 0);
   c.box.dataset.points = String(points);
@@ -238,7 +260,7 @@ async function refreshPanel(c, win) {
 }
 
 function emptyText(panel) {
-  if (panel.group === 'load') return 'No load run in this range.';
+  if (panel.group === 'load') return annotations.some((a) => a.kind === 'load') ? (panel.measurement === 'workload_errors' ? 'No errors in the load runs of this range.' : 'No figures from the load runs of this range.') : 'No load run in this range.';
   if (['pg_replication', 'replication_heartbeat', 'pg_replication_slot', 'pg_subscription_errors', 'pg_subscription'].includes(panel.measurement) && !links.length) return 'No subscriptions in this lab.';
   return 'No data in this range yet.';
 }
