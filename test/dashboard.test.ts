@@ -120,7 +120,9 @@ suite('dashboard in Chromium', () => {
     await page.click('#panel-lag_bytes button.info');
     expect(await page.textContent('#info-sql')).toContain('"metrics"."pg_replication"');
     expect((await page.textContent('#info-text'))!.length).toBeGreaterThan(40);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-info.png') });
     await page.keyboard.press('Escape');
+    await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-1280x800.png') });
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-1280-full.png'), fullPage: true });
     await page.close();

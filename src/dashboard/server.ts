@@ -75,6 +75,7 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
     maxParamLength: 100,
   });
   app.server.maxConnections = 64;
+  let cookieName = 'prodhome_token'; // + the port, once listening
   const expected = Buffer.from(o.token);
   const tokenOk = (given: string | undefined) => {
     if (!given) return false;
@@ -85,7 +86,8 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
   app.addHook('onRequest', async (req, reply) => {
     const query = req.query as Record<string, string | undefined>;
     const header = req.headers['x-prodhome-token'];
-    const cookie = /(?:^|;\s*)prodhome_token=([A-Za-z0-9_-]+)/.exec(req.headers.cookie ?? '')?.[1];
+    // Cookies are shared by every port of 127.0.0.1: each lab's dashboard has its own name.
+    const cookie = new RegExp(`(?:^|;\\s*)${cookieName}=([A-Za-z0-9_-]+)`).exec(req.headers.cookie ?? '')?.[1];
     if (tokenOk(query.token) || tokenOk(typeof header === 'string' ? header : undefined) || tokenOk(cookie)) return;
     if (req.url.startsWith('/api/')) return reply.code(401).send({ error: 'unauthorized: this dashboard needs its token', hint: 'run `prodhome dashboard` to print the URL with the token' });
     return reply.code(401).type('text/html; charset=utf-8').send(unauthorizedPage(o.lab));
@@ -110,7 +112,7 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
   app.get('/', async (req, reply) => {
     const query = req.query as Record<string, string | undefined>;
     // The token moves from the URL into a cookie the page's own requests carry (as Jupyter does).
-    if (query.token && tokenOk(query.token)) reply.header('set-cookie', `prodhome_token=${o.token}; HttpOnly; SameSite=Strict; Path=/`);
+    if (query.token && tokenOk(query.token)) reply.header('set-cookie', `${cookieName}=${o.token}; HttpOnly; SameSite=Strict; Path=/`);
     return reply.type('text/html; charset=utf-8').send(fs.readFileSync(path.join(STATIC_DIR, 'index.html')));
   });
   app.get('/static/:file', async (req, reply) => {
@@ -205,6 +207,7 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
   await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 0 });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : (o.port ?? 0);
+  cookieName = `prodhome_token_${port}`;
   const host = o.host ?? '127.0.0.1';
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/`,

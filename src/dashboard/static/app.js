@@ -293,6 +293,8 @@ async function refreshAll() {
     banner(`${e.store ? 'The metrics store is unreachable' : 'The dashboard could not load its data'} (${e.message}). Showing the last data${lastGood ? ` from ${new Date(lastGood).toLocaleTimeString()}` : ''}; retrying.`);
   } finally {
     refreshing = false;
+    // Every refresh that ended, with data or with the banner (for tests and the bench).
+    document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
   }
 }
 
