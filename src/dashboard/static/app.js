@@ -266,9 +266,26 @@ function emptyText(panel) {
 }
 
 let refreshing = false;
-async function refreshAll() {
+// Live mode: the topology and overview (the agent's memory, cheap) every second; the charts as
+// often as their bucket can change (every second at 5 m, every 2 s from 15 m up), statements
+// every 10 s. A user's action refreshes everything at once.
+let lastCharts = 0;
+let lastStatements = 0;
+function chartsDue() {
+  const range = state.from && state.to ? state.to - state.from : RANGES[state.range];
+  return Date.now() - lastCharts >= (range <= RANGES['5m'] ? 900 : 1900);
+}
+
+async function tick() {
+  if (!state.live) return;
+  if (chartsDue()) return refreshAll(false);
+  await refreshLive();
+}
+
+async function refreshAll(forced = true) {
   if (refreshing) return;
   refreshing = true;
+  lastCharts = Date.now();
   const win = window_();
   try {
     const [ann] = await Promise.all([api('annotations', win).catch(() => ({ annotations })), refreshLive()]);
@@ -281,7 +298,10 @@ async function refreshAll() {
       failed ??= results.find((r) => r.status === 'rejected')?.reason;
     }
     $('load-empty').hidden = [...charts.values()].some((c) => c.panel.group === 'load' && Number(c.box.dataset.points) > 0);
-    await refreshStatements(win).catch((e) => (failed ??= e));
+    if (forced || Date.now() - lastStatements >= 10_000) {
+      lastStatements = Date.now();
+      await refreshStatements(win).catch((e) => (failed ??= e));
+    }
     if (failed) throw failed;
     storeDown = false;
     lastGood = Date.now();
@@ -537,7 +557,7 @@ async function start() {
   saveState();
   await refreshAll();
   setInterval(() => {
-    if (state.live) refreshAll();
+    tick();
   }, LIVE_MS);
   let resize;
   window.addEventListener('resize', () => {
