@@ -1,6 +1,10 @@
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
-import { dashboardUrl } from '../lab/index.js';
+import { grafanaExport, loadPanels, PASSWORD_ENV } from '../dashboard/index.js';
+import { ProdhomeError } from '../errors.js';
+import { dashboardUrl, nodeConnection, readSecrets, readState } from '../lab/index.js';
 import { configFrom } from './shared.js';
 
 /** `prodhome dashboard`: where the agent serves the lab's live dashboard. */
@@ -15,6 +19,30 @@ export function registerDashboardCommands(program: Command): void {
       if (opts.printUrl) console.log(url);
       else console.log(`Dashboard: ${url}\n(the token in the URL is this lab's; anyone with it can read the lab's metrics)`);
       if (opts.open) openBrowser(url);
+    });
+
+  const grafana = program.command('grafana').description("the dashboard's panels for Grafana");
+  grafana
+    .command('export')
+    .description('write Grafana provisioning files (a Postgres data source on the metrics node, read-only; the dashboard) into DIR')
+    .argument('<dir>', 'directory to write into (created if missing)')
+    .action((dir: string, _opts: unknown, cmd: Command) => {
+      const config = configFrom(cmd);
+      const store = config.metrics.store;
+      if (!store) throw new ProdhomeError('USAGE', `lab "${config.lab}" has no metrics store (metrics.store), so Grafana would have nothing to read`);
+      const secret = readSecrets(config.stateDir).dashboard;
+      if (!readState(config.stateDir)?.nodes[store] || !secret) {
+        throw new ProdhomeError('LAB_NOT_UP', `lab "${config.lab}" has not been brought up here, so its metrics node has no address or read-only role yet`, { hint: 'Run `prodhome up` first.' });
+      }
+      const at = nodeConnection(config, store);
+      const out = grafanaExport(loadPanels(), { lab: config.lab, host: at.host, port: at.port, database: at.database, user: secret.user });
+      for (const [rel, text] of Object.entries(out.files)) {
+        const file = path.join(dir, rel);
+        fs.mkdirSync(path.dirname(file), { recursive: true });
+        fs.writeFileSync(file, text);
+        console.log(`wrote ${file}`);
+      }
+      console.log(`Grafana reads the metrics node as ${secret.user}; give it the password in ${PASSWORD_ENV} (it is "dashboard.password" in ${path.join(config.stateDir, 'secrets.json')}).`);
     });
 }
 

@@ -65,7 +65,7 @@ const MAX_BUCKETS = 5000;
 export async function startDashboard(o: DashboardOptions): Promise<DashboardServer> {
   const panels = loadPanels();
   const byId = new Map(panels.map((p) => [p.id, p]));
-  const sql: Sql | undefined = o.store ? connect(o.store, { max: 4, applicationName: 'prodhome-dashboard', connectTimeoutSeconds: 3, statementTimeoutMs: 5000 }) : undefined;
+  const store = o.store ? new StorePool(o.store) : undefined;
   const app = Fastify({
     logger: false,
     bodyLimit: 1024,
@@ -75,6 +75,7 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
     maxParamLength: 100,
   });
   app.server.maxConnections = 64;
+  let cookieName = 'prodhome_token'; // + the port, once listening
   const expected = Buffer.from(o.token);
   const tokenOk = (given: string | undefined) => {
     if (!given) return false;
@@ -85,7 +86,8 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
   app.addHook('onRequest', async (req, reply) => {
     const query = req.query as Record<string, string | undefined>;
     const header = req.headers['x-prodhome-token'];
-    const cookie = /(?:^|;\s*)prodhome_token=([A-Za-z0-9_-]+)/.exec(req.headers.cookie ?? '')?.[1];
+    // Cookies are shared by every port of 127.0.0.1: each lab's dashboard has its own name.
+    const cookie = new RegExp(`(?:^|;\\s*)${cookieName}=([A-Za-z0-9_-]+)`).exec(req.headers.cookie ?? '')?.[1];
     if (tokenOk(query.token) || tokenOk(typeof header === 'string' ? header : undefined) || tokenOk(cookie)) return;
     if (req.url.startsWith('/api/')) return reply.code(401).send({ error: 'unauthorized: this dashboard needs its token', hint: 'run `prodhome dashboard` to print the URL with the token' });
     return reply.code(401).type('text/html; charset=utf-8').send(unauthorizedPage(o.lab));
@@ -110,7 +112,7 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
   app.get('/', async (req, reply) => {
     const query = req.query as Record<string, string | undefined>;
     // The token moves from the URL into a cookie the page's own requests carry (as Jupyter does).
-    if (query.token && tokenOk(query.token)) reply.header('set-cookie', `prodhome_token=${o.token}; HttpOnly; SameSite=Strict; Path=/`);
+    if (query.token && tokenOk(query.token)) reply.header('set-cookie', `${cookieName}=${o.token}; HttpOnly; SameSite=Strict; Path=/`);
     return reply.type('text/html; charset=utf-8').send(fs.readFileSync(path.join(STATIC_DIR, 'index.html')));
   });
   app.get('/static/:file', async (req, reply) => {
@@ -123,7 +125,7 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
     lab: o.lab,
     intervalMs: o.intervalMs,
     nodes: o.nodes,
-    store: sql !== undefined,
+    store: store !== undefined,
     panels: panels.map((p) => ({ ...p, sql: seriesSql(p) })),
   }));
 
@@ -134,8 +136,8 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
   const columnsOf = async (table: string): Promise<Set<string>> => {
     const hit = columnsCache.get(table);
     if (hit && Date.now() - hit.at < 10_000) return hit.columns;
-    const rows = await sql!<{ name: string }[]>`
-      select attname as name from pg_attribute where attrelid = to_regclass(${`metrics.${table}`}) and attnum > 0 and not attisdropped`;
+    const rows = await store!.run((sql) => sql<{ name: string }[]>`
+      select attname as name from pg_attribute where attrelid = to_regclass(${`metrics.${table}`}) and attnum > 0 and not attisdropped`);
     const columns = new Set(rows.map((r) => r.name));
     columnsCache.set(table, { at: Date.now(), columns });
     return columns;
@@ -149,22 +151,22 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
     const step = q.step === undefined ? chooseStep(to - from, o.intervalMs) : int(q.step, 'step', 1, 86_400);
     if ((to - from) / (step * 1000) > MAX_BUCKETS) throw new BadRequest('step', `step ${step} s makes more than ${MAX_BUCKETS} buckets over this range: use a larger step`);
     const nodes = nodeFilter(q.nodes);
-    if (!sql) return { panel: panel.id, from, to, step, times: [], series: [], note: 'this lab has no metrics store' };
+    if (!store) return { panel: panel.id, from, to, step, times: [], series: [], note: 'this lab has no metrics store' };
     const columns = await columnsOf(panel.measurement);
     const fields = panel.fields.filter((f) => columns.has(f));
     if (!fields.length || !panel.by.every((b) => columns.has(b))) return { panel: panel.id, from, to, step, times: [], series: [] };
-    const rows = await sql.unsafe<Record<string, unknown>[]>(seriesSql(panel, fields), [new Date(from), new Date(to), `${step} seconds`, nodes ?? null] as never[]);
+    const rows = await store.run((sql) => sql.unsafe<Record<string, unknown>[]>(seriesSql(panel, fields), [new Date(from), new Date(to), `${step} seconds`, nodes ?? null] as never[]));
     return { panel: panel.id, from, to, step, ...columnar(panel, fields, rows) };
   });
 
   app.get('/api/annotations', async (req) => {
     const { from, to } = range(req.query as Record<string, string | undefined>);
-    if (!sql) return { annotations: [] };
-    const exists = await sql`select to_regclass('metrics.annotations') is not null as ok`;
+    if (!store) return { annotations: [] };
+    const exists = await store.run((sql) => sql`select to_regclass('metrics.annotations') is not null as ok`);
     if (!exists[0]!.ok) return { annotations: [] };
-    const rows = await sql<{ time: number; end: number | null; kind: string; node: string | null; text: string; tags: unknown }[]>`
+    const rows = await store.run((sql) => sql<{ time: number; end: number | null; kind: string; node: string | null; text: string; tags: unknown }[]>`
       select (extract(epoch from time) * 1000)::float8 as time, (extract(epoch from "end") * 1000)::float8 as "end", kind, node, text, tags
-      from metrics.annotations where time < ${new Date(to)} and coalesce("end", time) >= ${new Date(from)} order by time limit 500`;
+      from metrics.annotations where time < ${new Date(to)} and coalesce("end", time) >= ${new Date(from)} order by time limit 500`);
     return { annotations: rows.map((r) => ({ ...r })) };
   });
 
@@ -172,9 +174,9 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
     const q = req.query as Record<string, string | undefined>;
     const { from, to } = range(q);
     const nodes = nodeFilter(q.nodes);
-    if (!sql || !(await columnsOf('pg_statements')).has('calls')) return { statements: [] };
+    if (!store || !(await columnsOf('pg_statements')).has('calls')) return { statements: [] };
     // Deltas of the cumulative counters over the range: what ran in it, not since the server started.
-    const rows = await sql<Record<string, unknown>[]>`
+    const rows = await store.run((sql) => sql<Record<string, unknown>[]>`
       with d as (
         select node, queryid, max(query) as query, max(calls) - min(calls) as calls,
                max(total_seconds) - min(total_seconds) as total_seconds, max(rows) - min(rows) as rows
@@ -184,13 +186,13 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
       )
       select node, queryid, query, calls::float8 as calls, total_seconds::float8 as total_seconds, rows::float8 as rows,
              (total_seconds / nullif(calls, 0))::float8 as mean_seconds
-      from d where calls > 0 order by total_seconds desc limit 20`;
+      from d where calls > 0 order by total_seconds desc limit 20`);
     return { statements: rows.map((r) => ({ ...r })) };
   });
 
   app.get('/api/health', async () => {
-    if (!sql) return { store: 'none' };
-    await sql`select 1`;
+    if (!store) return { store: 'none' };
+    await store.run((sql) => sql`select 1`);
     return { store: 'ok' };
   });
 
@@ -205,15 +207,57 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
   await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 0 });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : (o.port ?? 0);
+  cookieName = `prodhome_token_${port}`;
   const host = o.host ?? '127.0.0.1';
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/`,
     port,
     close: async () => {
       await app.close();
-      await sql?.end({ timeout: 1 });
+      await store?.close();
     },
   };
+}
+
+/**
+ * The read-only pool, with every query bounded: the postgres driver can wait for ever on a
+ * server that went away (and 3.4.9 can leave a pool hanging after a failed connect), so a query
+ * that fails to reach the server or takes too long drops the pool for a fresh one.
+ */
+class StorePool {
+  private sql: Sql;
+
+  constructor(private readonly info: ConnectionInfo) {
+    this.sql = this.open();
+  }
+
+  private open(): Sql {
+    return connect(this.info, { max: 4, applicationName: 'prodhome-dashboard', connectTimeoutSeconds: 3, statementTimeoutMs: 5000 });
+  }
+
+  async run<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
+    const sql = this.sql;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(Object.assign(new Error('timed out'), { code: 'TIMEOUT' })), 6000);
+    });
+    try {
+      return await Promise.race([fn(sql), timeout]);
+    } catch (e) {
+      const code = String((e as { code?: string }).code ?? '');
+      if (this.sql === sql && (code === 'TIMEOUT' || code.startsWith('E') || code === 'CONNECT_TIMEOUT' || code === 'CONNECTION_CLOSED' || code === '57P01')) {
+        this.sql = this.open();
+        void sql.end({ timeout: 0 }).catch(() => {});
+      }
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  close(): Promise<void> {
+    return this.sql.end({ timeout: 1 });
+  }
 }
 
 function int(v: string, name: string, min: number, max: number): number {

@@ -82,12 +82,35 @@ function fmt(v, unit) {
   }
 }
 
+/** Axis ticks: the unit's short form; counts (connections, rows…) as bare numbers, the title names them. */
+function axisFmt(v, unit) {
+  if (['bytes', 'bytes/s', 'seconds', 'ms', 'percent', 'ratio', '/s'].includes(unit)) return fmt(v, unit);
+  const a = Math.abs(v);
+  return a >= 1e6 ? `${+(v / 1e6).toFixed(1)}M` : a >= 1e4 ? `${+(v / 1e3).toFixed(1)}k` : String(+v.toFixed(2));
+}
+
+/** A break in the lines where the store has no rows for a while (the lab or agent was down). */
+function withGaps(times, series, stepMs) {
+  const gap = Math.max(3 * stepMs, 15000);
+  const t = [];
+  const cols = series.map(() => []);
+  for (let i = 0; i < times.length; i++) {
+    if (i && times[i] - times[i - 1] > gap) {
+      t.push((times[i] + times[i - 1]) / 2);
+      cols.forEach((c) => c.push(null));
+    }
+    t.push(times[i]);
+    series.forEach((s, j) => cols[j].push(s.values[i]));
+  }
+  return [t, cols];
+}
+
 // ---- API ----
 let storeDown = false;
 let lastGood = 0;
 async function api(path, query = {}) {
   const q = new URLSearchParams(query);
-  const res = await fetch(`api/${path}?${q}`, { credentials: 'same-origin' });
+  const res = await fetch(`api/${path}?${q}`, { credentials: 'same-origin', signal: AbortSignal.timeout(10000) });
   const body = await res.json().catch(() => ({}));
   if (res.status === 503) throw Object.assign(new Error(body.error || 'the metrics store did not answer'), { store: true });
   if (!res.ok) throw new Error(body.error || `HTTP ${res.status}`);
@@ -148,7 +171,7 @@ function makeChart(c, data, series) {
     legend: { live: true },
     axes: [
       { stroke: css('--fg'), grid: { stroke: css('--grid') }, ticks: { stroke: css('--grid') } },
-      { stroke: css('--fg'), grid: { stroke: css('--grid') }, ticks: { stroke: css('--grid') }, size: 78, values: (u, vals) => vals.map((v) => fmt(v, panel.unit)) },
+      { stroke: css('--fg'), grid: { stroke: css('--grid') }, ticks: { stroke: css('--grid') }, size: 78, values: (u, vals) => vals.map((v) => axisFmt(v, panel.unit)) },
     ],
     series: [
       { value: (u, v) => (v == null ? '–' : new Date(v * 1000).toLocaleTimeString()) },
@@ -208,9 +231,8 @@ async function refreshPanel(c, win) {
   if (state.nodes) q.nodes = [...state.nodes].join(',');
   const r = await api('series', q);
   const series = r.series;
-  const times = r.times.map((t) => t / 1000);
-  // Pin the x range to the window so every chart lines up, with or without data.
-  const data = [times, ...series.map((s) => s.values)];
+  const [ms, cols] = withGaps(r.times, series, r.step * 1000);
+  const data = [ms.map((t) => t / 1000), ...cols];
   const key = series.map((s) => s.name).join('\n');
   const points = series.reduce((n, s) => n + s.values.filter((v) => v !== null).length, 0);
   c.box.dataset.points = String(points);
@@ -238,15 +260,32 @@ async function refreshPanel(c, win) {
 }
 
 function emptyText(panel) {
-  if (panel.group === 'load') return 'No load run in this range.';
+  if (panel.group === 'load') return annotations.some((a) => a.kind === 'load') ? (panel.measurement === 'workload_errors' ? 'No errors in the load runs of this range.' : 'No figures from the load runs of this range.') : 'No load run in this range.';
   if (['pg_replication', 'replication_heartbeat', 'pg_replication_slot', 'pg_subscription_errors', 'pg_subscription'].includes(panel.measurement) && !links.length) return 'No subscriptions in this lab.';
   return 'No data in this range yet.';
 }
 
 let refreshing = false;
-async function refreshAll() {
+// Live mode: the topology and overview (the agent's memory, cheap) every second; the charts as
+// often as their bucket can change (every second at 5 m, every 2 s from 15 m up), statements
+// every 10 s. A user's action refreshes everything at once.
+let lastCharts = 0;
+let lastStatements = 0;
+function chartsDue() {
+  const range = state.from && state.to ? state.to - state.from : RANGES[state.range];
+  return Date.now() - lastCharts >= (range <= RANGES['5m'] ? 900 : 1900);
+}
+
+async function tick() {
+  if (!state.live) return;
+  if (chartsDue()) return refreshAll(false);
+  await refreshLive();
+}
+
+async function refreshAll(forced = true) {
   if (refreshing) return;
   refreshing = true;
+  lastCharts = Date.now();
   const win = window_();
   try {
     const [ann] = await Promise.all([api('annotations', win).catch(() => ({ annotations })), refreshLive()]);
@@ -259,7 +298,10 @@ async function refreshAll() {
       failed ??= results.find((r) => r.status === 'rejected')?.reason;
     }
     $('load-empty').hidden = [...charts.values()].some((c) => c.panel.group === 'load' && Number(c.box.dataset.points) > 0);
-    await refreshStatements(win).catch((e) => (failed ??= e));
+    if (forced || Date.now() - lastStatements >= 10_000) {
+      lastStatements = Date.now();
+      await refreshStatements(win).catch((e) => (failed ??= e));
+    }
     if (failed) throw failed;
     storeDown = false;
     lastGood = Date.now();
@@ -271,6 +313,8 @@ async function refreshAll() {
     banner(`${e.store ? 'The metrics store is unreachable' : 'The dashboard could not load its data'} (${e.message}). Showing the last data${lastGood ? ` from ${new Date(lastGood).toLocaleTimeString()}` : ''}; retrying.`);
   } finally {
     refreshing = false;
+    // Every refresh that ended, with data or with the banner (for tests and the bench).
+    document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
   }
 }
 
@@ -513,7 +557,7 @@ async function start() {
   saveState();
   await refreshAll();
   setInterval(() => {
-    if (state.live) refreshAll();
+    tick();
   }, LIVE_MS);
   let resize;
   window.addEventListener('resize', () => {
