@@ -179,6 +179,14 @@ describe.each(VARIANTS.filter((v) => v.run))('replication safety on a default la
       }
     });
 
+    it("no pg_stat_statements row on the metrics node holds the dashboard reader's password (its CREATE ROLE sends a SCRAM verifier)", async () => {
+      const reader = readSecrets(lab.config().stateDir).dashboard!;
+      const [role] = await onNode(lab, 'metrics', `select rolpassword like 'SCRAM-SHA-256$%' as scram from pg_authid where rolname = '${reader.user}'`);
+      expect(role!.scram).toBe(true);
+      const rows = await withConnection(nodeConnection(lab.config(), 'metrics'), (sql) => sql`select query from pg_stat_statements where strpos(query, ${reader.password}) > 0`);
+      expect(rows.map((r) => r.query)).toEqual([]);
+    });
+
     it("a CREATE SUBSCRIPTION that fails leaves the password out of the subscriber's log and the error", async () => {
       const secret = password();
       const before = fs.readFileSync(lab.file, 'utf8');

@@ -1,4 +1,5 @@
-import type { Sql } from '../pg/index.js';
+import { scramVerifier, type Sql } from '../pg/index.js';
+import { ensureAnnotations } from '../sinks/index.js';
 
 /**
  * The dashboard's side of the metrics store: the read-only role it reads through and the
@@ -11,23 +12,19 @@ export interface ReaderSecret {
   password: string;
 }
 
-/** The general annotation store: load runs write here now; faults and experiment phases later. */
-export const ANNOTATIONS_DDL =
-  'CREATE TABLE IF NOT EXISTS metrics.annotations (id bigserial PRIMARY KEY, time timestamptz NOT NULL, "end" timestamptz, kind text NOT NULL, node text, text text NOT NULL, tags jsonb NOT NULL DEFAULT \'{}\')';
-
 /**
  * Creates (or re-keys) the dashboard's login role: it can SELECT schema `metrics` — the tables
  * there now and those the sink creates later — and nothing else; its sessions are read-only,
  * few and time-limited. The password goes to the server as a literal built there by format(%L)
- * (CREATE ROLE takes no parameters) and is never logged.
+ * (CREATE ROLE takes no parameters), as a SCRAM verifier: the password itself never reaches the server.
  */
 export async function ensureReader(sql: Sql, reader: ReaderSecret): Promise<void> {
-  await sql.unsafe('CREATE SCHEMA IF NOT EXISTS metrics');
-  await sql.unsafe(ANNOTATIONS_DDL);
+  await ensureAnnotations(sql);
   const [exists] = await sql<{ n: number }[]>`select count(*)::int as n from pg_roles where rolname = ${reader.user}`;
   const verb = exists!.n ? 'ALTER' : 'CREATE';
   const template = `${verb} ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION CONNECTION LIMIT 8 PASSWORD %L`;
-  const [stmt] = await sql<{ q: string }[]>`select format(${template}::text, ${reader.user}::text, ${reader.password}::text) as q`;
+  // A SCRAM verifier, not the password: the statement may be tracked (pg_stat_statements) or logged.
+  const [stmt] = await sql<{ q: string }[]>`select format(${template}::text, ${reader.user}::text, ${scramVerifier(reader.password)}::text) as q`;
   await sql.unsafe(stmt!.q);
   const role = (await sql<{ q: string }[]>`select quote_ident(${reader.user}) as q`)[0]!.q;
   const owner = (await sql<{ q: string }[]>`select quote_ident(current_user) as q`)[0]!.q;
@@ -37,21 +34,4 @@ export async function ensureReader(sql: Sql, reader: ReaderSecret): Promise<void
   await sql.unsafe(`GRANT USAGE ON SCHEMA metrics TO ${role}`);
   await sql.unsafe(`GRANT SELECT ON ALL TABLES IN SCHEMA metrics TO ${role}`);
   await sql.unsafe(`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA metrics GRANT SELECT ON TABLES TO ${role}`);
-}
-
-export interface Annotation {
-  time: number;
-  end?: number;
-  kind: string;
-  node?: string;
-  text: string;
-  tags?: Record<string, unknown>;
-}
-
-/** Writes one annotation (creating the table if this store has none yet). */
-export async function writeAnnotation(sql: Sql, a: Annotation): Promise<void> {
-  await sql.unsafe('CREATE SCHEMA IF NOT EXISTS metrics');
-  await sql.unsafe(ANNOTATIONS_DDL);
-  await sql`insert into metrics.annotations (time, "end", kind, node, text, tags)
-    values (${new Date(a.time)}, ${a.end === undefined ? null : new Date(a.end)}, ${a.kind}, ${a.node ?? null}, ${a.text}, ${sql.json((a.tags ?? {}) as never)})`;
 }

@@ -7,7 +7,7 @@ import { openSinks } from './agent-sampler.js';
 import { LivePointsWriter } from './live-points.js';
 import { nodeConnection } from './nodes.js';
 import { withConnection } from '../pg/index.js';
-import { writeAnnotation, type Annotation } from '../dashboard/index.js';
+import { writeAnnotation, type Annotation } from '../sinks/index.js';
 
 /**
  * Where a load run's seconds go while the lab's agent runs: the lab's sinks (metrics store,

@@ -176,3 +176,4 @@ function readToken(uri: URL, file: string | undefined): string | undefined {
   if (token === '') throw usage(uri.href, `the token file ${file} is empty`, 'Write the token into it, alone on one line.');
   return token;
 }
+export { ANNOTATIONS_DDL, ensureAnnotations, writeAnnotation, endAnnotation, type Annotation } from './annotations.js';
