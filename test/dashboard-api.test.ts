@@ -146,9 +146,11 @@ describe('dashboard API', () => {
     expect(run!.node).toBe('publisher');
     expect(run!.end - run!.time).toBeGreaterThanOrEqual(2000);
     expect(run!.time).toBeGreaterThanOrEqual(before);
-    // Its seconds reach the load panels.
-    const tps = JSON.parse((await get(`/api/series?panel=load_tps&from=${before - 1000}`)).text) as { series: { node: string; values: (number | null)[] }[] };
-    expect(tps.series.find((s) => s.node === 'publisher')?.values.some((v) => v !== null && v > 0)).toBe(true);
+    // Its seconds reach the load panels (handed to the agent, which stores them with its next sample).
+    await waitFor(async () => {
+      const tps = JSON.parse((await get(`/api/series?panel=load_tps&from=${before - 1000}`)).text) as { series: { node: string; values: (number | null)[] }[] };
+      return tps.series.find((s) => s.node === 'publisher')?.values.some((v) => v !== null && v > 0);
+    }, 10_000, "the run's seconds on the load panel");
   }, 60_000);
 
   it('serves topology and overview from the latest sample: both subscriptions with their filters', async () => {
@@ -162,6 +164,24 @@ describe('dashboard API', () => {
       ['leadership_sub', 'publisher', 'subscriber1', 'streaming', "topic = 'leadership'"],
       ['technical_sub', 'publisher', 'subscriber2', 'streaming', "topic = 'technical'"],
     ]);
+  });
+
+  it('takes points other processes hand the agent (POST /api/points): only with the token, only well-formed, then into the store', async () => {
+    const post = (body: unknown, withToken = true) =>
+      fetch(`${base}/api/points`, { method: 'POST', headers: { 'content-type': 'application/json', ...(withToken ? { 'x-prodhome-token': token } : {}) }, body: JSON.stringify(body) });
+    const point = { measurement: 'workload', tags: { workload: 'apitest', node: 'publisher', run: '424242' }, fields: { tps: 12.5, transactions: 12, failed: 0 }, time: Date.now() };
+    expect((await post([point], false)).status).toBe(401);
+    const bad = await post([{ ...point, fields: { tps: 'x', nested: { a: 1 } } }]);
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ parameter: 'body[0]' });
+    expect((await post({ not: 'an array' })).status).toBe(400);
+    expect((await post([point])).status).toBe(204);
+    const rows = await waitFor(
+      () => withConnection(nodeConnection(lab.config(), 'metrics'), (sql) => sql`select tps, transactions from metrics.workload where workload = 'apitest' and run = '424242'`).catch(() => []).then((r) => (r.length ? r : undefined)),
+      10_000,
+      'the handed point in the store',
+    );
+    expect(rows).toEqual([{ tps: 12.5, transactions: '12' }]); // a count: bigint, which the driver returns as text
   });
 
   it('never puts a password in a response', async () => {

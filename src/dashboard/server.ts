@@ -28,6 +28,8 @@ export interface DashboardOptions {
   intervalMs: number;
   /** The agent's latest sample, for the topology and overview. */
   latest: () => readonly LivePoint[];
+  /** Points other prodhome processes hand the agent (POST /api/points): a load run's seconds. */
+  ingest?: (points: HandedPoint[]) => void;
   log: (line: string) => void;
 }
 
@@ -60,6 +62,33 @@ class BadRequest extends Error {
 }
 
 const MAX_RANGE_MS = 31 * 86_400_000;
+const MAX_POINTS_BODY = 4 * 1024 * 1024;
+const MAX_POINTS = 20_000;
+
+/** A point as another process hands it over (JSON: numbers and strings as field values). */
+export interface HandedPoint {
+  measurement: string;
+  tags: Record<string, string>;
+  fields: Record<string, number | string>;
+  time: number;
+}
+
+/** The posted body as points, or a 400 naming what is wrong: nothing malformed reaches a sink. */
+export function handedPoints(body: unknown): HandedPoint[] {
+  if (!Array.isArray(body)) throw new BadRequest('body', 'expected a JSON array of points');
+  if (body.length > MAX_POINTS) throw new BadRequest('body', `at most ${MAX_POINTS} points a request`);
+  const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  return body.map((p, i) => {
+    const ok =
+      isRecord(p) &&
+      typeof p.measurement === 'string' && /^[a-z_][a-z0-9_]{0,62}$/.test(p.measurement) &&
+      isRecord(p.tags) && Object.values(p.tags).every((v) => typeof v === 'string') &&
+      isRecord(p.fields) && Object.values(p.fields).every((v) => typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v))) &&
+      typeof p.time === 'number' && Number.isFinite(p.time);
+    if (!ok) throw new BadRequest(`body[${i}]`, 'expected {measurement, tags: {name: string}, fields: {name: number|string}, time: ms since the epoch}');
+    return p as unknown as HandedPoint;
+  });
+}
 const MAX_BUCKETS = 5000;
 
 export async function startDashboard(o: DashboardOptions): Promise<DashboardServer> {
@@ -72,7 +101,7 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
     connectionTimeout: 30_000,
     requestTimeout: 15_000,
     keepAliveTimeout: 5_000,
-    maxParamLength: 100,
+    routerOptions: { maxParamLength: 100 },
   });
   app.server.maxConnections = 64;
   let cookieName = 'prodhome_token'; // + the port, once listening
@@ -188,6 +217,14 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
              (total_seconds / nullif(calls, 0))::float8 as mean_seconds
       from d where calls > 0 order by total_seconds desc limit 20`);
     return { statements: rows.map((r) => ({ ...r })) };
+  });
+
+  // The agent's point bus: a load run (or any prodhome process of this lab) posts its points here
+  // instead of opening the sinks itself. Same token as every route; loopback only.
+  app.post('/api/points', { bodyLimit: MAX_POINTS_BODY }, async (req, reply) => {
+    if (!o.ingest) return reply.code(404).send({ error: 'this agent takes no points' });
+    o.ingest(handedPoints(req.body));
+    return reply.code(204).send();
   });
 
   app.get('/api/health', async () => {

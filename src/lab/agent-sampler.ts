@@ -7,7 +7,6 @@ import { runningPid } from '../runtime/index.js';
 import { PostgresSink } from '../sinks/index.js';
 import { createSink, pointsToFamilies, toPrometheusText, type FieldDescription, type Point as SinkPoint, type Sink, type SinkStats } from '../sinks/index.js';
 import { labNodes, nodeConnection, processTargets } from './nodes.js';
-import { readLivePoints } from './live-points.js';
 import { readState } from './state.js';
 
 /**
@@ -33,6 +32,12 @@ export type SinkReport = { name: string } & SinkStats;
 
 export interface Sampler {
   status: SamplingStatus;
+  /**
+   * Points another prodhome process hands the agent (a load run's seconds, through the
+   * dashboard server's POST /api/points): written to every sink with the next sample, and on
+   * /metrics while they are fresh.
+   */
+  ingest(points: Point[]): void;
   /** The latest sample (and the last points of slower families), for the dashboard. */
   latest(): Point[];
   stop(): Promise<void>;
@@ -83,6 +88,49 @@ export class LatestPoints {
   points(): Point[] {
     const out = [...this.sample];
     for (const [key, points] of this.slow) if (!this.fresh.has(key)) out.push(...points);
+    return out;
+  }
+}
+
+/** Older than this, a handed-over point is left off /metrics (a run that stalled or ended). */
+export const HANDED_MAX_AGE_MS = 5000;
+
+/**
+ * Points other processes handed over: queued for the sinks until the next sample takes them,
+ * and the latest per run (its `run` tag) kept for /metrics while fresh.
+ */
+export class HandedPoints {
+  private queue: Point[] = [];
+  private readonly latest = new Map<string, Point[]>();
+  /** A bound on the queue (a run posting while the sinks stall): the oldest go first, counted. */
+  dropped = 0;
+
+  constructor(private readonly maxQueued = 100_000) {}
+
+  add(points: Point[]): void {
+    this.queue.push(...points);
+    if (this.queue.length > this.maxQueued) this.dropped += this.queue.splice(0, this.queue.length - this.maxQueued).length;
+    const byRun = new Map<string, Point[]>();
+    for (const p of points) {
+      const run = p.tags.run ?? '';
+      byRun.set(run, [...(byRun.get(run) ?? []), p]);
+    }
+    for (const [run, ps] of byRun) this.latest.set(run, ps);
+  }
+
+  /** What the sinks have not had yet. */
+  take(): Point[] {
+    return this.queue.splice(0);
+  }
+
+  /** The fresh latest points of each run, for /metrics. */
+  fresh(now = Date.now()): Point[] {
+    const out: Point[] = [];
+    for (const [run, ps] of this.latest) {
+      const live = ps.filter((p) => now - p.time <= HANDED_MAX_AGE_MS);
+      if (live.length) out.push(...live);
+      else this.latest.delete(run);
+    }
     return out;
   }
 }
@@ -142,6 +190,7 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
   const status: SamplingStatus = { intervalMs: config.metrics.intervalMs, sinks: sinks.map((s) => s.name), points: 0 };
   const lessOften = new Set(loadCatalog().filter((m) => m.everyMs).map((m) => m.name));
   const latest = new LatestPoints((measurement) => lessOften.has(measurement));
+  const handed = new HandedPoints();
 
   let server: http.Server | undefined;
   if (config.metrics.prometheus !== false) {
@@ -155,7 +204,7 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
         return;
       }
       // Beside the samples, what load runs handed over (their per-second figures).
-      const points: SinkPoint[] = [...latest.points(), ...readLivePoints(config.stateDir)];
+      const points: SinkPoint[] = [...latest.points(), ...handed.fresh()];
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(prometheusText(points));
     });
     limitConnections(server);
@@ -189,7 +238,7 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
       status.sinkStats = reports;
       sinkLog.report(reports);
       latest.update(points);
-      const stored = forStores(points);
+      const stored = forStores([...points, ...handed.take()]);
       for (const sink of sinks) {
         try {
           doing(`the sink ${sink.name}`);
@@ -206,10 +255,15 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
 
   return {
     status,
+    ingest: (points) => handed.add(points),
     latest: () => latest.points(),
     stop: async () => {
       await loop.stop();
       await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+      // What was handed over since the last sample still goes out.
+      const last = forStores(handed.take());
+      if (last.length) for (const sink of sinks) await sink.write(last).catch((e: Error) => log(`${sink.name}: ${e.message}`));
+      if (handed.dropped) log(`${handed.dropped} handed-over points dropped: the queue for the sinks was full`);
       for (const sink of sinks) await sink.close();
       const reports = sinks.map((sink) => ({ name: sink.name, ...sink.stats }));
       status.sinkStats = reports;

@@ -146,6 +146,7 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
         store,
         intervalMs: config.metrics.intervalMs,
         latest: () => sampler?.latest() ?? [],
+        ingest: (points) => sampler?.ingest(points),
         log,
       });
       status.dashboard = { url: dashboard.url };

@@ -2,53 +2,86 @@ import type { LabConfig } from '../config/index.js';
 import { forStores } from '../metrics/index.js';
 import type { Point } from '../sinks/index.js';
 import type { SecondStats } from '../workload/index.js';
-import { agentPid } from './agent.js';
+import { agentPid, readAgentStatus } from './agent.js';
 import { openSinks } from './agent-sampler.js';
-import { LivePointsWriter } from './live-points.js';
 import { nodeConnection } from './nodes.js';
+import { readSecrets } from './state.js';
 import { withConnection } from '../pg/index.js';
 import { writeAnnotation, type Annotation } from '../sinks/index.js';
 
 /**
- * Where a load run's seconds go while the lab's agent runs: the lab's sinks (metrics store,
- * `metrics.sinks`) and, through the state dir, the agent's /metrics, so the dashboard shows the
- * load beside the database's own metrics. Without an agent the run reports nowhere but its
- * summary, as a lab that is down samples nothing either.
+ * Where a load run's seconds go. While the lab's agent runs, they are handed to it over its
+ * loopback API (the dashboard server's POST /api/points, with the lab's token): the agent writes
+ * them to every sink with its next sample and shows them on /metrics, so no second process
+ * writes the store. With no agent (or one that serves no API) the run opens the lab's sinks
+ * itself. Either way the run ends as an annotation on every dashboard chart.
  */
 export interface LoadReporter {
-  /** For LoadOptions.onSecond; undefined when there is nowhere to report. */
+  /** For LoadOptions.onSecond. */
   onSecond?: (stats: SecondStats) => void;
-  /** Waits for the writes, closes the sinks, takes the run off /metrics. */
+  /** Waits for the hand-overs or writes, closes what it opened, records the annotation. */
   close(): Promise<void>;
 }
 
 export async function loadReporter(config: LabConfig, node: string, workload: string, warn: (line: string) => void, command = `prodhome load ${workload}`): Promise<LoadReporter> {
-  if (agentPid(config.stateDir) === undefined) return { close: async () => undefined };
   const startedAt = Date.now();
+  const annotate = () =>
+    annotateRun(config, { time: startedAt, end: Date.now(), kind: 'load', node, text: command, tags: { workload } }).catch((e: Error) =>
+      warn(`could not record the run as an annotation in the metrics store: ${e.message}`),
+    );
+  const bus = agentBus(config);
+  if (bus) {
+    let sending = Promise.resolve();
+    let lost = 0;
+    return {
+      onSecond: (s) => {
+        const points = workloadPoints(workload, node, s);
+        sending = sending.then(() => bus.send(points)).catch(() => void (lost += points.length));
+      },
+      close: async () => {
+        await sending;
+        if (lost) warn(`${lost} of this run's points did not reach the agent (it stopped answering); they are not in the metrics store`);
+        await annotate();
+      },
+    };
+  }
   const sinks = await openSinks(config, warn);
-  const live = new LivePointsWriter(config.stateDir);
   let writes = Promise.resolve();
   let closed: Promise<void> | undefined;
   return {
     onSecond: (s) => {
-      const points = workloadPoints(workload, node, s);
-      live.write(points);
-      const stored = forStores(points);
+      const stored = forStores(workloadPoints(workload, node, s));
       writes = writes.then(() => Promise.all(sinks.map((sink) => sink.write(stored).catch(() => {})))).then(() => {});
     },
     close: () =>
       (closed ??= (async () => {
-        live.close();
         await writes;
         for (const sink of sinks) {
           await sink.close().catch(() => {});
           const st = sink.stats;
           if (st.dropped + st.rejected > 0) warn(`${sink.name}: ${st.dropped} of this run's points dropped, ${st.rejected} refused, of ${st.offered}${st.lastError ? ` (last error: ${st.lastError})` : ''}`);
         }
-        await annotateRun(config, { time: startedAt, end: Date.now(), kind: 'load', node, text: command, tags: { workload } }).catch((e: Error) =>
-          warn(`could not record the run as an annotation in the metrics store: ${e.message}`),
-        );
+        await annotate();
       })()),
+  };
+}
+
+/** The running agent's point API, when there is one: its address from agent-status.json, its token from secrets.json. */
+function agentBus(config: LabConfig): { send(points: Point[]): Promise<void> } | undefined {
+  if (agentPid(config.stateDir) === undefined) return undefined;
+  const url = readAgentStatus(config.stateDir)?.dashboard?.url;
+  const token = readSecrets(config.stateDir).dashboard?.token;
+  if (!url || !token) return undefined;
+  return {
+    send: async (points) => {
+      const r = await fetch(new URL('api/points', url), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-prodhome-token': token },
+        body: JSON.stringify(points),
+        signal: AbortSignal.timeout(5000),
+      });
+      if (r.status !== 204) throw new Error(`the agent answered ${r.status}`);
+    },
   };
 }
 

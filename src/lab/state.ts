@@ -40,8 +40,6 @@ export const files = (stateDir: string) => ({
   agentPid: path.join(stateDir, 'agent.pid'),
   agentLog: path.join(stateDir, 'agent.log'),
   agentStatus: path.join(stateDir, 'agent-status.json'),
-  /** Points other prodhome processes (load runs) hand to the agent for /metrics: live-points.ts. */
-  live: path.join(stateDir, 'live'),
   nodes: path.join(stateDir, 'nodes'),
 });
 
