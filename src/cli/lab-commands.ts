@@ -70,6 +70,10 @@ export function registerLabCommands(program: Command): void {
         ? `\nsampling: every ${sampling.intervalMs} ms, last ${sampling.lastSampleAt ?? 'pending'}${sampling.sinks.length ? `, into ${sampling.sinks.join(', ')}` : ''}${sampling.prometheus ? `, Prometheus: ${sampling.prometheus}` : ''}`
         : '';
       if (status.sinks.length) console.log(`\nSINKS\n${sinksTable(status.sinks)}`);
+      const services = Object.entries(status.agent.services ?? {});
+      if (services.length) {
+        console.log(`\nAGENT SERVICES\n${table(['SERVICE', 'STATE', 'SINCE', 'RESTARTS', 'ERROR'], services.map(([name, s]) => [name, s.state, s.since, s.restarts, s.error]))}`);
+      }
       console.log(
         status.agent.running
           ? `\nagent: running (pid ${status.agent.pid}, last check ${status.agent.checkedAt ?? 'pending'})${sampled}`

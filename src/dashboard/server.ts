@@ -38,6 +38,8 @@ export interface DashboardServer {
   url: string;
   port: number;
   close(): Promise<void>;
+  /** Why the server stopped working by itself, or undefined while it serves. */
+  failure(): string | undefined;
 }
 
 const STATIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'dashboard', 'static');
@@ -249,6 +251,7 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/`,
     port,
+    failure: () => (app.server.listening ? undefined : 'its HTTP server stopped listening'),
     close: async () => {
       await app.close();
       await store?.close();

@@ -38,6 +38,8 @@ export interface Sampler {
    * /metrics while they are fresh.
    */
   ingest(points: Point[]): void;
+  /** Why the sampling loop stopped by itself, or undefined while it runs. */
+  failure(): string | undefined;
   /** The latest sample (and the last points of slower families), for the dashboard. */
   latest(): Point[];
   stop(): Promise<void>;
@@ -253,12 +255,15 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
     },
   });
 
+  let failed: string | undefined;
+  loop.done.catch((e: Error) => (failed = e.message));
   return {
     status,
+    failure: () => failed,
     ingest: (points) => handed.add(points),
     latest: () => latest.points(),
     stop: async () => {
-      await loop.stop();
+      await loop.stop().catch(() => {}); // a loop that failed has said why already
       await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
       // What was handed over since the last sample still goes out.
       const last = forStores(handed.take());

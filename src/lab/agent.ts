@@ -9,6 +9,7 @@ import type { DashboardServer } from '../dashboard/index.js';
 import { openAppendSafe, writeFileSafe } from '../fsafe.js';
 import type { Sampler, SamplingStatus } from './agent-sampler.js';
 import { nodeConnection } from './nodes.js';
+import { Supervisor, type AgentService, type ServiceStatus } from './agent-services.js';
 import { files, readSecrets, type LabState } from './state.js';
 
 /**
@@ -24,6 +25,8 @@ export interface AgentStatus {
   checkedAt: string;
   nodes: Record<string, { condition: NodeCondition; pid?: number; since: string }>;
   sampling?: SamplingStatus;
+  /** Each service the agent hosts (sampler, http): running or failed since when, restarts. */
+  services?: Record<string, ServiceStatus>;
   /** The web dashboard's address (its token is in secrets.json), or why it is not served. */
   dashboard?: { url?: string; error?: string };
 }
@@ -117,45 +120,69 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
   process.on('unhandledRejection', (e) => log(`unexpected error (the agent goes on): ${(e as Error)?.stack ?? String(e)}`));
   const status: AgentStatus = { pid: process.pid, startedAt: new Date().toISOString(), checkedAt: '', nodes: {} };
   log(`agent started (pid ${process.pid}) for ${path.dirname(f.state)}`);
-  let sampler: Sampler | undefined;
   let config: LabConfig | undefined;
   try {
     const settings = JSON.parse(readOr(settingsFile(stateDir))) as AgentSettings;
     config = loadConfig({ file: settings.configFile, cwd: settings.baseDir });
-    // Loaded here, not at the top: CLI commands that only read the agent's files stay light.
-    const { startSampling } = await import('./agent-sampler.js');
-    sampler = await startSampling(config, log);
-    status.sampling = sampler.status;
-    log(`sampling every ${sampler.status.intervalMs} ms${sampler.status.sinks.length ? ` into ${sampler.status.sinks.join(', ')}` : ''}`);
   } catch (e) {
-    log(`not sampling: ${(e as Error).message}`);
+    log(`cannot read the lab's config: ${(e as Error).message}; supervising nodes only`);
   }
+  let sampler: Sampler | undefined;
   let dashboard: DashboardServer | undefined;
-  try {
-    if (config && config.dashboard !== false) {
-      const secret = readSecrets(stateDir).dashboard;
-      if (!secret) throw new Error('no dashboard token in secrets.json: run `prodhome up`');
-      const store = config.metrics.store ? { ...nodeConnection(config, config.metrics.store), user: secret.user, password: secret.password } : undefined;
-      const { startDashboard } = await import('../dashboard/index.js');
-      dashboard = await startDashboard({
-        port: config.dashboard.port,
-        token: secret.token,
-        lab: config.lab,
-        nodes: config.nodes.map((n) => ({ name: n.name, role: n.role })),
-        replication: config.replication,
-        store,
-        intervalMs: config.metrics.intervalMs,
-        latest: () => sampler?.latest() ?? [],
-        ingest: (points) => sampler?.ingest(points),
-        log,
+  const services: AgentService[] = [];
+  if (config) {
+    const lab = config;
+    services.push({
+      name: 'sampler',
+      start: async () => {
+        // Loaded here, not at the top: CLI commands that only read the agent's files stay light.
+        const { startSampling } = await import('./agent-sampler.js');
+        sampler = await startSampling(lab, log);
+        status.sampling = sampler.status;
+        log(`sampling every ${sampler.status.intervalMs} ms${sampler.status.sinks.length ? ` into ${sampler.status.sinks.join(', ')}` : ''}`);
+      },
+      stop: async () => {
+        await sampler?.stop().catch((e: Error) => log(`sampler: stopping: ${e.message}`));
+        sampler = undefined;
+      },
+      failure: () => sampler?.failure(),
+    });
+    if (lab.dashboard !== false) {
+      const port = lab.dashboard.port;
+      services.push({
+        name: 'http',
+        start: async () => {
+          const secret = readSecrets(stateDir).dashboard;
+          if (!secret) throw new Error('no dashboard token in secrets.json: run `prodhome up`');
+          const store = lab.metrics.store ? { ...nodeConnection(lab, lab.metrics.store), user: secret.user, password: secret.password } : undefined;
+          const { startDashboard } = await import('../dashboard/index.js');
+          dashboard = await startDashboard({
+            port,
+            token: secret.token,
+            lab: lab.lab,
+            nodes: lab.nodes.map((n) => ({ name: n.name, role: n.role })),
+            replication: lab.replication,
+            store,
+            intervalMs: lab.metrics.intervalMs,
+            latest: () => sampler?.latest() ?? [],
+            ingest: (points) => sampler?.ingest(points),
+            log,
+          });
+          status.dashboard = { url: dashboard.url };
+          log(`serving the dashboard and the point API on ${dashboard.url} (\`prodhome dashboard\` prints it with its token)`);
+        },
+        stop: async () => {
+          await dashboard?.close().catch(() => {});
+          dashboard = undefined;
+        },
+        failure: () => dashboard?.failure(),
       });
-      status.dashboard = { url: dashboard.url };
-      log(`serving the dashboard on ${dashboard.url} (\`prodhome dashboard\` prints it with its token)`);
     }
-  } catch (e) {
-    status.dashboard = { error: (e as Error).message };
-    log(`not serving the dashboard: ${(e as Error).message}`);
   }
+  const supervisor = new Supervisor(services, log);
+  await supervisor.check();
+  status.services = supervisor.status();
+  if (status.services.http?.state === 'failed') status.dashboard = { error: status.services.http.error };
   const pause = () =>
     new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, intervalMs);
@@ -196,12 +223,14 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
       }
     }
     for (const name of Object.keys(status.nodes)) if (!state.nodes[name]) delete status.nodes[name];
+    await supervisor.check();
+    status.services = supervisor.status();
     status.checkedAt = now;
     writeStatus(f.agentStatus, status);
     if (!stopping) await pause();
   }
-  await dashboard?.close().catch(() => {});
-  await sampler?.stop();
+  await supervisor.stopAll();
+  status.services = supervisor.status();
   writeStatus(f.agentStatus, status); // the sinks' final counts
   log('agent stopped');
   if (Number(readOr(f.agentPid).trim()) === process.pid) fs.rmSync(f.agentPid, { force: true });

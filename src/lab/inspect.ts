@@ -2,6 +2,7 @@ import type { LabConfig, NodeRole, NodeSpec } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { runtimes, type NodeCondition, type NodeState } from '../runtime/index.js';
 import { agentPid, readAgentStatus } from './agent.js';
+import type { ServiceStatus } from './agent-services.js';
 import type { SamplingStatus, SinkReport } from './agent-sampler.js';
 import { labNodes, nodeConnection } from './nodes.js';
 import { files, readState } from './state.js';
@@ -26,7 +27,7 @@ export interface StatusResult {
   lab: string;
   stateDir: string;
   exists: boolean;
-  agent: { running: boolean; pid?: number; checkedAt?: string; sampling?: SamplingStatus };
+  agent: { running: boolean; pid?: number; checkedAt?: string; sampling?: SamplingStatus; services?: Record<string, ServiceStatus> };
   nodes: NodeStatusRow[];
   /**
    * Each sink of the running agent: healthy or failing since when, the last error, and what
@@ -68,7 +69,7 @@ export async function labStatus(config: LabConfig): Promise<StatusResult> {
     lab: config.lab,
     stateDir: config.stateDir,
     exists: state !== undefined,
-    agent: { running: pid !== undefined, pid, checkedAt: pid ? agentStatus?.checkedAt : undefined, sampling: pid ? agentStatus?.sampling : undefined },
+    agent: { running: pid !== undefined, pid, checkedAt: pid ? agentStatus?.checkedAt : undefined, sampling: pid ? agentStatus?.sampling : undefined, services: pid ? agentStatus?.services : undefined },
     nodes,
     sinks: (pid ? agentStatus?.sampling?.sinkStats : undefined) ?? [],
   };
