@@ -102,7 +102,7 @@ describe('dashboard API', () => {
       from (select time, node, sum(xact_commit_rate) as c from metrics.pg_stat_database
             where time >= ${new Date(from)} and time < ${new Date(to)} group by time, node) s
       group by 1, 2 order by 1, 2`);
-    expect(hand.length).toBeGreaterThan(8);
+    expect(hand.length).toBeGreaterThanOrEqual(8); // at least two buckets for each of the four nodes
     let compared = 0;
     for (const row of hand) {
       if (row.v === null) continue;
