@@ -133,7 +133,7 @@ describe('the CLI command table', () => {
     expect(commandOf(['-f', 'lab.yaml', '--debug', 'status', '--json'])).toBe('status');
     expect(commandOf(['--file', 'up', 'down'])).toBe('down'); // "up" is the file's name here
     expect(commandOf(['--version'])).toBeUndefined();
-    expect((await buildProgram(['status'])).commands.map((c) => c.name())).toEqual(['up', 'status', 'down', 'destroy']);
+    expect((await buildProgram(['status'])).commands.map((c) => c.name())).toEqual(['up', 'stop', 'start', 'restart', 'status', 'down', 'destroy']);
     expect((await buildProgram(['--version'])).commands).toEqual([]);
     expect((await buildProgram(['nosuch'])).commands.length).toBeGreaterThan(20);
   });

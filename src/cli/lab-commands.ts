@@ -2,11 +2,11 @@ import readline from 'node:readline/promises';
 import type { Command } from 'commander';
 import { formatBytes } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
-import { dashboardUrl, labDestroy, labDown, labStatus, labUp, type SinkReport } from '../lab/index.js';
+import { dashboardUrl, labDestroy, labDown, labNodeControl, labStatus, labUp, type SinkReport } from '../lab/index.js';
 import { printJson, table } from './render.js';
 import { configFrom, type GlobalOptions } from './shared.js';
 
-/** up, status, down, destroy: the lab's lifecycle. */
+/** up, stop/start/restart NODE, status, down, destroy: the lab's lifecycle. */
 export function registerLabCommands(program: Command): void {
   program
     .command('up')
@@ -41,6 +41,26 @@ export function registerLabCommands(program: Command): void {
       const dashboard = config.dashboard === false ? undefined : await dashboardUrl(config).catch((e: Error) => `not served: ${e.message}`);
       if (dashboard) console.log(`Dashboard: ${dashboard}`);
     });
+
+  for (const [action, what] of [
+    ['stop', 'stop nodes (fast shutdown), keeping their data; the rest of the lab goes on'],
+    ['start', 'start stopped nodes again'],
+    ['restart', 'stop and start nodes'],
+  ] as const) {
+    program
+      .command(action)
+      .description(what)
+      .argument('<node...>', 'node names')
+      .option('--json', 'print the result as JSON')
+      .action(async (nodes: string[], opts: { json?: boolean }, cmd: Command) => {
+        const reports = await labNodeControl(configFrom(cmd), action, nodes, (line) => process.stderr.write(`${line}\n`));
+        if (opts.json) return printJson(reports);
+        for (const r of reports) {
+          console.log(`${r.node}: ${r.done}`);
+          for (const c of r.consequences) console.log(`  ${c}`);
+        }
+      });
+  }
 
   program
     .command('status')

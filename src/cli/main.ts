@@ -10,7 +10,7 @@ type Register = (program: Command) => void;
  * unknown one load every group. A test checks this table against what each group registers.
  */
 export const COMMAND_GROUPS: { commands: readonly string[]; load: () => Promise<Register> }[] = [
-  { commands: ['up', 'status', 'down', 'destroy'], load: async () => (await import('./lab-commands.js')).registerLabCommands },
+  { commands: ['up', 'stop', 'start', 'restart', 'status', 'down', 'destroy'], load: async () => (await import('./lab-commands.js')).registerLabCommands },
   { commands: ['logs', 'psql', 'env'], load: async () => (await import('./node-commands.js')).registerNodeCommands },
   { commands: ['replicate', 'verify', 'replication'], load: async () => (await import('./replication-commands.js')).registerReplicationCommands },
   { commands: ['metrics', 'sample'], load: async () => (await import('./metrics-commands.js')).registerMetricsCommands },

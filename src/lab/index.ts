@@ -16,3 +16,4 @@ export { sampleSummary, NARROW_WIDTH } from './sample-summary.js';
 export { guardWrites, writtenTables, feedingSubscriptions, type WriteIntent } from './write-guard.js';
 export { addSubscriptionToConfig } from './config-edit.js';
 export { labSample } from './sample.js';
+export { labNodeControl, type NodeAction, type NodeControlReport } from './node-control.js';

@@ -1,0 +1,70 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { labUp, readState } from '../src/lab/index.js';
+import { processAlive } from '../src/runtime/index.js';
+import { cli, portRange, tempLab, waitFor, type TempLab } from './helpers.js';
+
+// One node at a time, as `docker stop subscriber2` did: the rest of the lab goes on.
+describe('stop, start and restart one node', () => {
+  let lab: TempLab;
+  beforeAll(async () => {
+    lab = tempLab(`lab: ctl
+${portRange(57450)}nodes:
+  pub: { role: publisher }
+  sub: { role: subscriber }
+schema:
+  - sql: "create table if not exists t (id int primary key)"
+publications:
+  p: { node: pub, tables: { t: {} } }
+subscriptions:
+  s: { node: sub, publications: [p] }
+`);
+    await labUp(lab.config());
+  });
+  afterAll(() => lab.cleanup());
+
+  const pidOf = (name: string) => {
+    const n = readState(lab.config().stateDir)!.nodes[name]!;
+    return n.runtime === 'local' ? n.pid : undefined;
+  };
+
+  it('stop NODE stops only that node, says what piles up meanwhile, and status shows it stopped (not died)', async () => {
+    const subPid = pidOf('sub')!;
+    const pubPid = pidOf('pub')!;
+    const r = cli(['stop', 'sub'], { cwd: lab.dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('sub: stopped');
+    expect(r.stdout).toMatch(/s stops applying; pub keeps the WAL for its slot until sub is back/);
+    expect(processAlive(subPid)).toBe(false);
+    expect(processAlive(pubPid)).toBe(true);
+    const status = cli(['status'], { cwd: lab.dir }).stdout;
+    expect(status).toMatch(/^sub\s.*\bstopped\b/m);
+    expect(status).toMatch(/^pub\s.*\brunning\b/m);
+    // The agent sees a node stopped on purpose, not one that died.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(cli(['status'], { cwd: lab.dir }).stdout).not.toMatch(/died/);
+  });
+
+  it('start NODE brings it back, and replication catches up', async () => {
+    const r = cli(['start', 'sub'], { cwd: lab.dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('sub: started');
+    expect(cli(['start', 'sub'], { cwd: lab.dir }).stdout).toContain('sub: already running');
+    expect(cli(['psql', 'pub', '--', '-c', 'insert into t values (1)'], { cwd: lab.dir }).code).toBe(0);
+    const v = await waitFor(() => {
+      const out = cli(['verify', '--wait', '10s'], { cwd: lab.dir });
+      return out.code === 0 ? out : undefined;
+    }, 30_000, 'verify to match');
+    expect(v.stdout).toMatch(/every row arrived/);
+  });
+
+  it('restart NODE gives it a new postmaster; an unknown or several nodes are named', async () => {
+    const before = pidOf('pub')!;
+    const r = cli(['restart', 'pub'], { cwd: lab.dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('pub: restarted');
+    expect(pidOf('pub')).not.toBe(before);
+    const bad = cli(['stop', 'nosuch'], { cwd: lab.dir });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('there is no node "nosuch" in lab "ctl" (nodes: pub, sub)');
+  });
+});
