@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG_YAML, defaultConfigFor, durationOption, labJsonSchema, loadConfig, parseConfigText, parseDuration, readReplicationFiles } from '../src/config/index.js';
@@ -125,5 +126,25 @@ describe('init: the written config points editors at a schema file that exists',
     const ref = schemaOf(defaultConfigFor(dir));
     expect(fs.existsSync(path.resolve(dir, ref))).toBe(true);
     expect(parseConfigText(defaultConfigFor(dir), 'init').lab).toBe(parseConfigText(DEFAULT_CONFIG_YAML, 'default').lab);
+  });
+});
+
+describe('finding the lab from a subdirectory, as git finds its repository', () => {
+  it('a command run below a prodhome.yaml uses it (and its state dir), not a default lab of its own', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prodhome-find-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'prodhome.yaml'), 'lab: upstairs\nnodes:\n  one: {}\n');
+      const deep = path.join(dir, 'app', 'src');
+      fs.mkdirSync(deep, { recursive: true });
+      const config = loadConfig({ cwd: deep });
+      expect(config.lab).toBe('upstairs');
+      expect(config.configFile).toBe(path.join(dir, 'prodhome.yaml'));
+      expect(config.stateDir).toBe(path.join(dir, '.prodhome', 'upstairs'));
+      // With none above, the default lab lives where the command runs.
+      fs.rmSync(path.join(dir, 'prodhome.yaml'));
+      expect(loadConfig({ cwd: deep }).stateDir).toBe(path.join(deep, '.prodhome', 'prodhome'));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -33,8 +33,8 @@ export function loadConfig(options: LoadOptions = {}): LabConfig {
         hint: `Check the path, or run \`prodhome init -f ${options.file}\` to write a default one.`,
       });
     }
-  } else if (fs.existsSync(path.join(cwd, CONFIG_FILE_NAME))) {
-    file = path.join(cwd, CONFIG_FILE_NAME);
+  } else {
+    file = findConfigFile(cwd);
   }
   if (file) {
     // Capped before parsing: a 50 MB config would cost gigabytes of memory in any command.
@@ -50,6 +50,19 @@ export function loadConfig(options: LoadOptions = {}): LabConfig {
   const parsed = parseConfigText(text, file ? path.relative(cwd, file) || file : '<default lab>');
   const baseDir = file ? path.dirname(file) : cwd;
   return normalise(parsed, file, baseDir);
+}
+
+/**
+ * The prodhome.yaml that governs `dir`: its own, or the nearest one above it, as git finds its
+ * repository — so a command run from a subdirectory of a lab acts on that lab instead of
+ * bringing up a second one. Undefined when there is none up to the root (the default lab).
+ */
+export function findConfigFile(dir: string): string | undefined {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    const candidate = path.join(d, CONFIG_FILE_NAME);
+    if (fs.existsSync(candidate)) return candidate;
+    if (path.dirname(d) === d) return undefined;
+  }
 }
 
 /** Parses YAML text into a validated LabParsed; `label` names the source in messages. */
