@@ -67,4 +67,23 @@ subscriptions:
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('there is no node "nosuch" in lab "ctl" (nodes: pub, sub)');
   });
+
+  it('the agent keeps its ports across restarts (dashboard and /metrics URLs stay the same), when the config picks none', async () => {
+    const ports = () => {
+      const s = JSON.parse(cli(['status', '--json'], { cwd: lab.dir }).stdout) as { agent: { sampling?: { prometheus?: string } } };
+      const dash = cli(['dashboard', '--print-url'], { cwd: lab.dir }).stdout.trim();
+      return { metrics: s.agent.sampling?.prometheus, dashboard: new URL(dash).port };
+    };
+    const before = await waitFor(() => {
+      const p = ports();
+      return p.metrics && p.dashboard ? p : undefined;
+    }, 15_000, 'the agent to serve');
+    expect(cli(['down'], { cwd: lab.dir }).code).toBe(0);
+    expect(cli(['up'], { cwd: lab.dir }).code).toBe(0);
+    const after = await waitFor(() => {
+      const p = ports();
+      return p.metrics && p.dashboard ? p : undefined;
+    }, 15_000, 'the new agent to serve');
+    expect(after).toEqual(before);
+  });
 });

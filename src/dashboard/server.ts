@@ -19,6 +19,8 @@ import { chooseStep, loadPanels, seriesSql, type Panel } from './panels.js';
 export interface DashboardOptions {
   host?: string;
   port?: number;
+  /** The port the lab's previous agent served on, tried first when `port` is not set. */
+  previousPort?: number;
   token: string;
   lab: string;
   nodes: { name: string; role: NodeRole }[];
@@ -243,7 +245,9 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
     return names;
   }
 
-  await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 0 });
+  // With no port configured, the last one this lab used if it is free (bookmarks keep working), else any.
+  if (o.port === undefined && o.previousPort) await app.listen({ host: o.host ?? '127.0.0.1', port: o.previousPort }).catch(() => app.listen({ host: o.host ?? '127.0.0.1', port: 0 }));
+  else await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 0 });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : (o.port ?? 0);
   cookieName = `prodhome_token_${port}`;

@@ -186,7 +186,12 @@ function limitConnections(server: http.Server): void {
   server.timeout = 10_000;
 }
 
-export async function startSampling(config: LabConfig, log: (line: string) => void): Promise<Sampler> {
+/**
+ * Starts sampling. `previousPort`: where the last agent of this lab served /metrics; when the
+ * config names no port, that one is taken again if it is free (a Prometheus scrape config or a
+ * bookmark keeps working across agent restarts), else any free port.
+ */
+export async function startSampling(config: LabConfig, log: (line: string) => void, previousPort?: number): Promise<Sampler> {
   const state = readState(config.stateDir);
   const sinks = await openSinks(config, log);
   const status: SamplingStatus = { intervalMs: config.metrics.intervalMs, sinks: sinks.map((s) => s.name), points: 0 };
@@ -211,11 +216,14 @@ export async function startSampling(config: LabConfig, log: (line: string) => vo
     });
     limitConnections(server);
     const port = config.metrics.prometheus.port ?? 0;
-    try {
-      await new Promise<void>((resolve, reject) => {
+    const listen = (p: number) =>
+      new Promise<void>((resolve, reject) => {
         server!.once('error', reject);
-        server!.listen(port, '127.0.0.1', () => resolve());
+        server!.listen(p, '127.0.0.1', () => resolve());
       });
+    try {
+      if (port === 0 && previousPort) await listen(previousPort).catch(() => listen(0));
+      else await listen(port);
       status.prometheus = `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`;
       log(`serving Prometheus metrics on ${status.prometheus}`);
     } catch (e) {

@@ -118,6 +118,9 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
   const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
   // The agent outlives any one failure: a stray rejection is logged, never fatal.
   process.on('unhandledRejection', (e) => log(`unexpected error (the agent goes on): ${(e as Error)?.stack ?? String(e)}`));
+  // The ports the previous agent served on: taken again when free, so URLs stay the same.
+  const previous = readAgentStatus(stateDir);
+  const portOf = (url: string | undefined) => (url ? Number(new URL(url).port) || undefined : undefined);
   const status: AgentStatus = { pid: process.pid, startedAt: new Date().toISOString(), checkedAt: '', nodes: {} };
   log(`agent started (pid ${process.pid}) for ${path.dirname(f.state)}`);
   let config: LabConfig | undefined;
@@ -137,7 +140,7 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
       start: async () => {
         // Loaded here, not at the top: CLI commands that only read the agent's files stay light.
         const { startSampling } = await import('./agent-sampler.js');
-        sampler = await startSampling(lab, log);
+        sampler = await startSampling(lab, log, portOf(status.sampling?.prometheus ?? previous?.sampling?.prometheus));
         status.sampling = sampler.status;
         log(`sampling every ${sampler.status.intervalMs} ms${sampler.status.sinks.length ? ` into ${sampler.status.sinks.join(', ')}` : ''}`);
       },
@@ -158,6 +161,7 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
           const { startDashboard } = await import('../dashboard/index.js');
           dashboard = await startDashboard({
             port,
+            previousPort: portOf(status.dashboard?.url ?? previous?.dashboard?.url),
             token: secret.token,
             lab: lab.lab,
             nodes: lab.nodes.map((n) => ({ name: n.name, role: n.role })),
