@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { grafanaExport, loadPanels, PASSWORD_ENV } from '../dashboard/index.js';
+import { grafanaExport, grafanaPush, loadPanels, PASSWORD_ENV } from '../dashboard/index.js';
 import { ProdhomeError } from '../errors.js';
 import { dashboardUrl, nodeConnection, readSecrets, readState } from '../lab/index.js';
 import { configFrom } from './shared.js';
@@ -28,14 +28,8 @@ export function registerDashboardCommands(program: Command): void {
     .argument('<dir>', 'directory to write into (created if missing)')
     .action((dir: string, _opts: unknown, cmd: Command) => {
       const config = configFrom(cmd);
-      const store = config.metrics.store;
-      if (!store) throw new ProdhomeError('USAGE', `lab "${config.lab}" has no metrics store (metrics.store), so Grafana would have nothing to read`);
-      const secret = readSecrets(config.stateDir).dashboard;
-      if (!readState(config.stateDir)?.nodes[store] || !secret) {
-        throw new ProdhomeError('LAB_NOT_UP', `lab "${config.lab}" has not been brought up here, so its metrics node has no address or read-only role yet`, { hint: 'Run `prodhome up` first.' });
-      }
-      const at = nodeConnection(config, store);
-      const out = grafanaExport(loadPanels(), { lab: config.lab, host: at.host, port: at.port, database: at.database, user: secret.user });
+      const { source, secret } = grafanaSourceOf(config);
+      const out = grafanaExport(loadPanels(), source);
       for (const [rel, text] of Object.entries(out.files)) {
         const file = path.join(dir, rel);
         fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -44,6 +38,32 @@ export function registerDashboardCommands(program: Command): void {
       }
       console.log(`Grafana reads the metrics node as ${secret.user}; give it the password in ${PASSWORD_ENV} (it is "dashboard.password" in ${path.join(config.stateDir, 'secrets.json')}).`);
     });
+
+  grafana
+    .command('push')
+    .description("create or update the data source and dashboard in a running Grafana through its HTTP API (idempotent by uid; says what changed)")
+    .requiredOption('--url <url>', "Grafana's address, e.g. http://127.0.0.1:3000")
+    .option('--token-file <file>', 'a file holding a Grafana service account token (else GRAFANA_TOKEN)')
+    .action(async (opts: { url: string; tokenFile?: string }, cmd: Command) => {
+      const config = configFrom(cmd);
+      const token = opts.tokenFile ? fs.readFileSync(opts.tokenFile, 'utf8').trim() : process.env.GRAFANA_TOKEN;
+      if (!token) throw new ProdhomeError('USAGE', 'grafana push needs an API token', { hint: 'Put a service account token in a file and pass --token-file FILE, or set GRAFANA_TOKEN.' });
+      const { source, secret } = grafanaSourceOf(config);
+      const report = await grafanaPush(grafanaExport(loadPanels(), source), { ...source, password: secret.password }, { url: opts.url, token });
+      for (const line of report.changes) console.log(line);
+    });
+}
+
+/** The metrics node as Grafana should reach it, and the read-only role's secret; clear errors when there is none yet. */
+function grafanaSourceOf(config: ReturnType<typeof configFrom>) {
+  const store = config.metrics.store;
+  if (!store) throw new ProdhomeError('USAGE', `lab "${config.lab}" has no metrics store (metrics.store), so Grafana would have nothing to read`);
+  const secret = readSecrets(config.stateDir).dashboard;
+  if (!readState(config.stateDir)?.nodes[store] || !secret) {
+    throw new ProdhomeError('LAB_NOT_UP', `lab "${config.lab}" has not been brought up here, so its metrics node has no address or read-only role yet`, { hint: 'Run `prodhome up` first.' });
+  }
+  const at = nodeConnection(config, store);
+  return { source: { lab: config.lab, host: at.host, port: at.port, database: at.database, user: secret.user }, secret };
 }
 
 function openBrowser(url: string): void {

@@ -13,6 +13,8 @@ export interface GrafanaExport {
   /** path relative to the export dir → file text */
   files: Record<string, string>;
   dashboard: Dashboard;
+  /** The data source the dashboard reads (what the provisioning file declares). */
+  datasource: { uid: string; name: string; type: string };
 }
 
 export interface GrafanaSource {
@@ -149,6 +151,7 @@ export function grafanaExport(panels: Panel[], source: GrafanaSource): GrafanaEx
   ].join('\n');
   return {
     dashboard,
+    datasource: { uid: dsUid, name: `prodhome metrics (${source.lab})`, type: DS_TYPE },
     files: {
       'provisioning/datasources/prodhome.yaml': datasources,
       'provisioning/dashboards/prodhome.yaml': providers,
