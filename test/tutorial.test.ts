@@ -41,6 +41,8 @@ describe.runIf(psql || IN_CI)('docs/tutorial.md', () => {
     expect(r.stdout).toContain('1|The Five Dysfunctions of a Team\n3|Turn the Ship Around!\n');
     expect(r.stdout).toContain('3|Turn the Ship Around!\n4|The Art of PostgreSQL\n6|Leaders Eat Last\n');
     expect(r.stdout).toMatch(/leadership_sub +\| streaming/);
+    expect(r.stdout).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/\?token=\S+$/m); // the dashboard's address
+    expect(r.stdout).toMatch(/^tps = \d/m); // the load ran
     expect(r.stdout + r.stderr).not.toMatch(/password=\w/);
     expect(fs.existsSync(path.join(work, 'tutorial'))).toBe(false);
   }, 200_000);
