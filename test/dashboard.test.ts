@@ -179,6 +179,35 @@ suite('dashboard in Chromium', () => {
     await context.close();
   });
 
+  it('dashboard snapshot writes one HTML file that draws every panel offline, with no request and no password in it', async () => {
+    const file = path.join(lab.dir, 'snapshot.html');
+    const r = cli(['dashboard', 'snapshot', '--range', '5m', '-o', file], { cwd: lab.dir });
+    expect(r.code, r.stderr).toBe(0);
+    const html = fs.readFileSync(file, 'utf8');
+    for (const pw of passwords) expect(html.includes(pw)).toBe(false);
+    expect(html).not.toContain('token=');
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const errors: string[] = [];
+    const requests: string[] = [];
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('request', (req) => !req.url().startsWith('file:') && !req.url().startsWith('data:') && requests.push(req.url()));
+    await page.goto(`file://${file}`);
+    await page.waitForFunction(() => Number(document.body.dataset.updates || 0) >= 1, null, { timeout: 20_000 });
+    const panels = await panelsOf(page);
+    expect(panels.length).toBeGreaterThanOrEqual(20);
+    for (const p of panels) if (!MAY_BE_EMPTY.has(p.id)) expect(p.points, `${p.id} drew no points in the snapshot`).toBeGreaterThan(0);
+    expect(await page.$$eval('#topology g.link', (els) => els.length)).toBe(2);
+    expect(await page.textContent('#lab')).toContain('snapshot');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'snapshot-1280x800.png') });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(500); // the page lays itself out again after a resize
+    await page.screenshot({ path: path.join(ARTIFACTS, 'snapshot-390x844.png') });
+    await page.close();
+    expect(errors).toEqual([]);
+    expect(requests).toEqual([]); // it opens offline
+  }, 60_000);
+
   it('shows a banner, not a blank page, when the metrics store goes away, and keeps the last data', async () => {
     const { page } = await open(1280, 800);
     const node = readState(lab.config().stateDir)!.nodes.metrics!;

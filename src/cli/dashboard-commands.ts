@@ -2,14 +2,15 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { grafanaExport, grafanaPush, loadPanels, PASSWORD_ENV } from '../dashboard/index.js';
+import { dashboardSnapshot, grafanaExport, grafanaPush, loadPanels, PASSWORD_ENV } from '../dashboard/index.js';
+import { durationOption } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { dashboardUrl, nodeConnection, readSecrets, readState } from '../lab/index.js';
 import { configFrom } from './shared.js';
 
 /** `prodhome dashboard`: where the agent serves the lab's live dashboard. */
 export function registerDashboardCommands(program: Command): void {
-  program
+  const dashboard = program
     .command('dashboard')
     .description("print the URL of the lab's live web dashboard (served by the agent on 127.0.0.1)")
     .option('--open', 'open it in the browser too')
@@ -19,6 +20,18 @@ export function registerDashboardCommands(program: Command): void {
       if (opts.printUrl) console.log(url);
       else console.log(`Dashboard: ${url}\n(the token in the URL is this lab's; anyone with it can read the lab's metrics)`);
       if (opts.open) openBrowser(url);
+    });
+  dashboard
+    .command('snapshot')
+    .description('write the dashboard over a range as one self-contained HTML file (data and charts inline; opens offline)')
+    .option('--range <duration>', 'how far back from now', '15m')
+    .requiredOption('-o, --output <file>', 'the HTML file to write')
+    .action(async (opts: { range: string; output: string }, cmd: Command) => {
+      const rangeMs = durationOption(opts.range, '--range');
+      if (rangeMs <= 0 || rangeMs > 31 * 86_400_000) throw new ProdhomeError('USAGE', `--range ${opts.range}: expected a range from 1s to 31d`);
+      const html = await dashboardSnapshot(await dashboardUrl(configFrom(cmd)), rangeMs);
+      fs.writeFileSync(opts.output, html);
+      console.log(`wrote ${opts.output} (${Math.round(html.length / 1024)} KiB): the dashboard over the last ${opts.range}, opens without the lab`);
     });
 
   const grafana = program.command('grafana').description("the dashboard's panels for Grafana");

@@ -59,7 +59,8 @@ function acceptGlobalOptionsAnywhere(cmd: Command): void {
   for (const sub of cmd.commands) {
     if (sub.commands.length) {
       acceptGlobalOptionsAnywhere(sub);
-      continue;
+      // A group that is also a command of its own (`dashboard`, beside `dashboard snapshot`).
+      if (!(sub as unknown as { _actionHandler?: unknown })._actionHandler) continue;
     }
     const has = (flag: string) => sub.options.some((o) => o.short === flag || o.long === flag);
     if (!has('--file')) sub.option(has('-f') ? '--file <file>' : '-f, --file <file>', 'config file (default: ./prodhome.yaml, else the default lab)');

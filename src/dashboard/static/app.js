@@ -30,8 +30,12 @@ const state = {
   nodes: params.get('nodes') ? new Set(params.get('nodes').split(',')) : undefined,
 };
 if (state.from && state.to) state.live = false;
+// A snapshot (`prodhome dashboard snapshot`) carries its range and every answer inline: no server.
+const SNAPSHOT = window.PRODHOME_SNAPSHOT;
+if (SNAPSHOT) Object.assign(state, { range: '15m', from: SNAPSHOT.from, to: SNAPSHOT.to, live: false });
 
 function saveState() {
+  if (SNAPSHOT) return; // a file: nothing to bookmark
   const p = new URLSearchParams();
   // The token stays in the address so a bookmark keeps working.
   if (params.get('token')) p.set('token', params.get('token'));
@@ -109,6 +113,12 @@ function withGaps(times, series, stepMs) {
 let storeDown = false;
 let lastGood = 0;
 async function api(path, query = {}) {
+  if (SNAPSHOT) {
+    // Answers were taken for the whole range; a zoom shows part of the same data.
+    const body = SNAPSHOT.answers[path === 'series' ? `series/${query.panel}` : path];
+    if (!body) throw new Error(`this snapshot holds no ${path}`);
+    return body;
+  }
   const q = new URLSearchParams(query);
   const res = await fetch(`api/${path}?${q}`, { credentials: 'same-origin', signal: AbortSignal.timeout(10000) });
   const body = await res.json().catch(() => ({}));
@@ -487,6 +497,12 @@ function zoom(from, to) {
 function controls(meta) {
   $('lab').textContent = `· ${meta.lab}`;
   document.title = `prodhome · ${meta.lab}`;
+  if (SNAPSHOT) {
+    document.title += ' · snapshot';
+    $('lab').textContent += ` · snapshot, ${new Date(SNAPSHOT.from).toLocaleString()} – ${new Date(SNAPSHOT.to).toLocaleTimeString()}`;
+    // A file shows one range: no range buttons, no live mode, nothing to reset.
+    for (const e of [$('ranges'), $('live').closest('label'), $('zoomed')]) e.style.display = 'none';
+  }
   for (const r of Object.keys(RANGES)) {
     $('ranges').append(
       el(
@@ -556,9 +572,7 @@ async function start() {
   }
   saveState();
   await refreshAll();
-  setInterval(() => {
-    tick();
-  }, LIVE_MS);
+  if (!SNAPSHOT) setInterval(() => tick(), LIVE_MS);
   let resize;
   window.addEventListener('resize', () => {
     clearTimeout(resize);
