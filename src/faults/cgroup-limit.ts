@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ProdhomeError } from '../errors.js';
 import { cgroupSupport, type LocalNodeState } from '../runtime/index.js';
+import type { FaultRecord } from './types.js';
 
 /**
  * cpu and memory faults lower a limit of the cgroup the node already runs in (the runtime makes
@@ -56,4 +57,18 @@ export function writeLimit(file: string, value: string, name: string): void {
       hint: code === 'EBUSY' ? `${name} uses more memory than that and the kernel could not reclaim it; pick a higher cap.` : `Check ${file}.`,
     });
   }
+}
+
+/** heal() of a limit fault: the cap as it was before, unless someone changed it since (then it is theirs). */
+export async function restoreLimit(record: FaultRecord): Promise<string[]> {
+  const file = String(record.data.file);
+  if (!fs.existsSync(file) || readLimit(file) !== record.data.value) return [];
+  writeLimit(file, String(record.data.before), record.node);
+  return [`${record.node}: ${file} back to ${record.data.before}`];
+}
+
+/** active() of a limit fault: the cap it set is still there. */
+export function limitStillSet(record: FaultRecord): boolean {
+  const file = String(record.data.file);
+  return fs.existsSync(file) && readLimit(file) === record.data.value;
 }

@@ -1,6 +1,5 @@
-import fs from 'node:fs';
 import { ProdhomeError } from '../errors.js';
-import { cpuValue, limitFile, readLimit, writeLimit } from './cgroup-limit.js';
+import { cpuValue, limitFile, readLimit, restoreLimit, limitStillSet, writeLimit } from './cgroup-limit.js';
 import { localNode, runningPostmaster } from './common.js';
 import type { Fault } from './types.js';
 
@@ -24,14 +23,6 @@ export const cpu: Fault = {
     writeLimit(file, value, node.name);
     return { summary: `CPU quota ${args.cpus} CPUs (${file}: ${before} → ${value})`, data: { file, before, value } };
   },
-  async heal(record) {
-    const file = String(record.data.file);
-    if (!fs.existsSync(file) || readLimit(file) !== record.data.value) return [];
-    writeLimit(file, String(record.data.before), record.node);
-    return [`${record.node}: ${file} back to ${record.data.before}`];
-  },
-  active(record) {
-    const file = String(record.data.file);
-    return fs.existsSync(file) && readLimit(file) === record.data.value;
-  },
+  heal: restoreLimit,
+  active: limitStillSet,
 };

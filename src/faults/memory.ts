@@ -1,7 +1,6 @@
-import fs from 'node:fs';
 import { formatBytes } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
-import { limitFile, readLimit, writeLimit } from './cgroup-limit.js';
+import { limitFile, readLimit, restoreLimit, limitStillSet, writeLimit } from './cgroup-limit.js';
 import { localNode, runningPostmaster } from './common.js';
 import type { Fault } from './types.js';
 
@@ -27,14 +26,6 @@ export const memory: Fault = {
     writeLimit(file, value, node.name);
     return { summary: `memory cap ${formatBytes(args.memoryBytes!)} (${file}: ${before} → ${readLimit(file)})`, data: { file, before, value: readLimit(file) } };
   },
-  async heal(record) {
-    const file = String(record.data.file);
-    if (!fs.existsSync(file) || readLimit(file) !== record.data.value) return [];
-    writeLimit(file, String(record.data.before), record.node);
-    return [`${record.node}: ${file} back to ${record.data.before}`];
-  },
-  active(record) {
-    const file = String(record.data.file);
-    return fs.existsSync(file) && readLimit(file) === record.data.value;
-  },
+  heal: restoreLimit,
+  active: limitStillSet,
 };
