@@ -42,6 +42,9 @@ export type ErrorCode =
   | 'PGBENCH_MISSING'
   | 'PGBENCH_FAILED'
   | 'FAULT_FAILED'
+  | 'EXPERIMENT_INVALID'
+  | 'EXPERIMENT_CLEANUP'
+  | 'EXPERIMENT_FAILED'
   | 'USAGE';
 
 export class ProdhomeError extends Error {
