@@ -298,7 +298,13 @@ export async function runExperiment(config: LabConfig, exp: Experiment, opts: Ru
           return { ok: true, result: `waited ${(w.ms / 1000).toFixed(1)} s` };
         }
         if (w.kind === 'loads') {
-          await Promise.race([Promise.all(running.map((r) => r.done)), sleep(24 * 3600_000)]);
+          // Ctrl-C ends the wait (and cleanup stops the loads).
+          await new Promise<void>((resolve, reject) => {
+            const onAbort = () => reject(new Interrupted());
+            if (signal.aborted) return onAbort();
+            signal.addEventListener('abort', onAbort, { once: true });
+            void Promise.all(running.map((r) => r.done)).then(() => (signal.removeEventListener('abort', onAbort), resolve()));
+          });
           return { ok: true, result: `every load ended (${running.length})` };
         }
         return caughtUp(w.withinMs);
@@ -312,7 +318,9 @@ export async function runExperiment(config: LabConfig, exp: Experiment, opts: Ru
     const notes: string[] = [];
     for (const r of running) r.stop.abort();
     const stopped = running.filter((r) => !r.record.end).length;
-    await Promise.race([Promise.all(running.map((r) => r.done)), new Promise((res) => setTimeout(res, 30_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(running.map((r) => r.done)), new Promise((res) => (timer = setTimeout(res, 30_000)))]);
+    clearTimeout(timer);
     if (running.length) notes.push(`${stopped} load${stopped === 1 ? '' : 's'} stopped, ${running.length - stopped} had ended`);
     if (faultIds.length) {
       const ids = [...faultIds];
@@ -358,7 +366,7 @@ export async function runExperiment(config: LabConfig, exp: Experiment, opts: Ru
     if (!cleaned) {
       cleaned = true;
       // Ctrl-C must not cut the cleanup short: a fresh signal-free run of it.
-      await step('cleanup', 0, 'stop loads, clear faults', cleanup).catch((err: unknown) => journal.failures.push(messageOf(err)));
+      await step('cleanup', 0, 'stop loads, clear faults', cleanup).catch(() => {}); // step() journals the failure
     }
     if (journal.status === 'error' && !(e instanceof ProdhomeError)) throw e;
   } finally {
