@@ -113,7 +113,7 @@ export function parseExperiment(text: string, label: string, source: string, opt
       const vLine = lineOf([...where, kind]);
       const action = parseAction(kind, value, { p, line: vLine, where: [...where, kind], lineOf, scale, durationAt, index: i });
       if (!action) return;
-      timeline.push({ ...action, ...(atMs !== undefined ? { atMs } : {}), line: vLine, text: `${kind}: ${typeof value === 'string' ? value : JSON.stringify(value)}` } as Step);
+      timeline.push({ ...action, ...(atMs !== undefined ? { atMs } : {}), line: vLine, text: action.kind === 'load' ? `load: ${describeLoad(action.load)}` : `${kind}: ${typeof value === 'string' ? value : JSON.stringify(value)}` } as Step);
     });
   }
 
@@ -315,6 +315,12 @@ export function parseProbe(value: unknown, line: number, scale = 1): Probe | str
     sqlstate = f[1];
   }
   return { kind: 'errors', text, line, op, count, ...(sqlstate ? { sqlstate } : {}), withinMs: withinMs ?? 0 };
+}
+
+/** `hum: inserter, 4 clients, 50 tx/s, pulse:on=2s,off=8s, 60 s` (times as scaled). */
+function describeLoad(l: LoadSpec): string {
+  const parts = [l.workload, `${l.clients} client${l.clients === 1 ? '' : 's'}`, l.rate ? `${l.rate} tx/s` : '', l.schedule ?? '', l.node ? `on ${l.node}` : '', l.durationMs !== undefined ? `${Number((l.durationMs / 1000).toFixed(1))} s` : 'until the end'];
+  return `${l.name}: ${parts.filter(Boolean).join(', ')}`;
 }
 
 function scaledWithin(ms: number, scale: number): number {

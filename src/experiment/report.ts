@@ -193,7 +193,7 @@ function fmt(v: number, unit: string): string {
 
 /** One chart as inline SVG: lines per series, annotation bands behind, the time axis in seconds from the run's start. */
 export function chartSvg(c: Chart, bands: Band[], t0: number, t1: number): string {
-  const W = 720, H = 200, L = 64, R = 10, T = 10, B = 24;
+  const W = 380, H = 170, L = 50, R = 6, T = 8, B = 18;
   const max = Math.max(1e-9, ...c.series.flatMap((s) => s.points.map((p) => p[1])));
   const x = (t: number) => L + ((t - t0) / Math.max(1, t1 - t0)) * (W - L - R);
   const y = (v: number) => T + (1 - v / max) * (H - T - B);
@@ -206,13 +206,17 @@ export function chartSvg(c: Chart, bands: Band[], t0: number, t1: number): strin
   }
   for (let i = 0; i <= 4; i++) {
     const v = (max * i) / 4;
-    parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#e5e7eb"/><text x="${L - 4}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end" font-size="10" fill="#6b7280">${esc(fmt(v, c.unit))}</text>`);
+    parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#e5e7eb"/><text x="${L - 4}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end" font-size="9" fill="#6b7280">${esc(fmt(v, c.unit))}</text>`);
   }
   const span = (t1 - t0) / 1000;
   const tick = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600].find((s) => span / s <= 8) ?? 1200;
-  for (let s = 0; s <= span; s += tick) parts.push(`<text x="${x(t0 + s * 1000).toFixed(1)}" y="${H - 6}" text-anchor="middle" font-size="10" fill="#6b7280">${s}s</text>`);
+  for (let s = 0; s <= span; s += tick) parts.push(`<text x="${x(t0 + s * 1000).toFixed(1)}" y="${H - 5}" text-anchor="middle" font-size="9" fill="#6b7280">${s}s</text>`);
   c.series.forEach((s, i) => {
-    const d = s.points.filter((p) => p[0] >= t0 && p[0] <= t1).map((p, k) => `${k ? 'L' : 'M'}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join('');
+    // A gap (a node down, nothing sampled) is left as a gap, not bridged by a line.
+    const pts = s.points.filter((p) => p[0] >= t0 && p[0] <= t1);
+    const deltas = pts.slice(1).map((p, k) => p[0] - pts[k]![0]).filter((d) => d > 0);
+    const gap = 3 * (deltas.length ? Math.min(...deltas) : Infinity);
+    const d = pts.map((p, k) => `${k === 0 || p[0] - pts[k - 1]![0] > gap ? 'M' : 'L'}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join('');
     if (d) parts.push(`<path d="${d}" fill="none" stroke="${COLOURS[i % COLOURS.length]}" stroke-width="1.6"><title>${esc(s.label)}</title></path>`);
   });
   parts.push('</svg>');
@@ -262,6 +266,8 @@ tr.failed td,tr.error td,details.failed summary,details.error summary{color:#b91
 figure{margin:0;border:1px solid #e5e7eb;border-radius:8px;padding:8px}figcaption{font-weight:600;margin-bottom:4px}svg{width:100%;height:180px}
 .legend{font-size:11px;color:#374151;display:flex;flex-wrap:wrap;gap:8px}.legend i{display:inline-block;width:10px;height:3px;margin-right:4px;vertical-align:middle}
 .key span{margin-right:12px}.key i{display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px;opacity:.6}
+td:nth-child(4),td:nth-child(5){white-space:nowrap}table.timeline td:nth-child(3){min-width:11em}table.timeline td:nth-child(6){min-width:14em}
+@media (max-width:600px){table.timeline td:nth-child(2),table.timeline th:nth-child(2){display:none}}
 pre{background:#f9fafb;padding:8px;overflow-x:auto;font-size:12px}code{font-size:12px}.muted{color:#6b7280}details{margin:4px 0}
 </style></head><body>
 <h1>${esc(j.experiment.name)} <span class="badge ${badge}">${j.status.toUpperCase()}</span></h1>
@@ -275,7 +281,7 @@ ${j.failures.length ? `<div class="failures"><b>What failed</b><ul>${j.failures.
 <h2>Checks and their evidence</h2>
 ${checks || '<p>none</p>'}
 <h2>Timeline</h2>
-<table><tr><th>phase</th><th>line</th><th>step</th><th>at</th><th>took</th><th>result</th></tr>
+<table class="timeline"><tr><th>phase</th><th>line</th><th>step</th><th>at</th><th>took</th><th>result</th></tr>
 ${rows}</table>
 <h2>Verify</h2>
 ${verify}
