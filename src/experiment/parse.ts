@@ -291,12 +291,13 @@ export function parseProbe(value: unknown, line: number, scale = 1): Probe | str
     body = w[1]!.trim();
   }
   if (body === 'verify') return { kind: 'verify', text, line, withinMs: withinMs ?? scaledWithin(DEFAULT_WITHIN_MS, scale) };
+  if (body === 'stalled') return { kind: 'stalled', text, line, withinMs: withinMs ?? 0 };
   if (body === 'caught-up') return { kind: 'caught-up', text, line, withinMs: withinMs ?? scaledWithin(DEFAULT_WITHIN_MS, scale) };
   const m = /^(lag|errors)(\{([^}]*)\})?\s*(<=|>=|==|<|>)\s*(\S+)$/.exec(body);
   if (!m) {
     const word = /^[a-z_-]+/i.exec(body)?.[0] ?? body;
-    const guess = didYouMean(word, ['verify', 'caught-up', 'lag', 'errors']);
-    return `"${text}" is not a check${guess && guess !== word ? ` (did you mean ${guess}?)` : ''}; write verify, caught-up, lag < 5s or errors{sqlstate=53300} > 0 (each may end in "within 30s")`;
+    const guess = didYouMean(word, ['verify', 'caught-up', 'stalled', 'lag', 'errors']);
+    return `"${text}" is not a check${guess && guess !== word ? ` (did you mean ${guess}?)` : ''}; write verify, caught-up, stalled, lag < 5s or errors{sqlstate=53300} > 0 (each may end in "within 30s")`;
   }
   const op = m[4] as Comparator;
   if (!COMPARATORS.includes(op)) return `unknown comparison ${op}`;

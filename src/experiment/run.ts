@@ -169,6 +169,13 @@ export async function runExperiment(config: LabConfig, exp: Experiment, opts: Ru
       }
       case 'caught-up':
         return caughtUp(p.withinMs);
+      case 'stalled': {
+        const subs = await labReplicationStatus(config).catch(() => []);
+        const stalled = subs.filter((s) => s.conflict);
+        return stalled.length
+          ? { ok: true, result: `stalled: ${stalled.map((s) => `${s.subscription} (${s.conflict!.error}${s.conflict!.detail ? `; ${s.conflict!.detail}` : ''})`).join(', ')}`, evidence: stalled.map((s) => s.conflict) }
+          : { ok: false, result: `no subscription reports an apply conflict (${subs.map((s) => `${s.subscription} ${s.state}`).join(', ') || 'none read'})` };
+      }
       case 'lag': {
         const subs = await labReplicationStatus(config).catch((e: unknown) => new Error(messageOf(e)));
         if (subs instanceof Error) return { ok: false, result: `replication status unreadable: ${subs.message}` };

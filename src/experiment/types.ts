@@ -22,6 +22,8 @@ export type Comparator = '<' | '<=' | '>' | '>=' | '==';
 export type Probe =
   | { kind: 'verify'; text: string; line: number; withinMs: number }
   | { kind: 'caught-up'; text: string; line: number; withinMs: number }
+  /** A subscription reports an apply conflict (it is stalled). */
+  | { kind: 'stalled'; text: string; line: number; withinMs: number }
   | { kind: 'lag'; text: string; line: number; op: Comparator; seconds: number; withinMs: number }
   | { kind: 'errors'; text: string; line: number; op: Comparator; count: number; sqlstate?: string; withinMs: number };
 
