@@ -334,7 +334,7 @@ function checkAgainstLab(p: Problems, config: LabConfig, lab: Experiment['lab'],
   const missing = (name: string, known: string[]) => `${name}${didYouMean(name, known) ? ` (did you mean ${didYouMean(name, known)}?)` : ''}`;
   for (const n of lab.nodes) if (!nodes.includes(n)) p.add(lineOf(['lab', 'nodes']), `lab.nodes: this experiment needs a node ${missing(n, nodes)}; lab "${config.lab}" has ${nodes.join(', ')}`);
   for (const s of lab.subscriptions) if (!subs.includes(s)) p.add(lineOf(['lab', 'subscriptions']), `lab.subscriptions: this experiment needs a subscription ${missing(s, subs)}; lab "${config.lab}" has ${subs.join(', ') || 'none'}`);
-  const needsReplication = timeline.some((s) => s.kind === 'assert' && ['verify', 'caught-up', 'lag'].includes(s.probe.kind)) || timeline.some((s) => s.kind === 'wait' && s.wait.kind === 'caught-up');
+  const needsReplication = timeline.some((s) => s.kind === 'assert' && ['verify', 'caught-up', 'stalled', 'lag'].includes(s.probe.kind)) || timeline.some((s) => s.kind === 'wait' && s.wait.kind === 'caught-up');
   if (needsReplication && !subs.length) p.add(1, `this experiment checks replication, and lab "${config.lab}" has no subscriptions`);
   for (const s of timeline) {
     if (s.kind === 'load' && s.load.node && !nodes.includes(s.load.node)) p.add(s.line, `load.node: no node ${missing(s.load.node, nodes)} in lab "${config.lab}" (nodes: ${nodes.join(', ')})`);

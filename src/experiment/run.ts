@@ -323,12 +323,11 @@ export async function runExperiment(config: LabConfig, exp: Experiment, opts: Ru
 
   const cleanup = async () => {
     const notes: string[] = [];
+    // Loads are told to stop first, faults cleared next, and only then are the loads awaited: a
+    // client waiting on a held lock (or a frozen node) finishes only once the fault is gone.
     for (const r of running) r.stop.abort();
     const stopped = running.filter((r) => !r.record.end).length;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(running.map((r) => r.done)), new Promise((res) => (timer = setTimeout(res, 30_000)))]);
-    clearTimeout(timer);
-    if (running.length) notes.push(`${stopped} load${stopped === 1 ? '' : 's'} stopped, ${running.length - stopped} had ended`);
+    let failure: string | undefined;
     if (faultIds.length) {
       const ids = [...faultIds];
       try {
@@ -340,9 +339,15 @@ export async function runExperiment(config: LabConfig, exp: Experiment, opts: Ru
         }
         notes.push(`cleared ${r.cleared.length} fault${r.cleared.length === 1 ? '' : 's'} (${ids.join(', ')})`);
       } catch (e) {
-        notes.push(`could not clear faults ${ids.join(', ')}: ${messageOf(e)}`);
-        throw new ProdhomeError('EXPERIMENT_CLEANUP', `experiment ${exp.name}: ${notes.join('; ')}`, { hint: 'Run `prodhome fault list` and `prodhome fault clear`.' });
+        failure = `could not clear faults ${ids.join(', ')}: ${messageOf(e)}`;
       }
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const ended = await Promise.race([Promise.all(running.map((r) => r.done)).then(() => true), new Promise<false>((res) => (timer = setTimeout(() => res(false), 30_000)))]);
+    clearTimeout(timer);
+    if (running.length) notes.unshift(`${stopped} load${stopped === 1 ? '' : 's'} stopped, ${running.length - stopped} had ended${ended ? '' : ' (some still finishing their last transaction after 30 s)'}`);
+    if (failure) {
+      throw new ProdhomeError('EXPERIMENT_CLEANUP', `experiment ${exp.name}: ${[...notes, failure].join('; ')}`, { hint: 'Run `prodhome fault list` and `prodhome fault clear`.' });
     }
     return { ok: true, result: notes.join('; ') || 'nothing to undo' };
   };
