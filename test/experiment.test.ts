@@ -171,6 +171,12 @@ describe('experiments on a real lab', () => {
       expect(j.entries.every((e) => e.end && e.status === 'ok')).toBe(true);
       expect(r.stdout).toMatch(/rows lost 0/);
       await nothingLeft();
+      // Every phase and step is an annotation in the metrics store, each with an end.
+      const notes = await withConnection(nodeConnection(lab.config(), 'metrics'), (sql) =>
+        sql<{ text: string; end: Date | null }[]>`select text, "end" from metrics.annotations where kind = 'experiment' and tags->>'run' = ${j.runId} order by id`);
+      expect(notes.length).toBe(j.entries.length + 1); // the run itself, then one per journal entry
+      expect(notes.every((n) => n.end !== null)).toBe(true);
+      expect(notes.map((n) => n.text)).toEqual(expect.arrayContaining([`${name}: run ${j.runId}`, `${name}: cleanup: stop loads, clear faults`]));
       // The report: three files; the checks with their evidence.
       const dir = path.join(runs(), j.runId);
       for (const f of ['summary.json', 'report.md', 'report.html']) expect(fs.existsSync(path.join(dir, f))).toBe(true);
