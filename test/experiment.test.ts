@@ -92,6 +92,12 @@ describe('experiment files are checked whole before anything starts', () => {
     expect(verify).toMatchObject({ probe: { kind: 'verify', withinMs: 10_000 } });
   });
 
+  it('refuses two books writers at once on one node (they would insert the same ids)', () => {
+    const text = 'name: w\ntimeline:\n  - load: {name: a, workload: inserter}\n  - load: {name: b, workload: mixed}\n  - load: {name: c, workload: read}\n  - wait: loads\n  - load: {name: d, workload: inserter}\n';
+    expect(() => parseExperiment(text, 'w.yaml', 'w.yaml')).toThrow(/w\.yaml:4: load b: a second books writer on the default node \(the first publisher\) while a \(line 3\) runs/);
+    expect(() => parseExperiment(text.replace('workload: mixed', 'workload: read'), 'w.yaml', 'w.yaml')).not.toThrow();
+  });
+
   it('every built-in experiment parses', () => {
     expect(builtinNames()).toEqual(expect.arrayContaining(['background-hum', 'cyclic-load', 'break-publisher', 'subscriber-outage', 'tiny-server', 'conflict', 'slot-bloat']));
     for (const name of builtinNames()) expect(loadExperiment(name).name).toBe(name);

@@ -117,6 +117,7 @@ export function parseExperiment(text: string, label: string, source: string, opt
     });
   }
 
+  checkWriters(p, timeline);
   if (opts.config) checkAgainstLab(p, opts.config, lab, timeline, lineOf);
 
   if (p.list.length) {
@@ -326,6 +327,23 @@ function describeLoad(l: LoadSpec): string {
 
 function scaledWithin(ms: number, scale: number): number {
   return Math.max(ms * scale, Math.min(ms, MIN_WITHIN_MS));
+}
+
+/**
+ * The books writers (inserter, mixed) each take ids after max(id) as it was when they started:
+ * two at once on one node insert the same ids and fail each other's transactions (23505).
+ */
+const WRITERS = ['inserter', 'mixed'];
+function checkWriters(p: Problems, timeline: Step[]): void {
+  const open = new Map<string, Step>();
+  for (const s of timeline) {
+    if (s.kind === 'wait' && s.wait.kind === 'loads') open.clear();
+    if (s.kind !== 'load' || !WRITERS.includes(s.load.workload)) continue;
+    const node = s.load.node ?? 'the default node (the first publisher)';
+    const other = open.get(node);
+    if (other) p.add(s.line, `load ${s.load.name}: a second books writer on ${node} while ${other.kind === 'load' ? other.load.name : ''} (line ${other.line}) runs; both take ids after max(id) and would collide (23505). Make one of them read, or put "wait: loads" between them`);
+    else open.set(node, s);
+  }
 }
 
 function checkAgainstLab(p: Problems, config: LabConfig, lab: Experiment['lab'], timeline: Step[], lineOf: Ctx['lineOf']): void {

@@ -312,7 +312,8 @@ export async function runExperiment(config: LabConfig, exp: Experiment, opts: Ru
             signal.addEventListener('abort', onAbort, { once: true });
             void Promise.all(running.map((r) => r.done)).then(() => (signal.removeEventListener('abort', onAbort), resolve()));
           });
-          return { ok: true, result: `every load ended (${running.length})` };
+          const failed = running.filter((r) => r.record.error).map((r) => `${r.record.name}: ${r.record.error}`);
+          return { ok: true, result: `every load ended (${running.length})${failed.length ? `; ${failed.join('; ')}` : ''}` };
         }
         return caughtUp(w.withinMs);
       }
