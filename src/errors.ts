@@ -43,6 +43,9 @@ export type ErrorCode =
   | 'PGBENCH_FAILED'
   | 'FAULT_FAILED'
   | 'REPLICATED_TABLE'
+  | 'EXPERIMENT_INVALID'
+  | 'EXPERIMENT_CLEANUP'
+  | 'EXPERIMENT_FAILED'
   | 'USAGE';
 
 export class ProdhomeError extends Error {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { parseSize } from '../config/index.js';
+import { durationOption, parseRate, parseSize } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { runHolder, runProxyProcess, type FaultArgs, type FaultKind, type FaultRecord } from '../faults/index.js';
 import { labFault, labFaultClear, labFaultList, labThaw, type FaultResult } from '../lab/index.js';
@@ -127,10 +127,9 @@ function renderResult(kind: FaultKind, args: FaultArgs, r: FaultResult): string 
 }
 
 /** A positive duration: 500ms, 30s, 2m, 1h. */
-export function parseFaultDuration(text: string, flag: string): number {
-  const m = /^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
-  if (!m) throw new ProdhomeError('USAGE', `${flag} ${text}: expected a duration such as 30s, 500ms or 2m`);
-  const ms = Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's'] ?? 1000);
+/** A duration above zero for a fault option (`--for -5s` is a mistake, not a fault that ended). */
+function parseFaultDuration(text: string, flag: string): number {
+  const ms = durationOption(text, flag);
   if (!(ms > 0)) throw new ProdhomeError('USAGE', `${flag} ${text}: a duration must be above zero, such as 30s`);
   return ms;
 }
@@ -159,8 +158,7 @@ function size(text: string): number {
 
 /** Bytes per second from 1mbit, 512kbit, 100KiB (per second). */
 function rate(text: string): number {
-  const bits = /^\s*(\d+(?:\.\d+)?)\s*(k|m|g)bit\s*$/i.exec(text);
-  const bytes = bits ? (Number(bits[1]) * { k: 1e3, m: 1e6, g: 1e9 }[bits[2]!.toLowerCase() as 'k']) / 8 : parseSize(text);
-  if (!bytes || bytes <= 0) throw new ProdhomeError('USAGE', `--bandwidth ${text}: expected a rate such as 1mbit, 512kbit or 100KiB (per second)`);
+  const bytes = parseRate(text);
+  if (!bytes) throw new ProdhomeError('USAGE', `--bandwidth ${text}: expected a rate such as 1mbit, 512kbit or 100KiB (per second)`);
   return bytes;
 }

@@ -19,6 +19,7 @@ export const COMMAND_GROUPS: { commands: readonly string[]; load: () => Promise<
   { commands: ['seed', 'import'], load: async () => (await import('./data-commands.js')).registerDataCommands },
   { commands: ['dashboard', 'grafana'], load: async () => (await import('./dashboard-commands.js')).registerDashboardCommands },
   { commands: ['fault', 'fault-proxy', 'fault-holder'], load: async () => (await import('./fault-commands.js')).registerFaultCommands },
+  { commands: ['experiment'], load: async () => (await import('./experiment-commands.js')).registerExperimentCommands },
 ];
 
 /** The command a command line names: its first word that is not a program option (or its value). */

@@ -1,7 +1,7 @@
-export { loadConfig, parseConfigText, parseTableRef, didYouMean, readReplicationFiles, CONFIG_FILE_NAME, type LoadOptions } from './load.js';
+export { loadConfig, parseConfigText, parseYamlWithLines, type YamlWithLines, parseTableRef, didYouMean, readReplicationFiles, CONFIG_FILE_NAME, type LoadOptions } from './load.js';
 export { DEFAULT_CONFIG_YAML, defaultConfigFor, SCHEMA_FILE } from './default-lab.js';
 export { LabSchema, NODE_ROLES } from './schema.js';
 export { parseDuration, durationOption, DURATION_EXAMPLES } from './duration.js';
-export { parseSize, formatBytes } from './sizes.js';
+export { parseSize, parseRate, formatBytes } from './sizes.js';
 export { labJsonSchema } from './json-schema.js';
 export type { LabConfig, NodeSpec, NodeRole, TableRef, PublishedTable, PublicationSpec, SubscriptionSpec, ReplicationConfig } from './types.js';

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { isMap, isPair, isScalar, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
 import { ProdhomeError } from '../errors.js';
 import { DEFAULT_CONFIG_YAML } from './default-lab.js';
@@ -53,20 +53,17 @@ export function loadConfig(options: LoadOptions = {}): LabConfig {
 }
 
 /**
- * The prodhome.yaml that governs `dir`: its own, or the nearest one above it, as git finds its
- * repository — so a command run from a subdirectory of a lab acts on that lab instead of
- * bringing up a second one. Undefined when there is none up to the root (the default lab).
+ * YAML text parsed with positions kept: the data, and the line of any path in it. Syntax errors,
+ * duplicate keys and alias bombs are one CONFIG_SYNTAX/CONFIG_INVALID error naming file:line.
+ * Shared by prodhome.yaml and experiment files.
  */
-export function findConfigFile(dir: string): string | undefined {
-  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
-    const candidate = path.join(d, CONFIG_FILE_NAME);
-    if (fs.existsSync(candidate)) return candidate;
-    if (path.dirname(d) === d) return undefined;
-  }
+export interface YamlWithLines {
+  data: unknown;
+  /** 1-based line of the value at `path` (or the key, with `key`), else of the deepest node found. */
+  lineOf(path: readonly PropertyKey[], key?: boolean): number;
 }
 
-/** Parses YAML text into a validated LabParsed; `label` names the source in messages. */
-export function parseConfigText(text: string, label: string): LabParsed {
+export function parseYamlWithLines(text: string, label: string): YamlWithLines {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
   if (doc.errors.length > 0) {
@@ -91,7 +88,26 @@ export function parseConfigText(text: string, label: string): LabParsed {
     }
     throw e;
   }
-  if (typeof data !== 'object' || Array.isArray(data)) {
+  return { data, lineOf: (p, key = false) => lineAt(doc.contents, lineCounter, p.map(String), key) };
+}
+
+/**
+ * The prodhome.yaml that governs `dir`: its own, or the nearest one above it, as git finds its
+ * repository — so a command run from a subdirectory of a lab acts on that lab instead of
+ * bringing up a second one. Undefined when there is none up to the root (the default lab).
+ */
+export function findConfigFile(dir: string): string | undefined {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    const candidate = path.join(d, CONFIG_FILE_NAME);
+    if (fs.existsSync(candidate)) return candidate;
+    if (path.dirname(d) === d) return undefined;
+  }
+}
+
+/** Parses YAML text into a validated LabParsed; `label` names the source in messages. */
+export function parseConfigText(text: string, label: string): LabParsed {
+  const { data, lineOf } = parseYamlWithLines(text, label);
+  if (typeof data !== 'object' || Array.isArray(data) || data === null) {
     throw new ProdhomeError('CONFIG_INVALID', `${label}:1: expected a mapping of settings (lab:, nodes:, …), got ${describe(data)}`, {
       hint: 'Start from `prodhome init -f example.yaml`, which writes a commented example.',
     });
@@ -100,7 +116,7 @@ export function parseConfigText(text: string, label: string): LabParsed {
   if (result.success) return result.data;
 
   const problems = result.error.issues.map((issue) => {
-    const where = locate(doc.contents, lineCounter, issue);
+    const where = locate(lineOf, issue);
     const fieldPath = issue.path.map(String).join('.') || '(top level)';
     return `${label}:${where}: ${fieldPath}: ${explain(issue, data)}`;
   });
@@ -114,25 +130,34 @@ function firstLine(s: string): string {
   return s.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
 }
 
-/** line:col of the YAML node an issue is about (the key itself for unknown keys). */
-function locate(root: YamlNode | null, lc: LineCounter, issue: z.core.$ZodIssue): string {
+/** The line of the YAML node an issue is about (the key itself for unknown keys). */
+function locate(lineOf: YamlWithLines['lineOf'], issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') return `${lineOf([...issue.path, String(issue.keys[0])], true)}`;
+  return `${lineOf(issue.path)}`;
+}
+
+/** Walks maps (by key) and sequences (by index) as far as the path goes. */
+function lineAt(root: YamlNode | null, lc: LineCounter, keyPath: string[], key: boolean): number {
   let node: unknown = root;
   let best: YamlNode | null = root;
-  const keyPath = issue.path.map(String);
-  if (issue.code === 'unrecognized_keys') keyPath.push(String(issue.keys[0]));
   for (let i = 0; i < keyPath.length; i++) {
+    const isLast = i === keyPath.length - 1;
+    if (isSeq(node)) {
+      const item = node.items[Number(keyPath[i])];
+      if (!item) break;
+      best = item as YamlNode;
+      node = item;
+      continue;
+    }
     if (!isMap(node)) break;
     const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === keyPath[i]);
     if (!pair) break;
-    const isLast = i === keyPath.length - 1;
     // For an unknown key point at the key; otherwise at the value.
-    const target = (isLast && issue.code === 'unrecognized_keys') || !pair.value ? pair.key : pair.value;
+    const target = (isLast && key) || !pair.value ? pair.key : pair.value;
     best = target as YamlNode;
     node = pair.value;
   }
-  const offset = best?.range?.[0] ?? 0;
-  const pos = lc.linePos(offset);
-  return `${pos.line}`;
+  return lc.linePos(best?.range?.[0] ?? 0).line;
 }
 
 function valueAt(data: unknown, p: PropertyKey[]): unknown {

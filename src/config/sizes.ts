@@ -44,3 +44,10 @@ export function parsePgMemory(value: string | number, bareUnitBytes: number): nu
   const unit = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 }[m[2] as 'B'];
   return Number(m[1]) * unit;
 }
+
+/** Bytes per second in a network rate as people write them: `1mbit`, `512kbit` (decimal bits, as tc does) or a size per second (`100KiB`). */
+export function parseRate(text: string): number | undefined {
+  const bits = /^\s*(\d+(?:\.\d+)?)\s*(k|m|g)bit\s*$/i.exec(text);
+  const bytes = bits ? (Number(bits[1]) * { k: 1e3, m: 1e6, g: 1e9 }[bits[2]!.toLowerCase() as 'k' | 'm' | 'g']) / 8 : parseSize(text);
+  return bytes && bytes > 0 ? bytes : undefined;
+}
