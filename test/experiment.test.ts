@@ -152,7 +152,7 @@ describe('experiments on a real lab', () => {
     expect(readFaults(lab.config().stateDir).faults).toEqual([]);
   });
 
-  for (const name of ['break-publisher', 'subscriber-outage', 'conflict', 'tiny-server']) {
+  for (const name of ['break-publisher', 'subscriber-outage', 'conflict', 'tiny-server', 'slow-link', 'partition']) {
     it(`${name} runs end to end: verify finds 0 lost rows, nothing is left behind`, async () => {
       if (name === 'tiny-server' && !memoryCaps()) {
         const reason = 'tiny-server needs cgroup memory caps (Linux, root): skipped';
@@ -172,6 +172,7 @@ describe('experiments on a real lab', () => {
       expect(j.loads[0]!.summary!.transactions).toBeGreaterThan(0);
       if (name === 'tiny-server') expect(j.entries.find((e) => e.text === 'assert: errors{sqlstate=53300} > 0')).toMatchObject({ status: 'ok' });
       if (name === 'conflict') expect(j.entries.find((e) => e.text.startsWith('assert: stalled'))?.result).toContain('duplicate key');
+
       const phases = loadExperiment(name).steadyState.length ? ['before', 'method', 'cleanup', 'after'] : ['method', 'cleanup'];
       expect([...new Set(j.entries.map((e) => e.phase))]).toEqual(phases);
       expect(j.entries.every((e) => e.end && e.status === 'ok')).toBe(true);
