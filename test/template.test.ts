@@ -1,11 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { labUp, readSecrets, readState, templateRoot } from '../src/lab/index.js';
+import { labUp, nodeConnection, readSecrets, readState, templateRoot } from '../src/lab/index.js';
 import { withConnection } from '../src/pg/index.js';
 import { resolveBinaries, serverUser } from '../src/runtime/index.js';
 import { templateDir } from '../src/runtime/template.js';
-import { portRange, tempLab, type TempLab } from './helpers.js';
+import { portRange, tempLab, waitFor, type TempLab } from './helpers.js';
 
 // New nodes are copies of a template cluster (initdb once per set of binaries); each copy must
 // still be a node of its own: its own password, set without leaving a trace.
@@ -17,13 +17,13 @@ describe('template clusters', () => {
   });
   afterAll(() => lab.cleanup());
 
-  it('the template for these binaries exists once the first lab is up, outside every lab', () => {
+  it('the agent makes the template for these binaries once the first lab is up (its nodes ran initdb), outside every lab', async () => {
     const config = lab.config();
     const bins = resolveBinaries({ labBinDir: config.postgres.binDir }, 'a');
     const node = readState(config.stateDir)!.nodes.a!;
     const user = serverUser(config.runAs);
     const dir = templateDir(templateRoot(user)!, { ...bins, binDir: node.runtime === 'local' ? node.binDir : bins.binDir }, user);
-    expect(fs.existsSync(path.join(dir, 'data', 'PG_VERSION'))).toBe(true);
+    await waitFor(() => fs.existsSync(path.join(dir, 'data', 'PG_VERSION')), 60_000, 'the agent to make the template');
     expect(dir.startsWith(config.stateDir)).toBe(false);
   });
 
@@ -57,6 +57,27 @@ describe('template clusters', () => {
       const log = fs.readFileSync(n.logFile, 'utf8');
       expect(log).not.toContain(secrets.nodes[name]!.password);
       expect(log).not.toContain('SCRAM-SHA-256$');
+    }
+  });
+
+  it('a later lab on the same binaries copies the template: its nodes have no initdb of their own', async () => {
+    const second = tempLab(`lab: tpl2\n${portRange(57350)}nodes:\n  c: { role: standalone }\n`);
+    try {
+      const r = await labUp(second.config(), () => {});
+      expect(r.nodes.map((n) => n.action)).toEqual(['created']);
+      // initdb writes its own banner into no log, but a copy shares the template's system identifier.
+      const sysid = async (cfg: ReturnType<TempLab['config']>, node: string) =>
+        withConnection(nodeConnection(cfg, node), async (sql) => (await sql<{ id: string }[]>`select system_identifier::text as id from pg_control_system()`)[0]!.id);
+      const third = tempLab(`lab: tpl3\n${portRange(57360)}nodes:\n  d: { role: standalone }\n`);
+      try {
+        await labUp(third.config(), () => {});
+        expect(await sysid(second.config(), 'c')).toBe(await sysid(third.config(), 'd'));
+        expect(await sysid(second.config(), 'c')).not.toBe(await sysid(lab.config(), 'a')); // lab's nodes ran initdb
+      } finally {
+        await third.cleanup();
+      }
+    } finally {
+      await second.cleanup();
     }
   });
 });

@@ -10,6 +10,7 @@ import { openAppendSafe, writeFileSafe } from '../fsafe.js';
 import type { Sampler, SamplingStatus } from './agent-sampler.js';
 import { nodeConnection } from './nodes.js';
 import { Supervisor, type AgentService, type ServiceStatus } from './agent-services.js';
+import { makeTemplates } from './templates.js';
 import { files, readSecrets, type LabState } from './state.js';
 
 /**
@@ -183,6 +184,10 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
       });
     }
   }
+  // The template cluster for this lab's binaries, if there is none yet: made here, in the
+  // background, so no `up` waits for it.
+  const initial = readLabState(f.state);
+  if (initial && initial !== 'gone' && !(initial instanceof Error)) void makeTemplates(initial, log);
   const supervisor = new Supervisor(services, log);
   await supervisor.check();
   status.services = supervisor.status();

@@ -1,4 +1,5 @@
-export { labUp, labDown, labDestroy, templateRoot, SYSTEM_ROOT } from './lifecycle.js';
+export { labUp, labDown, labDestroy, SYSTEM_ROOT } from './lifecycle.js';
+export { templateRoot } from './templates.js';
 export { logFileOf, labLogs, readLogTail, followLogs, type LogSource } from './logs.js';
 export { doctor, type DoctorCheck } from './doctor.js';
 export { labNodes, nodeHandle, nodeConnection, dataTarget, defaultDataNode, type NodeHandle } from './nodes.js';

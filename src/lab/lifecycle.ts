@@ -1,6 +1,5 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { LabConfig, NodeRole, NodeSpec } from '../config/index.js';
 import { readReplicationFiles } from '../config/index.js';
@@ -16,12 +15,14 @@ import { ensureReader } from '../dashboard/index.js';
 import { applyReplication, pools, readApplied, revertReplication, type ApplyResult, type OperationReport } from '../replication/index.js';
 import { planNodes, replicationFile, replicationPasswords } from './replication.js';
 import { ensureAgent, stopAgent } from './agent.js';
+import { templateRoot } from './templates.js';
 import { releaseFaults, settleNodeFaults, thawFrozenNodes } from './faults.js';
 import { acquireLock } from './lock.js';
 import { files, labIdFor, newPassword, readSecrets, readState, writeSecrets, writeState, type LabState, type Secrets } from './state.js';
 
 /** Root-owned home for what a root-run lab keeps outside an unreachable state dir. */
-export const SYSTEM_ROOT = '/var/lib/prodhome';
+export { SYSTEM_ROOT } from './paths.js';
+import { SYSTEM_ROOT } from './paths.js';
 
 export type Log = (line: string) => void;
 
@@ -227,17 +228,6 @@ function makeStateDir(stateDir: string): string[] {
     });
   }
   return made;
-}
-
-/**
- * Template clusters (initdb once, copy per node) are shared by every lab of this machine: under
- * /var/lib/prodhome when servers run as the server user, else in the user's cache directory.
- * PRODHOME_TEMPLATES=off makes every node run initdb of its own.
- */
-export function templateRoot(user: OsUser | undefined): string | undefined {
-  if (process.env.PRODHOME_TEMPLATES === 'off') return undefined;
-  if (user) return SYSTEM_ROOT;
-  return path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'prodhome');
 }
 
 /**

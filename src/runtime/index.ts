@@ -11,9 +11,10 @@ export const runtimes = {
 export { binariesAt, resolveBinaries, reachableBinDir, npmBinDir, platformPackage, type PgBinaries } from './binaries.js';
 export { cgroupSupport, appliedMemoryLimit, cgroupsOf } from './cgroups.js';
 export { describeCaps } from './local-runtime.js';
-export { runningPid, SUPERUSER } from './local.js';
+export { runningPid, serverEnv, SUPERUSER } from './local.js';
 export { portFree, pickFreePort, pickAnotherPort } from './ports.js';
 export { findPsql } from './client-tools.js';
+export { ensureTemplate, templateReady, templateDir } from './template.js';
 export { serverUser, lookupUser } from './osuser.js';
 export { isRoot, processAlive, processArgv, sleep, userCan, type OsUser } from './process.js';
 export type { NodeDown, UpContext, NodeState, LocalNodeState, ExternalNodeState, NodeInspection, NodeCondition, UpOutcome } from './types.js';

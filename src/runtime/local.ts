@@ -9,7 +9,7 @@ import type { PgBinaries } from './binaries.js';
 import { prepareCgroups, removeCgroups, type CapsEnforcement } from './cgroups.js';
 import { findPostmaster, notPostmasterOf, pidFileEntry, processStartTime, stopPostmaster, type Postmaster } from './postmaster.js';
 import { lastLines, processAlive, sleep, type OsUser } from './process.js';
-import { SUPERUSER, cloneTemplate, ensureTemplate, initdb } from './template.js';
+import { SUPERUSER, cloneTemplate, initdb, templateReady } from './template.js';
 
 /**
  * The local runtime: a Postgres server in a data directory on this machine, initialised with
@@ -41,8 +41,8 @@ export function clusterMajor(dataDir: string): number | undefined {
 
 /**
  * Creates the node dir and a cluster in it with `password` for the superuser: a copy of the
- * template cluster for these binaries when `templateRoot` is given (made with initdb the first
- * time), else initdb of its own. The caller removes nodeDir on failure.
+ * template cluster for these binaries when `templateRoot` holds one, else initdb of its own
+ * (the agent makes the template afterwards). The caller removes nodeDir on failure.
  */
 export async function initCluster(
   paths: LocalNodePaths,
@@ -50,14 +50,14 @@ export async function initCluster(
   password: string,
   user: OsUser | undefined,
   nodeName: string,
-  opts: { templateRoot?: string; log?: (line: string) => void } = {},
+  opts: { templateRoot?: string } = {},
 ): Promise<void> {
   fs.mkdirSync(paths.nodeDir, { recursive: true, mode: 0o700 });
   assertRealDir(paths.nodeDir, `${nodeName}: the node directory`);
   if (user) fs.lchownSync(paths.nodeDir, user.uid, user.gid);
   const env = serverEnv(paths.nodeDir);
-  if (!opts.templateRoot) return initdb(paths.dataDir, bins, password, user, env, nodeName);
-  const template = await ensureTemplate(opts.templateRoot, bins, user, env, opts.log ?? (() => {}));
+  const template = opts.templateRoot ? templateReady(opts.templateRoot, bins, user) : undefined;
+  if (!template) return initdb(paths.dataDir, bins, password, user, env, nodeName);
   await cloneTemplate(template, paths.dataDir, bins, password, user, env, nodeName);
 }
 
@@ -242,7 +242,8 @@ export function dirSize(dir: string): number {
   return total;
 }
 
-function serverEnv(home: string): NodeJS.ProcessEnv {
+/** The environment servers and initdb run with: a known locale, no inherited secrets. */
+export function serverEnv(home: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, LC_ALL: 'C' };
   if (process.env.TZ) env.TZ = process.env.TZ;
   return env;

@@ -5,11 +5,13 @@ import { ProdhomeError } from '../errors.js';
 import { appendFileSafe, writeFileSafe } from '../fsafe.js';
 import { scramVerifier } from '../pg/index.js';
 import type { PgBinaries } from './binaries.js';
-import { lastLines, run, type OsUser } from './process.js';
+import { lastLines, processAlive, run, type OsUser } from './process.js';
 
 /**
  * Template clusters, as test-database tools keep them: initdb runs once per set of binaries (and
- * server user), and every new node starts as a copy of that cluster. initdb is most of what a
+ * server user), and every new node starts as a copy of that cluster. The template is made off
+ * the critical path — by the lab's agent, after the first `up` on these binaries, whose nodes
+ * ran initdb themselves — so the first lab is no slower and every later one is faster. initdb is most of what a
  * new lab costs; a copy is a fraction of it. Each copy gets its own superuser password, set in
  * single-user mode — no listener, no log line, no statistics — and as a SCRAM verifier, so the
  * password itself never reaches the server. The template's own password was random and thrown
@@ -53,6 +55,12 @@ export function templateDir(cacheRoot: string, bins: PgBinaries, user: OsUser | 
   return path.join(cacheRoot, 'templates', `pg${bins.major}-${key}`);
 }
 
+/** The template's data dir when it has been made; undefined when not (yet). */
+export function templateReady(cacheRoot: string, bins: PgBinaries, user: OsUser | undefined): string | undefined {
+  const data = path.join(templateDir(cacheRoot, bins, user), 'data');
+  return fs.existsSync(path.join(data, 'PG_VERSION')) ? data : undefined;
+}
+
 const making = new Map<string, Promise<string>>();
 
 /**
@@ -76,6 +84,11 @@ async function makeTemplate(dir: string, bins: PgBinaries, user: OsUser | undefi
   log(`initdb of a template cluster for Postgres ${bins.version} (once; new nodes are copies of it)`);
   fs.mkdirSync(path.dirname(dir), { recursive: true, mode: 0o755 });
   const tmp = `${dir}.tmp-${process.pid}`;
+  // What a maker that was killed half-way left behind (its pid is gone).
+  for (const name of fs.readdirSync(path.dirname(dir))) {
+    const pid = Number(/\.tmp-(\d+)$/.exec(name)?.[1]);
+    if (name.startsWith(`${path.basename(dir)}.tmp-`) && pid && !processAlive(pid)) fs.rmSync(path.join(path.dirname(dir), name), { recursive: true, force: true });
+  }
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { mode: 0o700 });
   if (user) fs.chownSync(tmp, user.uid, user.gid);
