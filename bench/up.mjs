@@ -29,7 +29,8 @@ const { rounds, json } = benchArgs({ usage: 'node bench/up.mjs [--rounds N] [--j
 // Resolve the binaries exactly as `prodhome up` does, including the copy into a reachable cache
 // when the server user cannot traverse the install (an npm install under a 0700 /root).
 const { resolveBinaries, reachableBinDir } = await import('../dist/runtime/binaries.js');
-const { SYSTEM_ROOT, templateRoot } = await import('../dist/lab/lifecycle.js');
+const { SYSTEM_ROOT } = await import('../dist/lab/lifecycle.js');
+const { templateRoot } = await import('../dist/lab/templates.js');
 const { templateDir } = await import('../dist/runtime/template.js');
 
 // ---- helpers --------------------------------------------------------------------------------
