@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { processAlive, processArgv, runningPid, sleep, type NodeCondition } from '../runtime/index.js';
+import { processAlive, processArgv, runningPidCached, sleep, type NodeCondition } from '../runtime/index.js';
 import { loadConfig, type LabConfig } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import type { DashboardServer } from '../dashboard/index.js';
@@ -219,7 +219,7 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
     const now = new Date().toISOString();
     for (const [name, node] of Object.entries(state.nodes)) {
       if (node.runtime !== 'local') continue;
-      const pid = runningPid(node.dataDir);
+      const pid = runningPidCached(node.dataDir);
       const condition: NodeCondition = pid ? 'running' : node.desired === 'running' ? 'died' : 'stopped';
       const before = status.nodes[name];
       if (!before || before.condition !== condition) {

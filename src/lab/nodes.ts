@@ -1,11 +1,12 @@
+import fs from 'node:fs';
 import type { LabConfig, NodeRole } from '../config/index.js';
 import type { DataTarget } from '../data/index.js';
 import { ProdhomeError } from '../errors.js';
 import { parseConnectionUrl, type ConnectionInfo } from '../pg/index.js';
 import { guardWrites, type WriteIntent } from './write-guard.js';
 import type { ProcessTarget } from '../metrics/index.js';
-import { runningPid } from '../runtime/index.js';
-import { readSecrets, readState, type LabState, type Secrets } from './state.js';
+import { runningPidCached } from '../runtime/index.js';
+import { files, readSecrets, readState, type LabState, type Secrets } from './state.js';
 
 /**
  * How to reach one node of a lab, built once from state.json and secrets.json: every consumer
@@ -98,9 +99,21 @@ export function dataTarget(config: LabConfig, node?: string, writes?: WriteInten
 
 /** The local nodes' postmasters and cgroups, read from the state file each sample (a restart changes the pid). */
 export function processTargets(config: LabConfig): ProcessTarget[] {
-  const state = readState(config.stateDir);
+  const state = stateWhenChanged(config.stateDir);
   return config.nodes.flatMap((n) => {
     const s = state?.nodes[n.name];
-    return s?.runtime === 'local' ? [{ name: n.name, role: n.role, pid: runningPid(s.dataDir), cgroupDirs: s.caps.cgroupDirs }] : [];
+    return s?.runtime === 'local' ? [{ name: n.name, role: n.role, pid: runningPidCached(s.dataDir), cgroupDirs: s.caps.cgroupDirs }] : [];
   });
+}
+
+const stateCache = new Map<string, { mtimeMs: number; size: number; state: LabState | undefined }>();
+
+/** state.json, parsed again only when it changed (asked several times a second by the sampler). */
+function stateWhenChanged(stateDir: string): LabState | undefined {
+  const st = fs.statSync(files(stateDir).state, { throwIfNoEntry: false });
+  const hit = stateCache.get(stateDir);
+  if (st && hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.state;
+  const state = readState(stateDir);
+  if (st) stateCache.set(stateDir, { mtimeMs: st.mtimeMs, size: st.size, state });
+  return state;
 }

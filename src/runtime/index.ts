@@ -11,7 +11,7 @@ export const runtimes = {
 export { binariesAt, resolveBinaries, reachableBinDir, npmBinDir, platformPackage, type PgBinaries } from './binaries.js';
 export { cgroupSupport, appliedMemoryLimit, cgroupsOf } from './cgroups.js';
 export { describeCaps } from './local-runtime.js';
-export { runningPid, serverEnv, SUPERUSER } from './local.js';
+export { runningPid, runningPidCached, serverEnv, SUPERUSER } from './local.js';
 export { portFree, pickFreePort, pickAnotherPort } from './ports.js';
 export { findPsql } from './client-tools.js';
 export { ensureTemplate, templateReady, templateDir } from './template.js';

@@ -122,6 +122,23 @@ export function runningPid(dataDir: string): number | undefined {
   return pid && processAlive(pid) && !notPostmasterOf(pid, dataDir) ? pid : undefined;
 }
 
+const verified = new Map<string, { pid: number; startTime: string }>();
+
+/**
+ * runningPid for callers that ask several times a second (the sampler): a postmaster verified
+ * once is trusted while it is the very same process (its /proc start time unchanged), which
+ * costs one small read instead of reading postmaster.pid and the process's command line again.
+ */
+export function runningPidCached(dataDir: string): number | undefined {
+  const hit = verified.get(dataDir);
+  if (hit && processStartTime(hit.pid) === hit.startTime && processAlive(hit.pid)) return hit.pid; // a zombie is gone
+  const pid = runningPid(dataDir);
+  const startTime = pid ? processStartTime(pid) : undefined;
+  if (pid && startTime) verified.set(dataDir, { pid, startTime });
+  else verified.delete(dataDir);
+  return pid;
+}
+
 /** What Postgres logs when its listen address is taken (every major since 9.x says these words). */
 const PORT_TAKEN = /could not bind IPv4 address .*: Address already in use/;
 
