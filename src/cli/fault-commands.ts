@@ -129,6 +129,7 @@ function renderResult(kind: FaultKind, args: FaultArgs, r: FaultResult): string 
 /** A positive duration: 500ms, 30s, 2m, 1h. */
 /** A duration above zero for a fault option (`--for -5s` is a mistake, not a fault that ended). */
 function parseFaultDuration(text: string, flag: string): number {
+  if (/^\s*-/.test(text)) throw new ProdhomeError('USAGE', `${flag} ${text}: a duration must be above zero, such as 30s`);
   const ms = durationOption(text, flag);
   if (!(ms > 0)) throw new ProdhomeError('USAGE', `${flag} ${text}: a duration must be above zero, such as 30s`);
   return ms;
