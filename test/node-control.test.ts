@@ -1,7 +1,10 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, readState } from '../src/lab/index.js';
 import { processAlive } from '../src/runtime/index.js';
-import { cli, portRange, tempLab, waitFor, type TempLab } from './helpers.js';
+import { CLI, cli, portRange, tempLab, waitFor, type TempLab } from './helpers.js';
 
 // One node at a time, as `docker stop subscriber2` did: the rest of the lab goes on.
 describe('stop, start and restart one node', () => {
@@ -85,5 +88,23 @@ subscriptions:
       return p.metrics && p.dashboard ? p : undefined;
     }, 15_000, 'the new agent to serve');
     expect(after).toEqual(before);
+  });
+
+  it('killing the agent mid-load loses no replicated row (it carries no replication traffic); up starts it again', async () => {
+    const status = () => JSON.parse(cli(['status', '--json'], { cwd: lab.dir }).stdout) as { agent: { running: boolean; pid?: number } };
+    const agent = status().agent.pid!;
+    expect(agent).toBeGreaterThan(0);
+    fs.writeFileSync(path.join(lab.dir, 'ins.sql'), 'insert into t select coalesce(max(id), 0) + 1 from t;\n');
+    const load = spawn(process.execPath, [CLI, 'load', 'custom', 'ins.sql', '--node', 'pub', '-c', '1', '-T', '4', '-R', '50'], { cwd: lab.dir, stdio: 'ignore' });
+    const exited = new Promise<number | null>((r) => load.on('exit', r));
+    await new Promise((r) => setTimeout(r, 1500));
+    process.kill(agent, 'SIGKILL');
+    expect(await exited).toBe(0);
+    expect(status().agent.running).toBe(false);
+    const v = cli(['verify', '--wait', '20s'], { cwd: lab.dir });
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    expect(v.stdout).toMatch(/every row arrived/);
+    expect(cli(['up'], { cwd: lab.dir }).code).toBe(0);
+    expect(status().agent.running).toBe(true);
   });
 });
