@@ -58,7 +58,6 @@ export function registerMetricsCommands(program: Command): void {
       const warn = (w: string) => process.stderr.write(`warning: ${w}\n`);
       const sinks = (opts.sink ?? []).map((uri) => createSink(uri, { warn }));
       for (const sink of sinks) await sink.open?.();
-      const names = config.nodes.map((n) => n.name);
       try {
         const loop = labSample(config, {
           intervalMs: interval,
@@ -66,7 +65,7 @@ export function registerMetricsCommands(program: Command): void {
           metrics,
           sinks,
           warn,
-          onSample: (points: Point[]) => {
+          onSample: (points: Point[], names: string[]) => {
             if (opts.json) for (const p of points) process.stdout.write(`${JSON.stringify(p)}\n`);
             else console.log(sampleSummary(points, names, { intervalMs: interval, wide: opts.wide }).join('\n'));
           },

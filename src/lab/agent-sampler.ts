@@ -3,7 +3,6 @@ import type { AddressInfo } from 'node:net';
 import type { LabConfig } from '../config/index.js';
 import { describeField, forStores, loadCatalog, startSamplingLoop, type Point } from '../metrics/index.js';
 import { heartbeatPublications } from '../replication/index.js';
-import { runningPid } from '../runtime/index.js';
 import { PostgresSink } from '../sinks/index.js';
 import { createSink, pointsToFamilies, toPrometheusText, type FieldDescription, type Point as SinkPoint, type Sink, type SinkStats } from '../sinks/index.js';
 import { labNodes, nodeConnection, processTargets } from './nodes.js';

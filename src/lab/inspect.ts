@@ -1,11 +1,10 @@
 import type { LabConfig, NodeRole, NodeSpec } from '../config/index.js';
-import { ProdhomeError } from '../errors.js';
 import { runtimes, type NodeCondition, type NodeState } from '../runtime/index.js';
 import { agentPid, readAgentStatus } from './agent.js';
 import type { ServiceStatus } from './agent-services.js';
 import type { SamplingStatus, SinkReport } from './agent-sampler.js';
-import { labNodes, nodeConnection } from './nodes.js';
-import { files, readState } from './state.js';
+import { labNodes } from './nodes.js';
+import { readState } from './state.js';
 
 /** Read-only views of a lab: status, how to reach a node, where its log is. Take no lock. */
 

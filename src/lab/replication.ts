@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { LabConfig } from '../config/index.js';
@@ -9,7 +8,7 @@ import {
   dropSubscription, pgMessage, readApplied, resetSubscription, resyncTable, revertReplication, writeApplied, type OperationReport,
   applyReplication, pools, replicationStatus, verify, workerErrors, type ApplyResult, type PlanNode, type SubscriptionStatus, type VerifyResult,
 } from '../replication/index.js';
-import { binariesAt, runningPid, runtimes, type LocalNodeState, type NodeState } from '../runtime/index.js';
+import { binariesAt, runningPid, runtimes, type LocalNodeState } from '../runtime/index.js';
 import { acquireLock } from './lock.js';
 import { labNodes } from './nodes.js';
 import { logTail, resolveConflict, withConflicts, type ResolveMode } from './resolve.js';

@@ -12,12 +12,14 @@ import { readState } from './state.js';
  */
 export function labSample(
   config: LabConfig,
-  opts: { intervalMs: number; until?: number; metrics?: MetricDefinition[]; sinks: Sink[]; warn: (line: string) => void; onSample: (points: Point[]) => void },
+  opts: { intervalMs: number; until?: number; metrics?: MetricDefinition[]; sinks: Sink[]; warn: (line: string) => void; onSample: (points: Point[], nodes: string[]) => void },
 ): SamplingLoop {
   const state = readState(config.stateDir);
   if (!state) throw new ProdhomeError('LAB_NOT_UP', `lab "${config.lab}" has not been brought up here`, { hint: 'Run `prodhome up` first.' });
+  const nodes = [...labNodes(config, state).values()];
+  const names = nodes.map((n) => n.name);
   return startSamplingLoop({
-    nodes: [...labNodes(config, state).values()],
+    nodes,
     processTargets: () => processTargets(config),
     intervalMs: opts.intervalMs,
     until: opts.until,
@@ -27,7 +29,7 @@ export function labSample(
     onSample: async (points) => {
       const stored = opts.sinks.length ? forStores(points) : [];
       for (const sink of opts.sinks) await sink.write(stored);
-      opts.onSample(points);
+      opts.onSample(points, names);
     },
   });
 }

@@ -1,6 +1,5 @@
 import type { ReplicationConfig, SubscriptionSpec } from '../config/index.js';
 import { quoteIdent, type Sql } from '../pg/index.js';
-import { ProdhomeError } from '../errors.js';
 import { qualified, tableKey } from './catalog.js';
 import { withHeartbeat } from './heartbeat.js';
 import { REPLICATION_ROLE, slotName, type AppliedState } from './plan/index.js';

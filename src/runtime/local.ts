@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { NodeSpec } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
-import { appendFileSafe, assertRealDir, openAppendSafe, readFileSafe, readFileSafeOr, writeFileSafe } from '../fsafe.js';
+import { assertRealDir, openAppendSafe, readFileSafe, readFileSafeOr, writeFileSafe } from '../fsafe.js';
 import type { PgBinaries } from './binaries.js';
 import { prepareCgroups, removeCgroups, type CapsEnforcement } from './cgroups.js';
 import { findPostmaster, notPostmasterOf, pidFileEntry, processStartTime, stopPostmaster, type Postmaster } from './postmaster.js';
