@@ -114,7 +114,9 @@ export class HandedPoints {
     const byRun = new Map<string, Point[]>();
     for (const p of points) {
       const run = p.tags.run ?? '';
-      byRun.set(run, [...(byRun.get(run) ?? []), p]);
+      const list = byRun.get(run);
+      if (list) list.push(p);
+      else byRun.set(run, [p]);
     }
     for (const [run, ps] of byRun) this.latest.set(run, ps);
   }
