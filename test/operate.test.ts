@@ -78,7 +78,11 @@ describe('a subscriber down: status and verify report it instead of refusing', (
     await onNode(lab, 'pub', "insert into items select g, repeat('x', 500) from generate_series(2101, 4100) g");
     const after = (await labReplicationStatus(lab.config())).find((s) => s.subscription === 's2')!;
     expect(after.slot!.retainedWalBytes!).toBeGreaterThan(before);
-    const s1 = (await labReplicationStatus(lab.config())).find((s) => s.subscription === 's1')!;
+    // The heartbeat row arrives once the agent has beaten it and s1 has applied it: wait for it.
+    const s1 = await waitFor(async () => {
+      const row = (await labReplicationStatus(lab.config())).find((s) => s.subscription === 's1')!;
+      return row.heartbeat ? row : undefined;
+    }, 20_000, "s1's heartbeat");
     expect(s1.state).toBe('streaming');
     // The subscriber's side of the lag in seconds: the heartbeat's commit-to-apply latency and age.
     expect(s1.heartbeat!.latencySeconds).toBeGreaterThanOrEqual(0);
