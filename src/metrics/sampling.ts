@@ -19,7 +19,7 @@ export interface SamplingOptions {
   heartbeats?: ReadonlyMap<string, string[]>;
   metrics?: MetricDefinition[];
   statementTimeoutMs?: number;
-  /** Stop by itself at this time (ms since the epoch). */
+  /** Stop by itself at this time (ms since the epoch), after at least one sample. */
   until?: number;
   warn: (line: string) => void;
   /** Each sample's points and when it started; awaited before the next sample. */
@@ -52,7 +52,8 @@ export function startSamplingLoop(o: SamplingOptions): SamplingLoop {
   const done = (async () => {
     try {
       let next = Date.now();
-      while (!stopping && Date.now() < (o.until ?? Infinity)) {
+      // A run with `until` takes at least one sample, even when connecting took all its time.
+      for (let first = true; !stopping && (first || Date.now() < (o.until ?? Infinity)); first = false) {
         const started = Date.now();
         doing = undefined;
         step('the heartbeat');
