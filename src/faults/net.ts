@@ -7,9 +7,11 @@ import type { FaultArgs, FaultEnv, Fault, Injected } from './types.js';
 
 /**
  * Network faults on a replication link: the subscription is pointed at a TCP proxy of its own
- * (loopback only) that adds latency and jitter, caps bandwidth, or partitions the link; clear
- * (or --for running out) points it back at the publisher. `--reset-connections` alone ends the
- * link's walsender on the publisher: the subscriber reconnects, as after a network blip.
+ * (loopback only) that adds latency and jitter, or caps bandwidth; clear (or --for running out)
+ * points it back at the publisher. A partition is cut into the link once it streams through the
+ * proxy, its connection held open and silent, so the ends meet it by their own timeouts; --for
+ * running out heals it in place (see proxy.ts). `--reset-connections` alone ends the link's
+ * walsender on the publisher: the subscriber reconnects, as after a network blip.
  */
 export const netFault: Fault = {
   name: 'net',
