@@ -198,7 +198,8 @@ describe('experiments on a real lab', () => {
         console.warn(reason);
         return;
       }
-      const marks = { publisher: sizeOf(logOf('publisher')), subscriber1: sizeOf(logOf('subscriber1')) };
+      const faultsLog = path.join(lab.config().stateDir, 'faults.log');
+      const marks = { publisher: sizeOf(logOf('publisher')), subscriber1: sizeOf(logOf('subscriber1')), faults: sizeOf(faultsLog) };
       const r = run(['run', name, '--duration-scale', String(scale)]);
       expect(r.code, r.stderr + r.stdout).toBe(0);
       const j = journalOf(r.stdout);
@@ -228,6 +229,8 @@ describe('experiments on a real lab', () => {
         expect(cut?.result).toMatch(/wal_sender_timeout 5 s, subscriber1's wal_receiver_timeout 5 s: longer than both/);
         expect(since(logOf('publisher'), marks.publisher)).toContain('terminating walsender process due to replication timeout');
         expect(since(logOf('subscriber1'), marks.subscriber1)).toContain('terminating logical replication worker due to timeout');
+        // It ended by its own time, in place (not by a clear), and the link streamed again through it.
+        expect(since(faultsLog, marks.faults)).toMatch(/partition over after [\d.]+ s \(its time ran out\)[\s\S]*the link streams again through the proxy/);
       }
 
       const phases = loadExperiment(name).steadyState.length ? ['before', 'method', 'cleanup', 'after'] : ['method', 'cleanup'];
