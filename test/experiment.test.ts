@@ -4,9 +4,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { builtinNames, loadExperiment, parseExperiment, type Journal } from '../src/experiment/index.js';
 import { HOLDER_APP, readFaults } from '../src/faults/index.js';
-import { nodeConnection } from '../src/lab/index.js';
+import { nodeConnection, readAgentStatus, readState } from '../src/lab/index.js';
 import { withConnection } from '../src/pg/index.js';
-import { cgroupSupport } from '../src/runtime/index.js';
+import { cgroupSupport, processAlive } from '../src/runtime/index.js';
 import { CLI, IS_ROOT, cli, portRange, tempLab, waitFor, type TempLab } from './helpers.js';
 
 const memoryCaps = () => IS_ROOT && cgroupSupport().usable;
@@ -23,8 +23,12 @@ ${portRange(59400)}nodes:
     port: 59400
     max_connections: 40
     memory: 512MiB
+    settings:
+      wal_sender_timeout: 5s      # shorter than the partition experiment's cut at --duration-scale 0.2 (15 s)
   subscriber1:
     role: subscriber
+    settings:
+      wal_receiver_timeout: 5s
   metrics:
     role: metrics
 metrics:
@@ -53,6 +57,26 @@ subscriptions:
 `;
 
 const figures = { faults: 0, rowsVerified: 0, rowsLost: 0 };
+/** Per built-in run: what the test output and the README print. */
+const perRun: { name: string; scale: number; faults: number; rowsVerified: number; rowsLost: number; asserts: number }[] = [];
+
+/**
+ * The built-ins end to end, each shortened: the four without a fault of their own (or with only
+ * a slot) at 0.1, the fault ones at 0.2 (the partition's 15 s cut then outlasts the lab's 5 s
+ * wal_sender_timeout / wal_receiver_timeout).
+ */
+const BUILTIN_RUNS: [string, number][] = [
+  ['background-hum', 0.1],
+  ['cyclic-load', 0.1],
+  ['multi-cycle', 0.1],
+  ['slot-bloat', 0.1],
+  ['break-publisher', 0.2],
+  ['subscriber-outage', 0.2],
+  ['conflict', 0.2],
+  ['tiny-server', 0.2],
+  ['slow-link', 0.2],
+  ['partition', 0.2],
+];
 
 describe('experiment files are checked whole before anything starts', () => {
   it('names every problem with file:line: unknown step, workload typo, -5s, unknown fault, bad check', () => {
@@ -121,23 +145,37 @@ describe('experiments on a real lab', () => {
     expect(sessions).toEqual([]);
   };
   const count = (j: Journal) => {
-    figures.faults += j.faults.length;
+    const mine = { faults: j.faults.filter((f) => f.end).length, rowsVerified: 0, rowsLost: 0 };
     for (const t of j.verify?.tables ?? []) {
-      figures.rowsVerified += t.subscriberRows;
-      figures.rowsLost += Math.max(t.missing.length, t.publisherRows - t.subscriberRows, 0);
+      mine.rowsVerified += t.subscriberRows;
+      mine.rowsLost += Math.max(t.missing.length, t.publisherRows - t.subscriberRows, 0);
     }
+    figures.faults += mine.faults;
+    figures.rowsVerified += mine.rowsVerified;
+    figures.rowsLost += mine.rowsLost;
+    return mine;
   };
+  const logOf = (node: string) => {
+    const n = readState(lab.config().stateDir)!.nodes[node]!;
+    return n.runtime === 'local' ? n.logFile : '';
+  };
+  const sizeOf = (f: string) => (f && fs.existsSync(f) ? fs.statSync(f).size : 0);
+  const since = (f: string, at: number) => (f && fs.existsSync(f) ? fs.readFileSync(f).subarray(at).toString('utf8') : '');
 
+  let agentAtStart: number | undefined;
   beforeAll(async () => {
     lab = tempLab(YAML);
     // Through the CLI, as a user would: a postmaster started from this test process and then
     // killed (break-publisher) would stay its zombie, and Postgres would take it for running.
     const up = cli(['up'], { cwd: lab.dir });
     expect(up.code, up.stderr).toBe(0);
+    agentAtStart = readAgentStatus(lab.config().stateDir)?.pid;
   }, 180_000);
 
   afterAll(async () => {
     await lab?.cleanup();
+    const rows = perRun.map((r) => `  ${r.name.padEnd(18)} ×${String(r.scale).padEnd(4)} faults survived ${r.faults}, checks passed ${r.asserts}, rows verified ${String(r.rowsVerified).padStart(5)}, rows lost ${r.rowsLost}`);
+    console.log(`built-in experiments end to end:\n${rows.join('\n')}`);
     console.log(`experiments: faults survived ${figures.faults}, rows verified ${figures.rowsVerified}, rows lost ${figures.rowsLost}`);
   }, 120_000);
 
@@ -152,26 +190,48 @@ describe('experiments on a real lab', () => {
     expect(readFaults(lab.config().stateDir).faults).toEqual([]);
   });
 
-  for (const name of ['break-publisher', 'subscriber-outage', 'conflict', 'tiny-server', 'slow-link', 'partition']) {
-    it(`${name} runs end to end: verify finds 0 lost rows, nothing is left behind`, async () => {
+  for (const [name, scale] of BUILTIN_RUNS) {
+    it(`${name} runs end to end (--duration-scale ${scale}): verify finds 0 lost rows, nothing is left behind`, async () => {
       if (name === 'tiny-server' && !memoryCaps()) {
         const reason = 'tiny-server needs cgroup memory caps (Linux, root): skipped';
         if (process.env.CI === 'true') throw new Error(reason);
         console.warn(reason);
         return;
       }
-      const r = run(['run', name, '--duration-scale', '0.2']);
+      const faultsLog = path.join(lab.config().stateDir, 'faults.log');
+      const marks = { publisher: sizeOf(logOf('publisher')), subscriber1: sizeOf(logOf('subscriber1')), faults: sizeOf(faultsLog) };
+      const r = run(['run', name, '--duration-scale', String(scale)]);
       expect(r.code, r.stderr + r.stdout).toBe(0);
       const j = journalOf(r.stdout);
-      count(j);
+      const mine = count(j);
+      // summary.json says what happened: passed, each check ok, each fault it started over.
       expect(j.status).toBe('passed');
-      expect(j.faults.length).toBeGreaterThan(0);
+      expect(j.failures).toEqual([]);
+      const experiment = loadExperiment(name);
+      const injected = experiment.timeline.filter((s) => s.kind === 'fault' && !s.fault.clear).length;
+      expect(j.faults.length).toBe(injected);
       expect(j.faults.every((f) => f.end)).toBe(true);
+      const asserts = j.entries.filter((e) => e.text.startsWith('assert:'));
+      expect(asserts.length).toBe(experiment.timeline.filter((s) => s.kind === 'assert').length);
+      expect(asserts.every((e) => e.status === 'ok')).toBe(true);
+      perRun.push({ name, scale, ...mine, asserts: asserts.length });
+      expect(mine.rowsLost).toBe(0);
       expect(j.verify?.ok).toBe(true);
       expect(j.verify!.tables.every((t) => t.missing.length === 0 && t.extra.length === 0 && t.changed.length === 0)).toBe(true);
       expect(j.loads[0]!.summary!.transactions).toBeGreaterThan(0);
       if (name === 'tiny-server') expect(j.entries.find((e) => e.text === 'assert: errors{sqlstate=53300} > 0')).toMatchObject({ status: 'ok' });
       if (name === 'conflict') expect(j.entries.find((e) => e.text.startsWith('assert: stalled'))?.result).toContain('duplicate key');
+      if (name === 'partition') {
+        // The cut went into the streaming link and outlasted both timeouts: each end gave up by
+        // itself (their own logs say so), and the link came back with no command run.
+        const cut = j.entries.find((e) => e.text.startsWith('fault: net subscriber1 --partition'));
+        expect(cut?.result).toMatch(/cut into the streaming link/);
+        expect(cut?.result).toMatch(/wal_sender_timeout 5 s, subscriber1's wal_receiver_timeout 5 s: longer than both/);
+        expect(since(logOf('publisher'), marks.publisher)).toContain('terminating walsender process due to replication timeout');
+        expect(since(logOf('subscriber1'), marks.subscriber1)).toContain('terminating logical replication worker due to timeout');
+        // It ended by its own time, in place (not by a clear), and the link streamed again through it.
+        expect(since(faultsLog, marks.faults)).toMatch(/partition over after [\d.]+ s \(its time ran out\)[\s\S]*the link streams again through the proxy/);
+      }
 
       const phases = loadExperiment(name).steadyState.length ? ['before', 'method', 'cleanup', 'after'] : ['method', 'cleanup'];
       expect([...new Set(j.entries.map((e) => e.phase))]).toEqual(phases);
@@ -195,7 +255,7 @@ describe('experiments on a real lab', () => {
       expect(html).toContain('assert: verify');
       expect(html).toContain('<svg'); // charts from the metrics store
       expect(html).not.toMatch(/<script|src="http|href="http/); // self-contained
-    }, 240_000);
+    }, 300_000);
   }
 
   it('a failed check: exit 1, naming which and why; the report says it too', async () => {
@@ -238,4 +298,11 @@ describe('experiments on a real lab', () => {
     expect(j.faults.every((f) => f.end)).toBe(true);
     await nothingLeft();
   }, 120_000);
+
+  it('the agent lived through every experiment (the same process, still running)', () => {
+    const pid = readAgentStatus(lab.config().stateDir)?.pid;
+    expect(agentAtStart).toBeDefined();
+    expect(pid).toBe(agentAtStart);
+    expect(processAlive(pid!)).toBe(true);
+  });
 });

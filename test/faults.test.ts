@@ -394,15 +394,59 @@ describe('faults on real servers', () => {
     expect(await arrives(2_000_001, 30_000)).toBe(true);
   });
 
-  it('net --partition --for ends by itself: the link is pointed back at the publisher and catches up', async () => {
-    expect(run('fault', 'net', 'leadership_sub', '--partition', '--for', '3s').code).toBe(0);
-    faults.injected++;
-    await insertLeadership(2_000_002);
-    expect(await arrives(2_000_002, 1500)).toBe(false);
-    expect(await arrives(2_000_002, 30_000)).toBe(true);
-    faults.cleared++;
-    expect(run('fault', 'list').stdout).toMatch(/has ended by itself[\s\S]*no active faults/);
-  });
+  it('net --partition cuts into the streaming link: nothing passes, no end is told; both time out by themselves, and when --for runs out the link recovers with no command', async () => {
+    // Short timeouts for this test only (live, then reset), so a 12 s partition outlasts both.
+    const setTimeouts = (value: string | null) =>
+      Promise.all([
+        withConnection(conn('publisher'), async (sql) => {
+          await sql.unsafe(value ? `alter system set wal_sender_timeout = '${value}'` : 'alter system reset wal_sender_timeout');
+          await sql`select pg_reload_conf()`;
+        }),
+        withConnection(conn('subscriber1'), async (sql) => {
+          await sql.unsafe(value ? `alter system set wal_receiver_timeout = '${value}'` : 'alter system reset wal_receiver_timeout');
+          await sql`select pg_reload_conf()`;
+        }),
+      ]);
+    const state = readState(lab.config().stateDir)!.nodes;
+    const logOf = (node: string) => (state[node]!.runtime === 'local' ? (state[node] as { logFile: string }).logFile : '');
+    const sizeOf = (f: string) => (fs.existsSync(f) ? fs.statSync(f).size : 0);
+    const since = (f: string, at: number) => (fs.existsSync(f) ? fs.readFileSync(f).subarray(at).toString('utf8') : '');
+    const faultsLog = `${lab.config().stateDir}/faults.log`;
+    const marks = { publisher: sizeOf(logOf('publisher')), subscriber1: sizeOf(logOf('subscriber1')), faults: sizeOf(faultsLog) };
+    await setTimeouts('3s');
+    try {
+      const r = run('fault', 'net', 'leadership_sub', '--partition', '--for', '12s');
+      expect(r.code, r.stderr).toBe(0);
+      faults.injected++;
+      expect(r.stdout).toMatch(/cut into the streaming link \(its connection held open, nothing passes\)/);
+      expect(r.stdout).toMatch(/wal_sender_timeout 3 s, subscriber1's wal_receiver_timeout 3 s: longer than both/);
+      // The walsender streaming through the proxy when the partition began: nothing told it.
+      const walsender = async () =>
+        (await withConnection(conn('publisher'), (sql) => sql<{ pid: number }[]>`select pid from pg_stat_replication where application_name = 'leadership_sub' and client_port is not null`))[0]?.pid;
+      const cutInto = await walsender();
+      expect(cutInto, 'a walsender still there as the partition begins').toBeDefined();
+      await insertLeadership(2_000_002);
+      expect(await arrives(2_000_002, 1500)).toBe(false);
+      // It ends by wal_sender_timeout, not by anything the proxy does: the proxy still holds its socket.
+      await waitFor(async () => (await walsender()) !== cutInto, 40_000, 'the walsender to time out by itself');
+      await waitFor(() => since(logOf('publisher'), marks.publisher).includes('terminating walsender process due to replication timeout'), 20_000, "the publisher's log to say its walsender timed out");
+      await waitFor(() => since(logOf('subscriber1'), marks.subscriber1).includes('terminating logical replication worker due to timeout'), 20_000, "the subscriber's log to say its worker timed out");
+      expect(readFaults(lab.config().stateDir).faults.map((f) => f.kind)).toEqual(['net']); // still partitioned
+      // No one runs a command: the partition ends by its time, the link comes back by itself.
+      expect(await arrives(2_000_002, 60_000)).toBe(true);
+      faults.cleared++;
+      await waitFor(() => /has ended by itself[\s\S]*no active faults/.test(run('fault', 'list').stdout), 90_000, 'the fault to end by itself');
+      const log = since(faultsLog, marks.faults);
+      console.log(`partition of an established link, as the proxy saw it:\n${log.split('\n').filter((l) => l.includes('fault-proxy')).join('\n')}`);
+      expect(log).toMatch(/partition: \d+ connections? held open, passing nothing either way \(the link was streaming through the proxy\)/);
+      expect(log).toMatch(/connection #\d+: .*the publisher's end closed it [\d.]+ s into the partition \(its walsender timed out\)/);
+      expect(log).toMatch(/partition over after [\d.]+ s \(its time ran out\): everything passes again/);
+      expect(log).toMatch(/the link streams again through the proxy/);
+      expect(run('verify', '--wait', '60s').code).toBe(0);
+    } finally {
+      await setTimeouts(null);
+    }
+  }, 240_000);
 
   it('net: a proxy that dies leaves the link stalled until up points it back at the publisher; no row lost', async () => {
     expect(run('fault', 'net', 'leadership_sub', '--partition').code).toBe(0);

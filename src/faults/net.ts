@@ -7,9 +7,11 @@ import type { FaultArgs, FaultEnv, Fault, Injected } from './types.js';
 
 /**
  * Network faults on a replication link: the subscription is pointed at a TCP proxy of its own
- * (loopback only) that adds latency and jitter, caps bandwidth, or partitions the link; clear
- * (or --for running out) points it back at the publisher. `--reset-connections` alone ends the
- * link's walsender on the publisher: the subscriber reconnects, as after a network blip.
+ * (loopback only) that adds latency and jitter, or caps bandwidth; clear (or --for running out)
+ * points it back at the publisher. A partition is cut into the link once it streams through the
+ * proxy, its connection held open and silent, so the ends meet it by their own timeouts; --for
+ * running out heals it in place (see proxy.ts). `--reset-connections` alone ends the link's
+ * walsender on the publisher: the subscriber reconnects, as after a network blip.
  */
 export const netFault: Fault = {
   name: 'net',
@@ -24,7 +26,12 @@ export const netFault: Fault = {
       steps.push(
         `start a TCP proxy on 127.0.0.1 (a free port) forwarding to ${sub.publisher} (${env.node(sub.publisher).connection.host}:${env.node(sub.publisher).connection.port}) with ${describeToxics(args)}`,
         `${sub.node}: ALTER SUBSCRIPTION ${sub.name} CONNECTION '… host=127.0.0.1 port=PROXY …' (the rest of its connection string, password included, kept as it is; its worker reconnects through the proxy)`,
-        `undo: ALTER SUBSCRIPTION ${sub.name} CONNECTION back to ${sub.publisher}'s port, then end the proxy (fault clear${args.forMs ? `, or after ${args.forMs / 1000} s by itself` : ''})`,
+        ...(args.net?.partition
+          ? [`wait (up to 40 s) until ${sub.publisher}'s pg_stat_replication shows ${sub.name}'s walsender streaming through the proxy, then pass nothing either way, the connections held open (the ends notice by wal_sender_timeout / wal_receiver_timeout)`]
+          : []),
+        args.net?.partition && args.forMs
+          ? `after ${args.forMs / 1000} s the partition ends in place (everything passes again, the link recovers by itself); once it streams, ALTER SUBSCRIPTION ${sub.name} CONNECTION back to ${sub.publisher}'s port and end the proxy (fault clear does that at once)`
+          : `undo: ALTER SUBSCRIPTION ${sub.name} CONNECTION back to ${sub.publisher}'s port, then end the proxy (fault clear${args.forMs ? `, or after ${args.forMs / 1000} s by itself` : ''})`,
       );
     }
     if (args.net?.reset && !hasToxics(args)) steps.push(`${sub.publisher}: SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = '${sub.name}' -- the link's walsender; the subscriber reconnects`);
@@ -44,22 +51,31 @@ export const netFault: Fault = {
       upstream: { host: publisher.connection.host, port: publisher.connection.port },
       toxics: { latencyMs: args.net?.latencyMs, jitterMs: args.net?.jitterMs, bytesPerSecond: args.net?.bytesPerSecond, partition: args.net?.partition },
       forMs: args.forMs,
+      node: sub.node,
       subscriber: subscriber.connection,
       subscription: sub.name,
+      ...(args.net?.partition ? { publisher: publisher.connection } : {}),
       annotation: env.annotation,
     };
-    const { ref, ready } = await spawnDetached<ProxyReady>('fault-proxy', spec, env.holderLog);
+    // The proxy points the subscription at itself (and, for a partition, cuts in once the link
+    // streams through it) before it answers.
+    let started: Awaited<ReturnType<typeof spawnDetached<ProxyReady>>>;
     try {
-      await onNode(subscriber.connection, `${sub.node}: pointing ${sub.name} at the proxy`, (sql) => pointSubscription(sql, sub.name, '127.0.0.1', ready.port!));
+      started = await spawnDetached<ProxyReady>('fault-proxy', spec, env.holderLog);
     } catch (e) {
-      await stopHolder(ref);
+      // A proxy that failed half-way must not leave the link pointed at nothing.
+      await onNode(subscriber.connection, `${sub.node}: pointing ${sub.name} back at its publisher`, async (sql) => {
+        if ((await subscriptionPort(sql, sub.name)) !== publisher.connection.port) await pointSubscription(sql, sub.name, publisher.connection.host, publisher.connection.port);
+      }).catch(() => {});
       throw e;
     }
+    const { ref, ready } = started;
+    const from = ready.partitionedAt ? Date.parse(ready.partitionedAt) : Date.now();
     return {
-      summary: `${sub.name} goes through a proxy on 127.0.0.1:${ready.port}: ${describeToxics(args)}`,
+      summary: `${sub.name} goes through a proxy on 127.0.0.1:${ready.port}: ${describeToxics(args)}${args.net?.partition ? partitionNote(ready, args.forMs, sub) : ''}`,
       data: { subscription: sub.name, proxyPort: ready.port!, publisherHost: publisher.connection.host, publisherPort: publisher.connection.port },
       holder: ref,
-      ...(args.forMs ? { until: new Date(Date.now() + args.forMs).toISOString() } : {}),
+      ...(args.forMs ? { until: new Date(from + args.forMs).toISOString() } : {}),
     };
   },
   async heal(record, env) {
@@ -81,6 +97,20 @@ export const netFault: Fault = {
     return !!record.holder && holderAlive(record.holder);
   },
 };
+
+/** What a partition cut into, and whether the link's ends will notice it by their timeouts. */
+function partitionNote(ready: ProxyReady, forMs: number | undefined, sub: SubscriptionSpec): string {
+  const cut = ready.streaming ? ', cut into the streaming link (its connection held open, nothing passes)' : ', cut before the link streamed through it (its connections are held unanswered)';
+  const sec = (ms: number) => `${ms / 1000} s`;
+  const ends = [
+    ready.walSenderTimeoutMs !== undefined ? `${sub.publisher}'s wal_sender_timeout ${ready.walSenderTimeoutMs ? sec(ready.walSenderTimeoutMs) : 'off'}` : '',
+    ready.walReceiverTimeoutMs !== undefined ? `${sub.node}'s wal_receiver_timeout ${ready.walReceiverTimeoutMs ? sec(ready.walReceiverTimeoutMs) : 'off'}` : '',
+  ].filter(Boolean);
+  const longest = Math.max(ready.walSenderTimeoutMs || Infinity, ready.walReceiverTimeoutMs || Infinity);
+  const outcome =
+    forMs === undefined ? 'the ends notice by these timeouts' : forMs > longest ? `longer than both: the ends time out and reconnect by themselves` : `--for ${sec(forMs)} is not longer than both: an end may not time out`;
+  return `${cut}; ${ends.join(', ')}: ${outcome}`;
+}
 
 function hasToxics(args: FaultArgs): boolean {
   const n = args.net ?? {};
