@@ -1,4 +1,4 @@
-export { loadConfig, parseConfigText, parseYamlWithLines, type YamlWithLines, parseTableRef, didYouMean, readReplicationFiles, CONFIG_FILE_NAME, type LoadOptions } from './load.js';
+export { loadConfig, configFromText, findConfigFile, parseConfigText, parseYamlWithLines, type YamlWithLines, parseTableRef, didYouMean, readReplicationFiles, CONFIG_FILE_NAME, type LoadOptions } from './load.js';
 export { DEFAULT_CONFIG_YAML, defaultConfigFor, SCHEMA_FILE } from './default-lab.js';
 export { LabSchema, NODE_ROLES } from './schema.js';
 export { parseDuration, durationOption, DURATION_EXAMPLES } from './duration.js';

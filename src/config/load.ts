@@ -53,6 +53,14 @@ export function loadConfig(options: LoadOptions = {}): LabConfig {
 }
 
 /**
+ * A config from text that stands for `file` (undefined: the default lab) in `baseDir`: the copy
+ * of the config a lab was last brought up with, read when the file itself is broken or gone.
+ */
+export function configFromText(text: string, where: { file?: string; baseDir: string; label: string }): LabConfig {
+  return normalise(parseConfigText(text, where.label), where.file, where.baseDir);
+}
+
+/**
  * YAML text parsed with positions kept: the data, and the line of any path in it. Syntax errors,
  * duplicate keys and alias bombs are one CONFIG_SYNTAX/CONFIG_INVALID error naming file:line.
  * Shared by prodhome.yaml and experiment files.

@@ -5,7 +5,9 @@ import { isProdhomeError, messageOf } from '../errors.js';
 import {
   cgroupSupport, findPsql, isRoot, lookupUser, npmBinDir, platformPackage, portFree, resolveBinaries, runningPid,
 } from '../runtime/index.js';
-import { readState } from './state.js';
+import { readAgentStatus } from './agent.js';
+import { portHolder } from './port-holder.js';
+import { readState, type LabState, type PortMove } from './state.js';
 
 export interface DoctorCheck {
   check: string;
@@ -53,6 +55,7 @@ export async function doctor(file?: string): Promise<DoctorCheck[]> {
       const free = ours || (await portFree(spec.port!));
       add(`port ${spec.port}`, free ? 'ok' : 'FAIL', ours ? `held by this lab's ${spec.name}` : free ? `free for ${spec.name}` : `in use by another program; ${spec.name} cannot start`);
     }
+    for (const move of portMoves(config.stateDir, state)) add(`port moved: ${move.what}`, 'WARN', move.detail);
     try {
       const dir = fs.existsSync(config.stateDir) ? config.stateDir : config.baseDir;
       fs.accessSync(dir, fs.constants.W_OK);
@@ -64,4 +67,29 @@ export async function doctor(file?: string): Promise<DoctorCheck[]> {
   const psql = findPsql();
   add('psql', psql ? 'ok' : 'WARN', psql ?? 'not installed: `prodhome psql` prints URLs instead');
   return checks;
+}
+
+/**
+ * Ports that moved: a node's or the agent's port was held by another program when it started, so
+ * it took another — a bookmark, a Prometheus target or a client's port is now wrong. Each says
+ * what held the port then and what holds it now.
+ */
+function portMoves(stateDir: string, state: LabState | undefined): { what: string; detail: string }[] {
+  const agent = readAgentStatus(stateDir)?.portMoves ?? {};
+  const moves: [string, PortMove, string][] = [
+    ...Object.entries(state?.portMoves ?? {}).map(([node, m]): [string, PortMove, string] => [node, m, `give ${node} port: ${m.wanted} in the config to insist on it`]),
+    ...Object.entries(agent).map(([which, m]): [string, PortMove, string] => [
+      `agent ${which}`,
+      m!,
+      `set ${which === 'metrics' ? 'metrics.prometheus' : 'dashboard'}: { port: ${m!.wanted} } to insist on it`,
+    ]),
+  ];
+  return moves.map(([what, m, fix]) => {
+    const now = portHolder(m.wanted);
+    const then = m.heldBy ? `held by ${m.heldBy}` : 'held by another program';
+    return {
+      what,
+      detail: `${m.wanted} was ${then} at ${m.at.slice(0, 19).replace('T', ' ')}, so it uses ${m.got} since; ${m.wanted} is ${now ? `still held by ${now}` : 'free now'} (the lab keeps ${m.got}: ${fix})`,
+    };
+  });
 }

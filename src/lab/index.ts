@@ -5,7 +5,8 @@ export { doctor, type DoctorCheck } from './doctor.js';
 export { labNodes, nodeHandle, nodeConnection, dataTarget, defaultDataNode, type NodeHandle } from './nodes.js';
 export { labStatus, type StatusResult, type NodeStatusRow } from './inspect.js';
 export type { UpResult, DownResult, DestroyResult, NodeUpReport, Log } from './lifecycle.js';
-export { runAgent, agentPid, readAgentStatus, dashboardUrl, type AgentStatus } from './agent.js';
+export { findLab, type LabTarget } from './find.js';
+export { runAgent, reviveAgent, agentPid, readAgentStatus, dashboardUrl, type AgentStatus } from './agent.js';
 export { readState, readSecrets, files as stateFiles, type LabState } from './state.js';
 export {
   labReplicate, labVerify, labReplicationStatus, labSetSubscriptionEnabled, labResolve, labDropSubscriptions, labResync, labRevert, replicationFile,
