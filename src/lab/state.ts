@@ -62,6 +62,9 @@ export const files = (stateDir: string) => ({
   configCopy: path.join(stateDir, 'config.yaml'),
 });
 
+/** What replication `up` applied (replication/apply.ts reads and writes it). */
+export const replicationFile = (stateDir: string) => path.join(stateDir, 'replication.json');
+
 /** A stable id for the lab at this path: two labs named alike in different dirs never collide. */
 export function labIdFor(lab: string, stateDir: string): string {
   return `${lab}-${crypto.createHash('sha1').update(path.resolve(stateDir)).digest('hex').slice(0, 8)}`;
