@@ -185,5 +185,24 @@ describe('operating a lab from its state: broken or renamed config, a dead agent
     expect(processAlive(pid)).toBe(false);
     if (agent) expect(processAlive(agent)).toBe(false);
     expect(fs.existsSync(stateDir())).toBe(false);
+    // Nothing of prodhome is left: the validated-config cache went with the last lab.
+    expect(fs.existsSync(path.join(lab.dir, '.prodhome'))).toBe(false);
+  });
+
+  it('a config validated once is remembered beside the labs (0600) and an edit is validated afresh', () => {
+    fs.writeFileSync(lab.file, good());
+    fs.mkdirSync(path.join(lab.dir, '.prodhome'));
+    try {
+      expect(run('status').code).toBe(0);
+      const cache = path.join(lab.dir, '.prodhome', 'config-cache.json');
+      expect(fs.statSync(cache).mode & 0o777).toBe(0o600);
+      expect(Object.keys(JSON.parse(fs.readFileSync(cache, 'utf8')) as object)).toEqual([lab.file]);
+      fs.writeFileSync(lab.file, good().replace('work_mem: 4MB', 'work_mem: lots'));
+      const r = run('status');
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('nodes.n1.work_mem');
+    } finally {
+      fs.rmSync(path.join(lab.dir, '.prodhome'), { recursive: true, force: true });
+    }
   });
 });

@@ -5,3 +5,4 @@ export { parseDuration, durationOption, DURATION_EXAMPLES } from './duration.js'
 export { parseSize, parseRate, formatBytes } from './sizes.js';
 export { labJsonSchema } from './json-schema.js';
 export type { LabConfig, NodeSpec, NodeRole, TableRef, PublishedTable, PublicationSpec, SubscriptionSpec, ReplicationConfig } from './types.js';
+export { CONFIG_CACHE_FILE } from './cache.js';

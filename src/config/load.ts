@@ -5,6 +5,7 @@ import type { LineCounter, Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import { ProdhomeError } from '../errors.js';
 import { DEFAULT_LAB_PARSED } from './default-parsed.js';
+import { cachedParse, rememberParse } from './cache.js';
 import { CONFIG_FILE_CAP, SCHEMA_FILE_CAP, SEED_FILE_CAP, readBoundedFile } from './files.js';
 import { labSchema, type LabParsed, type NodeParsed } from './schema.js';
 import { parseDuration } from './duration.js';
@@ -50,7 +51,14 @@ export function loadConfig(options: LoadOptions = {}): LabConfig {
     });
   }
   // The default lab is known data: no YAML parser, no zod (default-parsed.ts).
-  const parsed = text === undefined ? structuredClone(DEFAULT_LAB_PARSED) : parseConfigText(text, path.relative(cwd, file!) || file!);
+  let parsed: LabParsed;
+  if (text === undefined) parsed = structuredClone(DEFAULT_LAB_PARSED);
+  else {
+    // An unchanged config validated before needs no YAML parser and no zod (cache.ts).
+    const cached = cachedParse(file!, text);
+    parsed = cached ?? parseConfigText(text, path.relative(cwd, file!) || file!);
+    if (!cached) rememberParse(file!, text, parsed);
+  }
   const baseDir = file ? path.dirname(file) : cwd;
   return normalise(parsed, file, baseDir);
 }

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LabConfig, NodeRole, NodeSpec } from '../config/index.js';
-import { DEFAULT_CONFIG_YAML, readReplicationFiles } from '../config/index.js';
+import { CONFIG_CACHE_FILE, DEFAULT_CONFIG_YAML, readReplicationFiles } from '../config/index.js';
 import { ProdhomeError, messageOf } from '../errors.js';
 import { assertRealDir, writeFileSafe } from '../fsafe.js';
 import { connectionUrl, serverVersion, withConnection } from '../pg/index.js';
@@ -380,7 +380,12 @@ export async function labDestroy(config: LabConfig): Promise<DestroyResult> {
     fs.rmSync(config.stateDir, { recursive: true, force: true });
     removed.push(config.stateDir);
     const parent = path.dirname(config.stateDir);
-    if (path.basename(parent) === '.prodhome' && fs.existsSync(parent) && fs.readdirSync(parent).length === 0) fs.rmdirSync(parent);
+    if (path.basename(parent) === '.prodhome' && fs.existsSync(parent)) {
+      // The last lab gone: the validated-config cache beside it goes too, then .prodhome.
+      const left = fs.readdirSync(parent);
+      if (left.length === 1 && left[0] === CONFIG_CACHE_FILE) fs.rmSync(path.join(parent, CONFIG_CACHE_FILE), { force: true });
+      if (fs.readdirSync(parent).length === 0) fs.rmdirSync(parent);
+    }
     return { lab: config.lab, existed: true, removed };
   } finally {
     release();
