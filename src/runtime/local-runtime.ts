@@ -58,8 +58,9 @@ export const localRuntime: NodeRuntime = {
       if (pid && previous && previous.confHash === confHash && previous.binDir === bins.binDir) {
         action = 'unchanged';
       } else if (reload && 'reloaded' in reload) {
-        ctx.log(`${spec.name}: reloaded its configuration (${reload.reloaded.join(', ')}); no restart needed`);
-        action = `reloaded (${reload.reloaded.join(', ')})`;
+        const what = reload.reloaded.join(', ') || 'pg_hba.conf'; // no setting changed: the access rules did
+        ctx.log(`${spec.name}: reloaded its configuration (${what}); no restart needed`);
+        action = `reloaded (${what})`;
       } else {
         if (pid) {
           const why = reload && 'restartFor' in reload ? ` (${reload.restartFor.join(', ')} ${reload.restartFor.length > 1 ? 'need' : 'needs'} a restart)` : '';
