@@ -206,3 +206,35 @@ describe('operating a lab from its state: broken or renamed config, a dead agent
     }
   });
 });
+
+describe('a lab brought up with -f FILE, its file deleted', () => {
+  let lab: TempLab;
+  const other = `lab: other\n${portRange(59850)}metrics: { store: false }\nnodes:\n  n1: {}\n`;
+  beforeAll(() => {
+    lab = tempLab(other);
+    fs.renameSync(lab.file, path.join(lab.dir, 'other.yaml'));
+    const up = cli(['-f', 'other.yaml', 'up'], { cwd: lab.dir });
+    expect(up.code, up.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    fs.writeFileSync(path.join(lab.dir, 'other.yaml'), other);
+    cli(['-f', 'other.yaml', 'destroy', '--yes'], { cwd: lab.dir });
+    await lab.cleanup();
+  });
+
+  it('is not what a bare status or destroy acts on (only `-f other.yaml` names it)', () => {
+    const n1 = readState(path.join(lab.dir, '.prodhome', 'other'))!.nodes.n1!;
+    fs.rmSync(path.join(lab.dir, 'other.yaml'));
+    const status = cli(['status'], { cwd: lab.dir });
+    expect(status.stderr).not.toContain('acting on');
+    expect(status.stdout).toContain('lab "prodhome" has not been brought up here');
+    const destroy = cli(['destroy', '--yes'], { cwd: lab.dir });
+    expect(destroy.code, destroy.stderr).toBe(0);
+    expect(destroy.stdout).toContain('lab "prodhome" does not exist here; nothing to delete');
+    expect(n1.runtime === 'local' && processAlive(n1.pid!)).toBe(true);
+    // Named by the missing file, it is found from its state.
+    const named = cli(['-f', 'other.yaml', 'status'], { cwd: lab.dir });
+    expect(named.code, named.stderr).toBe(0);
+    expect(named.stderr).toContain('other.yaml does not exist; acting on the running lab "other" from its state in');
+  });
+});

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { configFromText, findConfigFile, loadConfig, type LabConfig, type LoadOptions, type NodeSpec } from '../config/index.js';
+import { CONFIG_FILE_NAME, configFromText, findConfigFile, loadConfig, type LabConfig, type LoadOptions, type NodeSpec } from '../config/index.js';
 import { isProdhomeError, type ProdhomeError } from '../errors.js';
 import { runningPid } from '../runtime/index.js';
 import { agentPid } from './agent.js';
@@ -62,9 +62,10 @@ export function findLab(options: LoadOptions = {}): LabTarget {
     }
     return { config };
   }
-  // No config file found: a lab whose config was here and is gone (renamed, deleted).
+  // No config file found: a lab brought up from the prodhome.yaml this command would have read
+  // here (or above), now renamed or deleted. (A lab of `-f other.yaml` is left to `-f`.)
   for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
-    const labs = labsFrom(dir).filter((l) => l.state.configFile && !fs.existsSync(l.state.configFile));
+    const labs = labsFrom(dir, path.join(dir, CONFIG_FILE_NAME));
     if (labs.length === 1) {
       const [found] = labs as [FoundLab];
       return { config: configOf(found), note: `${found.state.configFile} is gone; acting on the ${condition(found)} lab "${found.state.lab}" from its state in ${found.stateDir}` };
