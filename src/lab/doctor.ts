@@ -6,6 +6,7 @@ import {
   cgroupSupport, findPsql, isRoot, lookupUser, npmBinDir, platformPackage, portFree, resolveBinaries, runningPid,
 } from '../runtime/index.js';
 import { readAgentStatus } from './agent.js';
+import { findLab } from './find.js';
 import { portHolder } from './port-holder.js';
 import { readState, type LabState, type PortMove } from './state.js';
 
@@ -55,7 +56,6 @@ export async function doctor(file?: string): Promise<DoctorCheck[]> {
       const free = ours || (await portFree(spec.port!));
       add(`port ${spec.port}`, free ? 'ok' : 'FAIL', ours ? `held by this lab's ${spec.name}` : free ? `free for ${spec.name}` : `in use by another program; ${spec.name} cannot start`);
     }
-    for (const move of portMoves(config.stateDir, state)) add(`port moved: ${move.what}`, 'WARN', move.detail);
     try {
       const dir = fs.existsSync(config.stateDir) ? config.stateDir : config.baseDir;
       fs.accessSync(dir, fs.constants.W_OK);
@@ -64,6 +64,9 @@ export async function doctor(file?: string): Promise<DoctorCheck[]> {
       add('state dir', 'FAIL', `${config.stateDir} is not writable`);
     }
   }
+  // The lab's moved ports, from its state — found as status finds it when the config is broken or renamed.
+  const lab = labOf(file);
+  if (lab) for (const move of portMoves(lab.stateDir, readState(lab.stateDir))) add(`port moved: ${move.what}`, 'WARN', move.detail);
   const psql = findPsql();
   add('psql', psql ? 'ok' : 'WARN', psql ?? 'not installed: `prodhome psql` prints URLs instead');
   return checks;
@@ -92,4 +95,12 @@ function portMoves(stateDir: string, state: LabState | undefined): { what: strin
       detail: `${m.wanted} was ${then} at ${m.at.slice(0, 19).replace('T', ' ')}, so it uses ${m.got} since; ${m.wanted} is ${now ? `still held by ${now}` : 'free now'} (the lab keeps ${m.got}: ${fix})`,
     };
   });
+}
+
+function labOf(file: string | undefined): LabConfig | undefined {
+  try {
+    return findLab({ file }).config;
+  } catch {
+    return undefined;
+  }
 }
