@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG_YAML, defaultConfigFor, durationOption, labJsonSchema, loadConfig, parseConfigText, parseDuration, readReplicationFiles } from '../src/config/index.js';
+import { DEFAULT_LAB_PARSED } from '../src/config/default-parsed.js';
 import { ProdhomeError } from '../src/errors.js';
 import { ROOT } from './helpers.js';
 
@@ -23,6 +24,10 @@ describe('config: the default lab', () => {
     expect(lab.nodes.publisher!.role).toBe('publisher');
     expect(lab.nodes.subscriber2!.role).toBe('subscriber');
     expect(lab.nodes.metrics!.role).toBe('metrics');
+  });
+
+  it('as data (what a command without prodhome.yaml uses, with no YAML parser or zod) is exactly the text parsed', () => {
+    expect(DEFAULT_LAB_PARSED).toEqual(parseConfigText(DEFAULT_CONFIG_YAML, 'default'));
   });
 
   it('is used when there is no prodhome.yaml, with state beside the cwd', () => {

@@ -132,10 +132,10 @@ describe('lab lifecycle on real servers', () => {
     await waitFor(() => /subscriber1: died → running/.test(fs.readFileSync(agentLog, 'utf8')), 10_000, 'the agent to see it back');
   });
 
-  it('changed settings restart just that node on up', async () => {
+  it('a changed postmaster setting restarts just that node on up, naming the setting', async () => {
     fs.writeFileSync(lab.file, YAML.replace('max_connections: 20', 'max_connections: 30'));
     const up = await labUp(lab.config());
-    expect(up.nodes.map((n) => n.action)).toEqual(['restarted (settings changed)', 'unchanged']);
+    expect(up.nodes.map((n) => n.action)).toEqual(['restarted (max_connections)', 'unchanged']);
     const r = cli(['psql', 'publisher', '--', '-Atc', 'show max_connections'], { cwd: lab.dir });
     expect(r.stdout.trim()).toBe('30');
   });

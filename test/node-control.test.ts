@@ -90,7 +90,7 @@ subscriptions:
     expect(after).toEqual(before);
   });
 
-  it('killing the agent mid-load loses no replicated row (it carries no replication traffic); up starts it again', async () => {
+  it('killing the agent mid-load loses no replicated row (it carries no replication traffic); the next command starts it again', async () => {
     const status = () => JSON.parse(cli(['status', '--json'], { cwd: lab.dir }).stdout) as { agent: { running: boolean; pid?: number } };
     const agent = status().agent.pid!;
     expect(agent).toBeGreaterThan(0);
@@ -100,11 +100,16 @@ subscriptions:
     await new Promise((r) => setTimeout(r, 1500));
     process.kill(agent, 'SIGKILL');
     expect(await exited).toBe(0);
-    expect(status().agent.running).toBe(false);
+    expect(processAlive(agent)).toBe(false);
     const v = cli(['verify', '--wait', '20s'], { cwd: lab.dir });
     expect(v.code, v.stdout + v.stderr).toBe(0);
     expect(v.stdout).toMatch(/every row arrived/);
+    // verify found the agent dead: it started it again, and said so.
+    expect(v.stderr).toMatch(/the lab's agent was not running; restarted it \(pid \d+\)/);
+    const again = status().agent;
+    expect(again.running).toBe(true);
+    expect(again.pid).not.toBe(agent);
     expect(cli(['up'], { cwd: lab.dir }).code).toBe(0);
-    expect(status().agent.running).toBe(true);
+    expect(status().agent.pid).toBe(again.pid);
   });
 });

@@ -4,7 +4,7 @@ import { formatBytes } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
 import { dashboardUrl, labDestroy, labDown, labNodeControl, labStatus, labUp, type SinkReport } from '../lab/index.js';
 import { printJson, table } from './render.js';
-import { configFrom, type GlobalOptions } from './shared.js';
+import { configFrom, labFrom, type GlobalOptions } from './shared.js';
 
 /** up, stop/start/restart NODE, status, down, destroy: the lab's lifecycle. */
 export function registerLabCommands(program: Command): void {
@@ -13,7 +13,7 @@ export function registerLabCommands(program: Command): void {
     .description('bring the lab up: create and start every node (idempotent; restarts nodes that died)')
     .option('--json', 'print the result as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const config = configFrom(cmd);
+      const config = configFrom(cmd, { agent: false });
       const started = Date.now();
       const interrupt = new AbortController();
       process.once('SIGINT', () => {
@@ -67,7 +67,7 @@ export function registerLabCommands(program: Command): void {
     .description('show every node: role, runtime, version, address, state, pid, caps, data size')
     .option('--json', 'print the status as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const status = await labStatus(configFrom(cmd));
+      const status = await labStatus(labFrom(cmd));
       if (opts.json) return printJson(status);
       console.log(
         table(
@@ -109,7 +109,7 @@ export function registerLabCommands(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const started = Date.now();
-      const result = await labDown(configFrom(cmd));
+      const result = await labDown(labFrom(cmd, { agent: false }));
       if (opts.json) return printJson(result);
       if (!result.existed) return console.log(`lab "${result.lab}" has not been brought up here; nothing to stop.`);
       for (const n of result.nodes) console.log(`${n.name}: ${n.result}${n.note ? ` (${n.note})` : ''}`);
@@ -122,7 +122,7 @@ export function registerLabCommands(program: Command): void {
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--json', 'print the result as JSON')
     .action(async (opts: { yes?: boolean; json?: boolean }, cmd: Command) => {
-      const config = configFrom(cmd);
+      const config = labFrom(cmd, { agent: false });
       if (!opts.yes) await confirm(`Delete lab "${config.lab}" and all its data in ${config.stateDir}?`);
       const result = await labDestroy(config);
       if (opts.json) return printJson(result);

@@ -59,7 +59,7 @@ export function registerMetricsCommands(program: Command): void {
       const sinks = (opts.sink ?? []).map((uri) => createSink(uri, { warn }));
       for (const sink of sinks) await sink.open?.();
       try {
-        const loop = labSample(config, {
+        const loop = await labSample(config, {
           intervalMs: interval,
           until,
           metrics,

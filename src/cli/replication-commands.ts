@@ -113,7 +113,7 @@ export function registerReplicationCommands(program: Command): void {
     .requiredOption('--node <node>', 'the subscriber node (created as role: subscriber if new)')
     .requiredOption('--publication <name...>', 'publication(s) to subscribe to')
     .action(async (name: string, opts: { node: string; publication: string[] }, cmd: Command) => {
-      const changes = addSubscriptionToConfig(configFrom(cmd), { name, node: opts.node, publications: opts.publication });
+      const changes = await addSubscriptionToConfig(configFrom(cmd), { name, node: opts.node, publications: opts.publication });
       for (const c of changes) console.log(`prodhome.yaml: ${c}`);
       const result = await labUp(configFrom(cmd), (l) => process.stderr.write(`${l}\n`));
       console.log(renderPlan(result.replication ?? { steps: [], problems: [] }, 'applied'));

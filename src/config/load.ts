@@ -1,16 +1,21 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
-import { z } from 'zod';
+import { createRequire } from 'node:module';
+import type { LineCounter, Node as YamlNode } from 'yaml';
+import type { z } from 'zod';
 import { ProdhomeError } from '../errors.js';
-import { DEFAULT_CONFIG_YAML } from './default-lab.js';
+import { DEFAULT_LAB_PARSED } from './default-parsed.js';
+import { cachedParse, rememberParse } from './cache.js';
 import { CONFIG_FILE_CAP, SCHEMA_FILE_CAP, SEED_FILE_CAP, readBoundedFile } from './files.js';
-import { LabSchema, type LabParsed, type NodeParsed } from './schema.js';
+import { labSchema, type LabParsed, type NodeParsed } from './schema.js';
 import { parseDuration } from './duration.js';
 import { parsePgMemory, parseSize } from './sizes.js';
 import type { LabConfig, NodeSpec, PublicationSpec, ReplicationConfig, SubscriptionSpec, TableRef } from './types.js';
 
 export const CONFIG_FILE_NAME = 'prodhome.yaml';
+
+/** The YAML parser, loaded on first use (the default lab and the `--version` path need none). */
+const yaml = () => createRequire(import.meta.url)('yaml') as typeof import('yaml');
 
 /** Aliases a config may expand (the yaml library's maxAliasCount); its default, stated. */
 const MAX_ALIAS_COUNT = 100;
@@ -25,7 +30,7 @@ export interface LoadOptions {
 export function loadConfig(options: LoadOptions = {}): LabConfig {
   const cwd = options.cwd ?? process.cwd();
   let file: string | undefined;
-  let text: string;
+  let text: string | undefined;
   if (options.file) {
     file = path.resolve(cwd, options.file);
     if (!fs.existsSync(file)) {
@@ -44,12 +49,26 @@ export function loadConfig(options: LoadOptions = {}): LabConfig {
       checkPrivilege: false,
       hint: 'A prodhome.yaml is a few KiB; keep data in files it names (schema: file:, seed: file:) or load it with `prodhome import`.',
     });
-  } else {
-    text = DEFAULT_CONFIG_YAML;
   }
-  const parsed = parseConfigText(text, file ? path.relative(cwd, file) || file : '<default lab>');
+  // The default lab is known data: no YAML parser, no zod (default-parsed.ts).
+  let parsed: LabParsed;
+  if (text === undefined) parsed = structuredClone(DEFAULT_LAB_PARSED);
+  else {
+    // An unchanged config validated before needs no YAML parser and no zod (cache.ts).
+    const cached = cachedParse(file!, text);
+    parsed = cached ?? parseConfigText(text, path.relative(cwd, file!) || file!);
+    if (!cached) rememberParse(file!, text, parsed);
+  }
   const baseDir = file ? path.dirname(file) : cwd;
   return normalise(parsed, file, baseDir);
+}
+
+/**
+ * A config from text that stands for `file` (undefined: the default lab) in `baseDir`: the copy
+ * of the config a lab was last brought up with, read when the file itself is broken or gone.
+ */
+export function configFromText(text: string, where: { file?: string; baseDir: string; label: string }): LabConfig {
+  return normalise(parseConfigText(text, where.label), where.file, where.baseDir);
 }
 
 /**
@@ -64,6 +83,7 @@ export interface YamlWithLines {
 }
 
 export function parseYamlWithLines(text: string, label: string): YamlWithLines {
+  const { LineCounter, parseDocument } = yaml();
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
   if (doc.errors.length > 0) {
@@ -112,7 +132,7 @@ export function parseConfigText(text: string, label: string): LabParsed {
       hint: 'Start from `prodhome init -f example.yaml`, which writes a commented example.',
     });
   }
-  const result = LabSchema.safeParse(data);
+  const result = labSchema().safeParse(data);
   if (result.success) return result.data;
 
   const problems = result.error.issues.map((issue) => {
@@ -138,6 +158,7 @@ function locate(lineOf: YamlWithLines['lineOf'], issue: z.core.$ZodIssue): strin
 
 /** Walks maps (by key) and sequences (by index) as far as the path goes. */
 function lineAt(root: YamlNode | null, lc: LineCounter, keyPath: string[], key: boolean): number {
+  const { isMap, isPair, isScalar, isSeq } = yaml();
   let node: unknown = root;
   let best: YamlNode | null = root;
   for (let i = 0; i < keyPath.length; i++) {
@@ -212,7 +233,7 @@ function explain(issue: z.core.$ZodIssue, data: unknown): string {
 
 /** The keys a strict object at `p` accepts, found by walking the schema. */
 function knownKeys(p: PropertyKey[]): string[] {
-  let schema: z.core.$ZodType = LabSchema;
+  let schema: z.core.$ZodType = labSchema();
   for (const key of [...p, undefined]) {
     // Unwrap optional/default/pipe wrappers until we reach an object or record.
     for (;;) {

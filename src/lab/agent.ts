@@ -11,7 +11,9 @@ import type { Sampler, SamplingStatus } from './agent-sampler.js';
 import { nodeConnection } from './nodes.js';
 import { Supervisor, type AgentService, type ServiceStatus } from './agent-services.js';
 import { makeTemplates } from './templates.js';
-import { files, readSecrets, type LabState } from './state.js';
+import { acquireLock } from './lock.js';
+import { portHolder } from './port-holder.js';
+import { files, readSecrets, readState, type LabState, type PortMove } from './state.js';
 
 /**
  * The lab's agent: one background process per lab, started by `up`, stopped by `down`. It
@@ -30,7 +32,14 @@ export interface AgentStatus {
   services?: Record<string, ServiceStatus>;
   /** The web dashboard's address (its token is in secrets.json), or why it is not served. */
   dashboard?: { url?: string; error?: string };
+  /** The ports the agent serves on, kept from agent to agent (taken again while free). */
+  ports?: Partial<Record<AgentPort, number>>;
+  /** A port the last agent had, taken by another program when this one started, so it serves elsewhere. */
+  portMoves?: Partial<Record<AgentPort, PortMove>>;
 }
+
+/** The agent's two listeners: /metrics (the sampler) and the dashboard with its point API (http). */
+export type AgentPort = 'metrics' | 'dashboard';
 
 /** What the agent needs to find its lab's config; a change restarts it on the next `up`. */
 export interface AgentSettings {
@@ -63,6 +72,41 @@ export async function ensureAgent(stateDir: string, settings: AgentSettings): Pr
   if (running && readOr(settingsFile(stateDir)) === text) return { pid: running, started: false };
   if (running) await stopAgent(stateDir);
   writeFileSafe(settingsFile(stateDir), text);
+  return { pid: spawnAgent(stateDir), started: true };
+}
+
+/**
+ * A lab that is up has an agent: a command that finds it dead (killed, crashed, the machine
+ * rebooted under a lab left up) starts it again with the settings the last `up` gave it, and
+ * returns its pid. Nothing for a lab that is down or gone, or while another command holds the
+ * lab's lock (`up`, `down` and `destroy` see to the agent themselves).
+ */
+export function reviveAgent(stateDir: string, command: string): number | undefined {
+  const state = readState(stateDir);
+  if (!state || !meantUp(state) || !readOr(settingsFile(stateDir)) || agentPid(stateDir)) return undefined;
+  let release: () => void;
+  try {
+    release = acquireLock(files(stateDir).lock, state.lab, command);
+  } catch {
+    return undefined;
+  }
+  try {
+    // Under the lock: another command may have revived it meanwhile.
+    return agentPid(stateDir) || !fs.existsSync(files(stateDir).state) ? undefined : spawnAgent(stateDir);
+  } finally {
+    release();
+  }
+}
+
+/** Whether the lab is meant to be up: not taken down by `down`, and not every local node stopped on purpose. */
+function meantUp(state: LabState): boolean {
+  if (state.downAt) return false;
+  const local = Object.values(state.nodes).filter((n) => n.runtime === 'local');
+  return local.length === 0 || local.some((n) => n.desired === 'running');
+}
+
+/** Starts the agent process, detached, logging to agent.log; records and returns its pid. */
+function spawnAgent(stateDir: string): number {
   const f = files(stateDir);
   const logFd = openAppendSafe(f.agentLog, { mode: 0o644 });
   const child = spawn(process.execPath, [CLI_ENTRY, 'agent', '--state-dir', stateDir], {
@@ -73,7 +117,7 @@ export async function ensureAgent(stateDir: string, settings: AgentSettings): Pr
   fs.closeSync(logFd);
   child.unref();
   writeFileSafe(f.agentPid, `${child.pid}\n`);
-  return { pid: child.pid!, started: true };
+  return child.pid!;
 }
 
 /**
@@ -122,7 +166,18 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
   // The ports the previous agent served on: taken again when free, so URLs stay the same.
   const previous = readAgentStatus(stateDir);
   const portOf = (url: string | undefined) => (url ? Number(new URL(url).port) || undefined : undefined);
-  const status: AgentStatus = { pid: process.pid, startedAt: new Date().toISOString(), checkedAt: '', nodes: {} };
+  const status: AgentStatus = { pid: process.pid, startedAt: new Date().toISOString(), checkedAt: '', nodes: {}, ports: { ...previous?.ports }, portMoves: { ...previous?.portMoves } };
+  const portBefore = (which: AgentPort, url: string | undefined) => status.ports?.[which] ?? portOf(url);
+  /** Records the port a listener got: kept for the next agent, and a move when the one wanted was taken. */
+  const served = (which: AgentPort, wanted: number | undefined, url: string | undefined) => {
+    const got = portOf(url);
+    if (!got) return;
+    status.ports![which] = got;
+    if (wanted && got !== wanted) {
+      status.portMoves![which] = { wanted, got, at: new Date().toISOString(), heldBy: portHolder(wanted) };
+      log(`${which}: port ${wanted}, which this lab's agent served on before, is taken${status.portMoves![which]!.heldBy ? ` by ${status.portMoves![which]!.heldBy}` : ''}; serving on ${got}`);
+    } else if (status.portMoves![which]?.got !== got) delete status.portMoves![which];
+  };
   log(`agent started (pid ${process.pid}) for ${path.dirname(f.state)}`);
   let config: LabConfig | undefined;
   try {
@@ -141,8 +196,10 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
       start: async () => {
         // Loaded here, not at the top: CLI commands that only read the agent's files stay light.
         const { startSampling } = await import('./agent-sampler.js');
-        sampler = await startSampling(lab, log, portOf(status.sampling?.prometheus ?? previous?.sampling?.prometheus));
+        const wanted = lab.metrics.prometheus === false || lab.metrics.prometheus.port ? undefined : portBefore('metrics', status.sampling?.prometheus ?? previous?.sampling?.prometheus);
+        sampler = await startSampling(lab, log, wanted);
         status.sampling = sampler.status;
+        served('metrics', wanted, sampler.status.prometheus);
         log(`sampling every ${sampler.status.intervalMs} ms${sampler.status.sinks.length ? ` into ${sampler.status.sinks.join(', ')}` : ''}`);
       },
       stop: async () => {
@@ -160,9 +217,10 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
           if (!secret) throw new Error('no dashboard token in secrets.json: run `prodhome up`');
           const store = lab.metrics.store ? { ...nodeConnection(lab, lab.metrics.store), user: secret.user, password: secret.password } : undefined;
           const { startDashboard } = await import('../dashboard/index.js');
+          const wanted = port ? undefined : portBefore('dashboard', status.dashboard?.url ?? previous?.dashboard?.url);
           dashboard = await startDashboard({
             port,
-            previousPort: portOf(status.dashboard?.url ?? previous?.dashboard?.url),
+            previousPort: wanted,
             token: secret.token,
             lab: lab.lab,
             nodes: lab.nodes.map((n) => ({ name: n.name, role: n.role })),
@@ -174,6 +232,7 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
             log,
           });
           status.dashboard = { url: dashboard.url };
+          served('dashboard', wanted, dashboard.url);
           log(`serving the dashboard and the point API on ${dashboard.url} (\`prodhome dashboard\` prints it with its token)`);
         },
         stop: async () => {

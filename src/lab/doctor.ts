@@ -5,7 +5,10 @@ import { isProdhomeError, messageOf } from '../errors.js';
 import {
   cgroupSupport, findPsql, isRoot, lookupUser, npmBinDir, platformPackage, portFree, resolveBinaries, runningPid,
 } from '../runtime/index.js';
-import { readState } from './state.js';
+import { readAgentStatus } from './agent.js';
+import { findLab } from './find.js';
+import { portHolder } from './port-holder.js';
+import { readState, type LabState, type PortMove } from './state.js';
 
 export interface DoctorCheck {
   check: string;
@@ -61,7 +64,43 @@ export async function doctor(file?: string): Promise<DoctorCheck[]> {
       add('state dir', 'FAIL', `${config.stateDir} is not writable`);
     }
   }
+  // The lab's moved ports, from its state — found as status finds it when the config is broken or renamed.
+  const lab = labOf(file);
+  if (lab) for (const move of portMoves(lab.stateDir, readState(lab.stateDir))) add(`port moved: ${move.what}`, 'WARN', move.detail);
   const psql = findPsql();
   add('psql', psql ? 'ok' : 'WARN', psql ?? 'not installed: `prodhome psql` prints URLs instead');
   return checks;
+}
+
+/**
+ * Ports that moved: a node's or the agent's port was held by another program when it started, so
+ * it took another — a bookmark, a Prometheus target or a client's port is now wrong. Each says
+ * what held the port then and what holds it now.
+ */
+function portMoves(stateDir: string, state: LabState | undefined): { what: string; detail: string }[] {
+  const agent = readAgentStatus(stateDir)?.portMoves ?? {};
+  const moves: [string, PortMove, string][] = [
+    ...Object.entries(state?.portMoves ?? {}).map(([node, m]): [string, PortMove, string] => [node, m, `give ${node} port: ${m.wanted} in the config to insist on it`]),
+    ...Object.entries(agent).map(([which, m]): [string, PortMove, string] => [
+      `agent ${which}`,
+      m!,
+      `set ${which === 'metrics' ? 'metrics.prometheus' : 'dashboard'}: { port: ${m!.wanted} } to insist on it`,
+    ]),
+  ];
+  return moves.map(([what, m, fix]) => {
+    const now = portHolder(m.wanted);
+    const then = m.heldBy ? `held by ${m.heldBy}` : 'held by another program';
+    return {
+      what,
+      detail: `${m.wanted} was ${then} at ${m.at.slice(0, 19).replace('T', ' ')}, so it uses ${m.got} since; ${m.wanted} is ${now ? `still held by ${now}` : 'free now'} (the lab keeps ${m.got}: ${fix})`,
+    };
+  });
+}
+
+function labOf(file: string | undefined): LabConfig | undefined {
+  try {
+    return findLab({ file }).config;
+  } catch {
+    return undefined;
+  }
 }

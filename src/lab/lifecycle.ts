@@ -2,9 +2,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LabConfig, NodeRole, NodeSpec } from '../config/index.js';
-import { readReplicationFiles } from '../config/index.js';
+import { CONFIG_CACHE_FILE, DEFAULT_CONFIG_YAML, readReplicationFiles } from '../config/index.js';
 import { ProdhomeError, messageOf } from '../errors.js';
-import { assertRealDir } from '../fsafe.js';
+import { assertRealDir, writeFileSafe } from '../fsafe.js';
 import { connectionUrl, serverVersion, withConnection } from '../pg/index.js';
 import {
   pickAnotherPort, pickFreePort, portFree, reachableBinDir, resolveBinaries, runningPid, runtimes, serverUser, userCan,
@@ -18,7 +18,8 @@ import { ensureAgent, stopAgent } from './agent.js';
 import { templateRoot } from './templates.js';
 import { releaseFaults, settleNodeFaults, thawFrozenNodes } from './faults.js';
 import { acquireLock } from './lock.js';
-import { files, labIdFor, newPassword, readSecrets, readState, writeSecrets, writeState, type LabState, type Secrets } from './state.js';
+import { files, labIdFor, newPassword, readSecrets, readState, writeSecrets, writeState, type LabState, type PortMove, type Secrets } from './state.js';
+import { portHolder } from './port-holder.js';
 
 /** Root-owned home for what a root-run lab keeps outside an unreachable state dir. */
 export { SYSTEM_ROOT } from './paths.js';
@@ -77,7 +78,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
     readReplicationFiles(config.replication);
     // A sink URI the agent could not use is a config mistake: say so now, not in the agent's log.
     for (const uri of config.metrics.sinks) createSink(uri);
-    const ports = await assignPorts(config, previous);
+    const { ports, moved } = await assignPorts(config, previous);
     const labId = previous?.labId ?? labIdFor(config.lab, config.stateDir);
     const dataRoot = previous?.dataRoot ?? chooseDataRoot(config.stateDir, labId, user);
     if (!previous && !dataRoot.startsWith(config.stateDir)) madeDirs.push(dataRoot);
@@ -93,7 +94,10 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
     const anotherPort = async (name: string, failed: number) => {
       lost.add(failed);
       const port = await pickAnotherPort(config.ports.from, config.ports.to, new Set([...lost, ...ports.values(), ...config.nodes.flatMap((n) => (n.port ? [n.port] : []))]));
-      if (port !== undefined) ports.set(name, port);
+      if (port !== undefined) {
+        ports.set(name, port);
+        moved.set(name, { wanted: moved.get(name)?.wanted ?? failed, got: port, at: new Date().toISOString(), heldBy: portHolder(failed) });
+      }
       return port;
     };
     const contextFor = (spec: NodeSpec, prev: NodeState | undefined): UpContext => ({
@@ -171,9 +175,13 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
       runAs: user,
       dataRoot,
       nodes: { ...previous?.nodes },
+      configFile: config.configFile,
+      portMoves: portMoves(previous?.portMoves, config, ports, moved),
     };
     config.nodes.forEach((spec, i) => (state.nodes[spec.name] = outcomes[i]!.state));
     writeState(config.stateDir, state);
+    // What status, down and destroy read when the config file is broken or gone (find.ts).
+    writeFileSafe(files(config.stateDir).configCopy, config.configFile ? fs.readFileSync(config.configFile) : DEFAULT_CONFIG_YAML, { mode: 0o600 });
     for (const name of Object.keys(state.nodes)) {
       if (!config.nodes.some((n) => n.name === name)) log(`${name}: in this lab's state but no longer in the config; left as it is (\`prodhome destroy\` removes it)`);
     }
@@ -245,9 +253,14 @@ function chooseDataRoot(stateDir: string, labId: string, user: OsUser | undefine
   return outside;
 }
 
-/** Ports: configured ones must be free (unless our own server holds them); others are picked. */
-async function assignPorts(config: LabConfig, previous: LabState | undefined): Promise<Map<string, number>> {
+/**
+ * Ports: configured ones must be free (unless our own server holds them); others keep the port
+ * state.json recorded while it is free, else are picked. `moved`: each node whose recorded port
+ * (or, for a new node, the first of the range left to it) was held by another program.
+ */
+async function assignPorts(config: LabConfig, previous: LabState | undefined): Promise<{ ports: Map<string, number>; moved: Map<string, PortMove> }> {
   const ports = new Map<string, number>();
+  const moved = new Map<string, PortMove>();
   const taken = new Set<number>();
   for (const spec of config.nodes) if (spec.port) taken.add(spec.port);
   const ownRunning = (name: string, port: number) => {
@@ -274,11 +287,28 @@ async function assignPorts(config: LabConfig, previous: LabState | undefined): P
           hint: 'Widen ports: from/to in the config, or give the node a port:.',
         });
       }
+      const wanted = prevPort && !taken.has(prevPort) ? prevPort : firstUntaken(config.ports.from, config.ports.to, taken);
+      if (wanted !== undefined && wanted !== port) moved.set(spec.name, { wanted, got: port, at: new Date().toISOString(), heldBy: portHolder(wanted) });
       ports.set(spec.name, port);
       taken.add(port);
     }
   }
-  return ports;
+  return { ports, moved };
+}
+
+function firstUntaken(from: number, to: number, taken: Set<number>): number | undefined {
+  for (let p = from; p <= to; p++) if (!taken.has(p)) return p;
+  return undefined;
+}
+
+/** The moves state.json keeps: this run's, and earlier ones while the node still has the port it moved to. */
+function portMoves(before: Record<string, PortMove> | undefined, config: LabConfig, ports: Map<string, number>, moved: Map<string, PortMove>): Record<string, PortMove> | undefined {
+  const kept: Record<string, PortMove> = {};
+  for (const spec of config.nodes) {
+    const move = moved.get(spec.name) ?? before?.[spec.name];
+    if (move && move.got === ports.get(spec.name)) kept[spec.name] = move;
+  }
+  return Object.keys(kept).length ? kept : undefined;
 }
 
 export interface DownResult {
@@ -308,6 +338,7 @@ export async function labDown(config: LabConfig): Promise<DownResult> {
         node.caps.cgroupDirs = [];
       }
     }
+    state.downAt = new Date().toISOString(); // no command revives the agent of a lab taken down
     writeState(config.stateDir, state);
     return { lab: config.lab, nodes, agentStopped, existed: true };
   } finally {
@@ -349,7 +380,12 @@ export async function labDestroy(config: LabConfig): Promise<DestroyResult> {
     fs.rmSync(config.stateDir, { recursive: true, force: true });
     removed.push(config.stateDir);
     const parent = path.dirname(config.stateDir);
-    if (path.basename(parent) === '.prodhome' && fs.existsSync(parent) && fs.readdirSync(parent).length === 0) fs.rmdirSync(parent);
+    if (path.basename(parent) === '.prodhome' && fs.existsSync(parent)) {
+      // The last lab gone: the validated-config cache beside it goes too, then .prodhome.
+      const left = fs.readdirSync(parent);
+      if (left.length === 1 && left[0] === CONFIG_CACHE_FILE) fs.rmSync(path.join(parent, CONFIG_CACHE_FILE), { force: true });
+      if (fs.readdirSync(parent).length === 0) fs.rmdirSync(parent);
+    }
     return { lab: config.lab, existed: true, removed };
   } finally {
     release();

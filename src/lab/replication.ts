@@ -12,7 +12,8 @@ import { binariesAt, runningPid, runtimes, type LocalNodeState } from '../runtim
 import { acquireLock } from './lock.js';
 import { labNodes } from './nodes.js';
 import { logTail, resolveConflict, withConflicts, type ResolveMode } from './resolve.js';
-import { files, newPassword, readSecrets, readState, writeSecrets, writeState, type LabState, type Secrets } from './state.js';
+import { files, newPassword, readSecrets, readState, writeSecrets, writeState, type LabState, type Secrets, replicationFile } from './state.js';
+export { replicationFile };
 
 /**
  * The lab's side of replication: which connection each node has, the replication role's
@@ -20,7 +21,6 @@ import { files, newPassword, readSecrets, readState, writeSecrets, writeState, t
  * knows nothing of state dirs or runtimes.
  */
 
-export const replicationFile = (stateDir: string) => path.join(stateDir, 'replication.json');
 
 /** The replication plan's view of the lab's nodes: how to reach each, and how it runs. */
 export function planNodes(config: LabConfig, state: LabState, secrets: Secrets): Map<string, PlanNode> {

@@ -23,6 +23,23 @@ export interface LabState {
   /** Where node directories live; outside the state dir when the server user cannot reach it. */
   dataRoot: string;
   nodes: Record<string, NodeState>;
+  /** The config file the lab was last brought up from (absent: the built-in default lab). */
+  configFile?: string;
+  /** Set by `down`, cleared by `up`: the lab is meant to be down (its agent too). */
+  downAt?: string;
+  /**
+   * Ports that moved: a node's recorded port (or, for a new node, the first of the range) was
+   * held by another program, so `up` took another. Kept until the node gets its port back.
+   */
+  portMoves?: Record<string, PortMove>;
+}
+
+export interface PortMove {
+  wanted: number;
+  got: number;
+  at: string;
+  /** What held the wanted port when it moved, if it could be told (from /proc). */
+  heldBy?: string;
 }
 
 export interface Secrets {
@@ -41,7 +58,12 @@ export const files = (stateDir: string) => ({
   agentLog: path.join(stateDir, 'agent.log'),
   agentStatus: path.join(stateDir, 'agent-status.json'),
   nodes: path.join(stateDir, 'nodes'),
+  /** The config text of the last `up`: status, down and destroy read it when the config is broken or gone. */
+  configCopy: path.join(stateDir, 'config.yaml'),
 });
+
+/** What replication `up` applied (replication/apply.ts reads and writes it). */
+export const replicationFile = (stateDir: string) => path.join(stateDir, 'replication.json');
 
 /** A stable id for the lab at this path: two labs named alike in different dirs never collide. */
 export function labIdFor(lab: string, stateDir: string): string {

@@ -1,5 +1,12 @@
 import net from 'node:net';
-import postgres from 'postgres';
+import { createRequire } from 'node:module';
+import type postgres from 'postgres';
+
+/**
+ * The driver, loaded on the first connection (its CommonJS build, through require): commands
+ * that only read files, such as `prodhome status` on a lab of local nodes, never load it.
+ */
+const driver = () => createRequire(import.meta.url)('postgres') as typeof postgres;
 
 /** How to reach a running server. Carries a password: never log or print it unasked. */
 export interface ConnectionInfo {
@@ -51,7 +58,7 @@ export function connect(info: ConnectionInfo, options: ConnectOptions = {}): Sql
         });
       }),
   };
-  return postgres(settings as postgres.Options<Record<string, never>>);
+  return driver()(settings as postgres.Options<Record<string, never>>);
 }
 
 /** Runs `fn` with a one-connection pool that is always closed afterwards. */

@@ -3,8 +3,9 @@ import path from 'node:path';
 import type { NodeSpec } from '../config/index.js';
 import { formatBytes } from '../config/index.js';
 import { ProdhomeError } from '../errors.js';
-import { assertRealDir } from '../fsafe.js';
+import { assertRealDir, readFileSafe } from '../fsafe.js';
 import { removeCgroups } from './cgroups.js';
+import { changedSettings, reloadSettings } from './reload.js';
 import { findPostmaster } from './postmaster.js';
 import {
   SUPERUSER, clusterMajor, dirSize, initCluster, isInitialised, nodePaths, renderConf, runningPid, startServer, stopServer, writeServerConfig, type StartResult,
@@ -41,6 +42,7 @@ export const localRuntime: NodeRuntime = {
           { hint: `Set postgres.version: ${clusterMajor(paths.dataDir)} for ${spec.name}, or \`prodhome destroy\` to start afresh.` },
         );
       }
+      const confBefore = readFileSafe(path.join(paths.dataDir, 'prodhome.conf'));
       let confHash = writeServerConfig(paths, renderConf(spec, port, bins), ctx.user);
       const uid = ctx.user?.uid ?? process.getuid?.();
       const found = findPostmaster(paths.dataDir, previous && { pid: previous.pid, startTime: previous.pidStartTime }, uid);
@@ -49,14 +51,23 @@ export const localRuntime: NodeRuntime = {
       let pidStartTime = found.postmaster?.startTime;
       let action: string;
       let caps = previous?.caps;
+      // Changed settings a reload can take are reloaded; only postmaster-context ones restart.
+      const reload = pid && previous && previous.binDir === bins.binDir && previous.port === port && previous.confHash !== confHash && confBefore !== undefined
+        ? await reloadSettings({ host: '127.0.0.1', port, user: SUPERUSER, password: ctx.password, database: 'postgres' }, changedSettings(confBefore, renderConf(spec, port, bins))).catch(() => undefined)
+        : undefined;
       if (pid && previous && previous.confHash === confHash && previous.binDir === bins.binDir) {
         action = 'unchanged';
+      } else if (reload && 'reloaded' in reload) {
+        const what = reload.reloaded.join(', ') || 'pg_hba.conf'; // no setting changed: the access rules did
+        ctx.log(`${spec.name}: reloaded its configuration (${what}); no restart needed`);
+        action = `reloaded (${what})`;
       } else {
         if (pid) {
-          ctx.log(`${spec.name}: its settings changed; restarting it`);
+          const why = reload && 'restartFor' in reload ? ` (${reload.restartFor.join(', ')} ${reload.restartFor.length > 1 ? 'need' : 'needs'} a restart)` : '';
+          ctx.log(`${spec.name}: its settings changed${why}; restarting it`);
           await stopServer(paths.dataDir, { recorded: found.postmaster, uid, nodeName: spec.name });
           if (previous) await removeCgroups(previous.caps.cgroupDirs);
-          action = 'restarted (settings changed)';
+          action = reload && 'restartFor' in reload ? `restarted (${reload.restartFor.join(', ')})` : 'restarted (settings changed)';
         } else if (created) action = 'created';
         else if (previous?.desired === 'running') action = 'restarted (it had died)';
         else action = 'started';
