@@ -184,12 +184,12 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
       });
     }
   }
-  // The template cluster for this lab's binaries, if there is none yet: made here, in the
-  // background, so no `up` waits for it.
-  const initial = readLabState(f.state);
-  if (initial && initial !== 'gone' && !(initial instanceof Error)) void makeTemplates(initial, log);
   const supervisor = new Supervisor(services, log);
   await supervisor.check();
+  // The template cluster for this lab's binaries if there is none yet, and spare copies of it for
+  // the next lab: made here in the background (after the services, which `up` waits for).
+  const initial = readLabState(f.state);
+  if (initial && initial !== 'gone' && !(initial instanceof Error)) void makeTemplates(initial, log);
   status.services = supervisor.status();
   if (status.services.http?.state === 'failed') status.dashboard = { error: status.services.http.error };
   const pause = () =>
