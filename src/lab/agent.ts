@@ -196,7 +196,8 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
   // The template cluster for this lab's binaries if there is none yet, and spare copies of it for
   // the next lab: made here in the background (after the services, which `up` waits for).
   const initial = readLabState(f.state);
-  if (initial && initial !== 'gone' && !(initial instanceof Error)) void makeTemplates(initial, log);
+  const templates = new AbortController();
+  if (initial && initial !== 'gone' && !(initial instanceof Error)) void makeTemplates(initial, log, templates.signal);
   status.services = supervisor.status();
   if (status.services.http?.state === 'failed') status.dashboard = { error: status.services.http.error };
   const pause = () =>
@@ -245,6 +246,7 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
     writeStatus(f.agentStatus, status);
     if (!stopping) await pause();
   }
+  templates.abort(); // a spare copy under way is killed: the agent exits now, not when it is done
   await supervisor.stopAll();
   status.services = supervisor.status();
   writeStatus(f.agentStatus, status); // the sinks' final counts

@@ -25,14 +25,16 @@ export function templateRoot(user: OsUser | undefined): string | undefined {
  * Run by the agent once the lab is up, off every command's critical path: makes the template
  * clusters this lab's binaries lack (an `up` with templates off, or one whose template failed),
  * then fills each template's spares up to the number of this lab's nodes on those binaries — so
- * the next lab's nodes are claimed by a rename instead of copied while `up` waits.
+ * the next lab's nodes are claimed by a rename instead of copied while `up` waits. `signal` stops
+ * the spares' copying (an agent that stops must not wait for it).
  */
-export async function makeTemplates(state: LabState, log: (line: string) => void): Promise<void> {
+export async function makeTemplates(state: LabState, log: (line: string) => void, signal?: AbortSignal): Promise<void> {
   const root = templateRoot(state.runAs);
   if (!root) return;
   const nodes = new Map<string, number>();
   for (const node of Object.values(state.nodes)) if (node.runtime === 'local') nodes.set(node.binDir, (nodes.get(node.binDir) ?? 0) + 1);
   for (const [binDir, count] of nodes) {
+    if (signal?.aborted) return;
     const node = Object.values(state.nodes).find((n) => n.runtime === 'local' && n.binDir === binDir);
     const bins = node?.runtime === 'local' ? binariesAt(binDir, node.binSource) : undefined;
     if (!bins) continue;
@@ -44,7 +46,7 @@ export async function makeTemplates(state: LabState, log: (line: string) => void
       }
       const want = Math.min(count, MAX_SPARES);
       if (listSpares(template).length >= want) continue;
-      const made = await makeSpares(template, want, state.runAs, serverEnv(os.tmpdir()));
+      const made = await makeSpares(template, want, state.runAs, serverEnv(os.tmpdir()), signal);
       if (made) log(`${made} spare cop${made === 1 ? 'y' : 'ies'} of the Postgres ${bins.version} template ready (the next lab's nodes are claimed, not copied)`);
     } catch (e) {
       log(`could not make a template cluster or its spares for Postgres ${bins.version} (new nodes copy or run initdb instead): ${(e as Error).message}`);

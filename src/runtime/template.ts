@@ -228,11 +228,12 @@ function isOwnRealDir(dir: string): boolean {
 }
 
 /**
- * Makes spares until `count` are ready, one at a time at low priority (nice 10); each copy dies
- * with this process (setpriv --pdeathsig) so an agent that stops leaves no copy running. Returns
+ * Makes spares until `count` are ready, one at a time at low priority (nice 10); `signal` stops
+ * it (the copy under way is killed), and a copy dies with this process too (setpriv --pdeathsig),
+ * so an agent that stops neither waits for one nor leaves one running. Returns
  * how many it made. What a maker that was killed half-way left (its pid is gone) is removed.
  */
-export async function makeSpares(template: string, count: number, user: OsUser | undefined, env: NodeJS.ProcessEnv): Promise<number> {
+export async function makeSpares(template: string, count: number, user: OsUser | undefined, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<number> {
   const dir = sparesDir(template);
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
   if (!isOwnRealDir(dir)) throw new Error(`${dir} is not a directory of this user's`);
@@ -243,13 +244,14 @@ export async function makeSpares(template: string, count: number, user: OsUser |
   }
   const wrap = fs.existsSync('/usr/bin/setpriv') ? ['setpriv', '--pdeathsig', 'KILL', '--', 'nice', '-n', '10'] : ['nice', '-n', '10'];
   let made = 0;
-  for (let n = 0; listSpares(template).length < count; n++) {
+  for (let n = 0; listSpares(template).length < count && !signal?.aborted; n++) {
     const making = path.join(dir, `.making-${process.pid}-${n}`);
     await removeAsUser(making, user, env);
     fs.mkdirSync(making, { mode: 0o700 });
     if (user) fs.chownSync(making, user.uid, user.gid);
-    const copy = await run(wrap[0]!, [...wrap.slice(1), 'cp', '-a', template, path.join(making, 'data')], { asUser: user, env });
-    if (copy.code !== 0) {
+    const copy = await run(wrap[0]!, [...wrap.slice(1), 'cp', '-a', template, path.join(making, 'data')], { asUser: user, env, signal });
+    if (copy.code !== 0 || signal?.aborted) {
+      if (signal?.aborted) return made; // the next maker removes what this one left (its pid gone)
       await removeAsUser(making, user, env);
       throw new Error(`copying the template failed: ${lastLines(copy.stderr, 3)}`);
     }
