@@ -146,8 +146,10 @@ export async function cloneTemplate(
 
 /**
  * The superuser's password, set in single-user mode from stdin. fsync is off for this one run:
- * the copy it changes was not synced either (as initdb --no-sync), and the server's first
- * checkpoint syncs everything; a crash before then loses a lab node that never ran.
+ * the copy it changes is not synced either — it reaches the disk when the kernel writes it back,
+ * as initdb --no-sync leaves a cluster — so syncing the few pages this run changes would buy
+ * nothing; a machine crash in those seconds loses a new node that never served. The server
+ * itself then runs with fsync on.
  */
 async function setSuperuserPassword(dataDir: string, bins: PgBinaries, password: string, user: OsUser | undefined, env: NodeJS.ProcessEnv, nodeName: string): Promise<void> {
   // Single-user mode reads one statement a line from stdin; exit_on_error turns a failure into an exit code.
