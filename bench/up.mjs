@@ -95,7 +95,7 @@ async function benchProdhome(mode) {
   if (mode === 'first') removeDir(path.dirname(template));
   if (mode !== 'later') removeDir(sparesDir(template));
   if (mode !== 'first') await ensureTemplate(templateRoot(user), { ...found, binDir }, user, prodhomeServerEnv(os.tmpdir()), () => {});
-  if (mode === 'later') await makeSpares(template, NODES, user, prodhomeServerEnv(os.tmpdir()));
+  if (mode === 'later') await makeSpares(template, { ...found, binDir }, NODES, user, prodhomeServerEnv(os.tmpdir()));
   const cwd = makeTempDir('prodhome-bench-');
   const cli = (...args) => mustRun(`prodhome ${args.join(' ')}`, process.execPath, [CLI, ...args], { cwd });
   let destroyed = false;

@@ -46,7 +46,7 @@ export async function makeTemplates(state: LabState, log: (line: string) => void
       }
       const want = Math.min(count, MAX_SPARES);
       if (listSpares(template).length >= want) continue;
-      const made = await makeSpares(template, want, state.runAs, serverEnv(os.tmpdir()), signal);
+      const made = await makeSpares(template, bins, want, state.runAs, serverEnv(os.tmpdir()), signal);
       if (made) log(`${made} spare cop${made === 1 ? 'y' : 'ies'} of the Postgres ${bins.version} template ready (the next lab's nodes are claimed, not copied)`);
     } catch (e) {
       log(`could not make a template cluster or its spares for Postgres ${bins.version} (new nodes copy or run initdb instead): ${(e as Error).message}`);

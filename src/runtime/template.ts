@@ -234,8 +234,11 @@ function isOwnRealDir(dir: string): boolean {
  * it (the copy under way is killed), and a copy dies with this process too (setpriv --pdeathsig),
  * so an agent that stops neither waits for one nor leaves one running. Returns
  * how many it made. What a maker that was killed half-way left (its pid is gone) is removed.
+ * Spares and the template (made unsynced, as initdb --no-sync, while an `up` waited) are synced
+ * to disk here (initdb --sync-only) before a spare is offered: they outlive a machine crash,
+ * which must not leave a torn cluster for a later lab.
  */
-export async function makeSpares(template: string, count: number, user: OsUser | undefined, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<number> {
+export async function makeSpares(template: string, bins: PgBinaries, count: number, user: OsUser | undefined, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<number> {
   const dir = sparesDir(template);
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
   if (!isOwnRealDir(dir)) throw new Error(`${dir} is not a directory of this user's`);
@@ -245,6 +248,16 @@ export async function makeSpares(template: string, count: number, user: OsUser |
     if ((pid && !processAlive(pid)) || (/^[0-9a-f]{16}$/.test(name) && !fs.existsSync(path.join(dir, name, 'data')))) await removeAsUser(path.join(dir, name), user, env);
   }
   const wrap = fs.existsSync('/usr/bin/setpriv') ? ['setpriv', '--pdeathsig', 'KILL', '--', 'nice', '-n', '10'] : ['nice', '-n', '10'];
+  const syncOnly = async (data: string) => {
+    const r = await run(wrap[0]!, [...wrap.slice(1), path.join(bins.binDir, 'initdb'), '--sync-only', '-D', data], { asUser: user, env, signal });
+    if (r.code !== 0 && !signal?.aborted) throw new Error(`syncing ${data} failed: ${lastLines(r.stderr || r.stdout, 3)}`);
+  };
+  const synced = path.join(dir, '.template-synced');
+  if (!fs.existsSync(synced)) {
+    await syncOnly(template);
+    if (signal?.aborted) return 0;
+    writeFileSafe(synced, `${new Date().toISOString()}\n`);
+  }
   let made = 0;
   for (let n = 0; listSpares(template).length < count && !signal?.aborted; n++) {
     const making = path.join(dir, `.making-${process.pid}-${n}`);
@@ -257,6 +270,8 @@ export async function makeSpares(template: string, count: number, user: OsUser |
       await removeAsUser(making, user, env);
       throw new Error(`copying the template failed: ${lastLines(copy.stderr, 3)}`);
     }
+    await syncOnly(path.join(making, 'data'));
+    if (signal?.aborted) return made;
     fs.renameSync(making, path.join(dir, crypto.randomBytes(8).toString('hex')));
     made++;
   }
