@@ -233,3 +233,52 @@ describe('lab lifecycle on real servers', () => {
 function connectionOf(lab: TempLab, node: string) {
   return nodeConnection(lab.config(), node);
 }
+
+// `up` starts a new lab's agent before its nodes, so the agent's own start-up overlaps theirs.
+describe('the agent of a new lab', () => {
+  it('starts with up but waits for it: it serves once up is done, and a failed up stops it and leaves nothing', async () => {
+    const lab = tempLab(`lab: early\n${portRange(60000)}nodes:\n  one: { role: standalone }\n`);
+    try {
+      const stateDir = lab.config().stateDir;
+      const interrupt = new AbortController();
+      let agent = 0;
+      let statusWhileUp = false;
+      await expect(
+        labUp(
+          lab.config(),
+          (line) => {
+            if (!line.includes('initdb') || agent) return;
+            // The nodes are being made: the agent already runs. Held here (up blocked) until it has
+            // started and a while longer, it must still be waiting: alive, and nothing served or sampled.
+            agent = Number(fs.readFileSync(stateFiles(stateDir).agentPid, 'utf8'));
+            const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+            for (let i = 0; i < 600 && !readOr(stateFiles(stateDir).agentLog).includes('agent started'); i++) pause(50);
+            pause(1500);
+            statusWhileUp = processAlive(agent) && !fs.existsSync(stateFiles(stateDir).agentStatus);
+            interrupt.abort();
+          },
+          interrupt.signal,
+        ),
+      ).rejects.toThrow(/interrupted/);
+      expect(agent).toBeGreaterThan(0);
+      expect(statusWhileUp).toBe(true);
+      await waitFor(() => !processAlive(agent), 15_000, 'the agent of the failed up to stop');
+      expect(fs.existsSync(stateDir)).toBe(false);
+
+      const up = await labUp(lab.config());
+      expect(up.agent.started).toBe(true);
+      const status = await waitFor(() => fs.existsSync(stateFiles(stateDir).agentStatus) && JSON.parse(fs.readFileSync(stateFiles(stateDir).agentStatus, 'utf8')), 30_000, 'the agent to report');
+      expect(status.pid).toBe(up.agent.pid);
+    } finally {
+      await lab.cleanup();
+    }
+  });
+});
+
+function readOr(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}

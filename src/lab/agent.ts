@@ -210,7 +210,8 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
     });
     if (lab.dashboard !== false) {
       const port = lab.dashboard.port;
-      services.push({
+      // First: `up` ends by printing the dashboard's URL, so it waits for this service.
+      services.unshift({
         name: 'http',
         start: async () => {
           const secret = readSecrets(stateDir).dashboard;
@@ -233,6 +234,7 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
           });
           status.dashboard = { url: dashboard.url };
           served('dashboard', wanted, dashboard.url);
+          writeStatus(f.agentStatus, status); // now, not after the other services: `up` waits for it
           log(`serving the dashboard and the point API on ${dashboard.url} (\`prodhome dashboard\` prints it with its token)`);
         },
         stop: async () => {
@@ -243,12 +245,18 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
       });
     }
   }
-  // The template cluster for this lab's binaries, if there is none yet: made here, in the
-  // background, so no `up` waits for it.
-  const initial = readLabState(f.state);
-  if (initial && initial !== 'gone' && !(initial instanceof Error)) void makeTemplates(initial, log);
   const supervisor = new Supervisor(services, log);
-  await supervisor.check();
+  // `up` starts a new agent before its nodes, so this process's start-up overlaps theirs; it
+  // samples and serves once that `up` is done (the lab's lock released).
+  // The dashboard's web server is loaded before that, not after: its start is what `up` waits for.
+  if (config && config.dashboard !== false) await import('../dashboard/index.js').catch(() => undefined);
+  await whileLocked(f.lock, () => stopping);
+  if (!stopping) await supervisor.check();
+  // The template cluster for this lab's binaries if there is none yet, and spare copies of it for
+  // the next lab: made here in the background (after the services, which `up` waits for).
+  const initial = readLabState(f.state);
+  const templates = new AbortController();
+  if (initial && initial !== 'gone' && !(initial instanceof Error)) void makeTemplates(initial, log, templates.signal);
   status.services = supervisor.status();
   if (status.services.http?.state === 'failed') status.dashboard = { error: status.services.http.error };
   const pause = () =>
@@ -297,11 +305,22 @@ export async function runAgent(stateDir: string, intervalMs = Number(process.env
     writeStatus(f.agentStatus, status);
     if (!stopping) await pause();
   }
+  templates.abort(); // a spare copy under way is killed: the agent exits now, not when it is done
   await supervisor.stopAll();
   status.services = supervisor.status();
   writeStatus(f.agentStatus, status); // the sinks' final counts
   log('agent stopped');
   if (Number(readOr(f.agentPid).trim()) === process.pid) fs.rmSync(f.agentPid, { force: true });
+}
+
+/** Waits while a live process holds the lab's lock (at most `maxMs`), or until `stop()`. */
+async function whileLocked(lockFile: string, stop: () => boolean, maxMs = 600_000): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  while (!stop() && Date.now() < deadline) {
+    const pid = Number(readOr(lockFile).split(' ')[0]);
+    if (!(pid > 0 && pid !== process.pid && processAlive(pid))) return;
+    await sleep(20);
+  }
 }
 
 /** The lab's state; 'gone' only when state.json (or its directory) no longer exists. */

@@ -11,10 +11,9 @@ import {
   type NodeDown, type NodeState, type OsUser, type PgBinaries, type UpContext, type UpOutcome,
 } from '../runtime/index.js';
 import { createSink } from '../sinks/index.js';
-import { ensureReader } from '../dashboard/index.js';
 import { applyReplication, pools, readApplied, revertReplication, type ApplyResult, type OperationReport } from '../replication/index.js';
 import { planNodes, replicationFile, replicationPasswords } from './replication.js';
-import { ensureAgent, stopAgent } from './agent.js';
+import { agentPid, ensureAgent, stopAgent, type AgentSettings } from './agent.js';
 import { templateRoot } from './templates.js';
 import { releaseFaults, settleNodeFaults, thawFrozenNodes } from './faults.js';
 import { acquireLock } from './lock.js';
@@ -60,6 +59,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
   let release: (() => void) | undefined;
   const outcomes: UpOutcome[] = [];
   let secretsBefore: Secrets | undefined;
+  let earlyAgent: { pid: number; started: boolean } | undefined;
   try {
     release = acquireLock(files(config.stateDir).lock, config.lab, 'up');
     const previous = readState(config.stateDir);
@@ -89,6 +89,16 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
     secrets.dashboard ??= { user: 'prodhome_dashboard', password: newPassword(), token: newPassword() };
     writeSecrets(config.stateDir, secrets);
 
+    // With no agent running (a new lab, or one brought down), the agent starts now: its start-up
+    // (a Node process loading its modules) overlaps the nodes'. It waits for this `up` to end
+    // before it samples or serves anything; a failed `up` stops it again.
+    const agentSettings: AgentSettings = {
+      configFile: config.configFile,
+      baseDir: config.baseDir,
+      configHash: crypto.createHash('sha1').update(config.configFile ? fs.readFileSync(config.configFile) : 'default lab').digest('hex').slice(0, 16),
+    };
+    earlyAgent = agentPid(config.stateDir) ? undefined : await ensureAgent(config.stateDir, agentSettings);
+
     // A port lost to a race is never tried again in this run; the new one is the node's from now on.
     const lost = new Set<number>();
     const anotherPort = async (name: string, failed: number) => {
@@ -112,6 +122,9 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
       previous: prev,
       log,
     });
+    // The dashboard's module (its web server too) is loaded while the nodes come up, not before.
+    const dashboardModule = import('../dashboard/index.js');
+    dashboardModule.catch(() => {}); // a failure is met where it is awaited
     const settled = await Promise.allSettled(config.nodes.map((spec) => runtimes[spec.runtime].up(spec, contextFor(spec, previous?.nodes[spec.name]))));
     for (const s of settled) if (s.status === 'fulfilled') outcomes.push(s.value);
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
@@ -139,6 +152,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
     const storeAt = config.nodes.findIndex((n) => n.name === config.metrics.store && n.runtime === 'local');
     if (storeAt >= 0 && secrets.dashboard) {
       const reader = secrets.dashboard;
+      const { ensureReader } = await dashboardModule;
       await withConnection(outcomes[storeAt]!.connection, (sql) => ensureReader(sql, reader));
     }
 
@@ -185,11 +199,8 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
     for (const name of Object.keys(state.nodes)) {
       if (!config.nodes.some((n) => n.name === name)) log(`${name}: in this lab's state but no longer in the config; left as it is (\`prodhome destroy\` removes it)`);
     }
-    const agent = await ensureAgent(config.stateDir, {
-      configFile: config.configFile,
-      baseDir: config.baseDir,
-      configHash: crypto.createHash('sha1').update(config.configFile ? fs.readFileSync(config.configFile) : 'default lab').digest('hex').slice(0, 16),
-    });
+    const again = await ensureAgent(config.stateDir, agentSettings);
+    const agent = !again.started && earlyAgent?.pid === again.pid ? earlyAgent : again;
     const nodes = config.nodes.map((spec, i) => ({
       name: spec.name,
       role: spec.role,
@@ -203,6 +214,7 @@ export async function labUp(config: LabConfig, log: Log = () => {}, signal?: Abo
     const changed = agent.started || nodes.some((n) => n.action !== 'unchanged' && n.runtime === 'local') || !!replication?.steps.length;
     return { lab: config.lab, stateDir: config.stateDir, nodes, agent, changed, replication };
   } catch (e) {
+    if (earlyAgent?.started) await stopAgent(config.stateDir).catch(() => {});
     for (const o of outcomes.reverse()) await o.undo();
     if (secretsBefore && !madeDirs.length) writeSecrets(config.stateDir, secretsBefore);
     for (const dir of madeDirs.reverse()) fs.rmSync(dir, { recursive: true, force: true });

@@ -173,7 +173,7 @@ function withExtras(binDir: string, v: { version: string; major: number }, sourc
  * is 0700) are copied once into a root-owned cache that it can reach.
  */
 export function reachableBinDir(binDir: string, user: OsUser | undefined, cacheRoot: string): string {
-  if (!user || userCan(user, '-x', path.join(binDir, 'postgres'))) return binDir;
+  if (!user || canRun(user, path.join(binDir, 'postgres'))) return binDir;
   const installDir = path.dirname(binDir);
   const stamp = fs.statSync(path.join(binDir, 'postgres')).mtimeMs;
   const key = crypto.createHash('sha1').update(`${fs.realpathSync(installDir)}:${stamp}`).digest('hex').slice(0, 12);
@@ -188,4 +188,14 @@ export function reachableBinDir(binDir: string, user: OsUser | undefined, cacheR
   const copied = path.join(target, 'bin');
   versionCache.set(copied, versionCache.get(binDir) ?? null);
   return copied;
+}
+
+const runnable = new Map<string, boolean>();
+
+/** userCan -x, asked once per process for each user and file (`up` asks for every node). */
+function canRun(user: OsUser, file: string): boolean {
+  const key = `${user.uid}:${user.gid}:${file}`;
+  let can = runnable.get(key);
+  if (can === undefined) runnable.set(key, (can = userCan(user, '-x', file)));
+  return can;
 }

@@ -14,7 +14,7 @@ export { describeCaps } from './local-runtime.js';
 export { runningPid, runningPidCached, serverEnv, SUPERUSER } from './local.js';
 export { portFree, pickFreePort, pickAnotherPort } from './ports.js';
 export { findPsql } from './client-tools.js';
-export { ensureTemplate, templateReady, templateDir } from './template.js';
+export { ensureTemplate, templateReady, templateDir, listSpares, makeSpares } from './template.js';
 export { serverUser, lookupUser } from './osuser.js';
 export { isRoot, processAlive, processArgv, sleep, userCan, type OsUser } from './process.js';
 export type { NodeDown, UpContext, NodeState, LocalNodeState, ExternalNodeState, NodeInspection, NodeCondition, UpOutcome } from './types.js';

@@ -33,7 +33,7 @@ export const localRuntime: NodeRuntime = {
           if (nodeDirExisted) fs.rmSync(paths.dataDir, { recursive: true, force: true });
           else fs.rmSync(paths.nodeDir, { recursive: true, force: true });
         });
-        await initCluster(paths, bins, ctx.password!, ctx.user, spec.name, { templateRoot: ctx.templateRoot });
+        await initCluster(paths, bins, ctx.password!, ctx.user, spec.name, { templateRoot: ctx.templateRoot, log: ctx.log });
         created = true;
       } else if (clusterMajor(paths.dataDir) !== bins.major) {
         throw new ProdhomeError(

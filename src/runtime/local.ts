@@ -9,7 +9,7 @@ import type { PgBinaries } from './binaries.js';
 import { prepareCgroups, removeCgroups, type CapsEnforcement } from './cgroups.js';
 import { findPostmaster, notPostmasterOf, pidFileEntry, processStartTime, stopPostmaster, type Postmaster } from './postmaster.js';
 import { lastLines, processAlive, sleep, type OsUser } from './process.js';
-import { SUPERUSER, cloneTemplate, initdb, templateReady } from './template.js';
+import { SUPERUSER, cloneTemplate, ensureTemplate, initdb, templateReady } from './template.js';
 
 /**
  * The local runtime: a Postgres server in a data directory on this machine, initialised with
@@ -40,9 +40,11 @@ export function clusterMajor(dataDir: string): number | undefined {
 }
 
 /**
- * Creates the node dir and a cluster in it with `password` for the superuser: a copy of the
- * template cluster for these binaries when `templateRoot` holds one, else initdb of its own
- * (the agent makes the template afterwards). The caller removes nodeDir on failure.
+ * Creates the node dir and a cluster in it with `password` for the superuser. With a
+ * `templateRoot`, the cluster is a copy of the template for these binaries — a spare made ahead
+ * when one is ready, else copied now — and the first `up` on these binaries makes the template
+ * (one initdb for all its nodes). Without one, or when the template cannot be made, initdb of
+ * its own. The caller removes nodeDir on failure. Returns how the cluster was made.
  */
 export async function initCluster(
   paths: LocalNodePaths,
@@ -50,15 +52,26 @@ export async function initCluster(
   password: string,
   user: OsUser | undefined,
   nodeName: string,
-  opts: { templateRoot?: string } = {},
-): Promise<void> {
+  opts: { templateRoot?: string; log?: (line: string) => void } = {},
+): Promise<'initdb' | 'template copy' | 'spare template copy'> {
   fs.mkdirSync(paths.nodeDir, { recursive: true, mode: 0o700 });
   assertRealDir(paths.nodeDir, `${nodeName}: the node directory`);
   if (user) fs.lchownSync(paths.nodeDir, user.uid, user.gid);
   const env = serverEnv(paths.nodeDir);
-  const template = opts.templateRoot ? templateReady(opts.templateRoot, bins, user) : undefined;
-  if (!template) return initdb(paths.dataDir, bins, password, user, env, nodeName);
-  await cloneTemplate(template, paths.dataDir, bins, password, user, env, nodeName);
+  const log = opts.log ?? (() => {});
+  let template: string | undefined;
+  if (opts.templateRoot) {
+    try {
+      template = templateReady(opts.templateRoot, bins, user) ?? (await ensureTemplate(opts.templateRoot, bins, user, env, log));
+    } catch (e) {
+      log(`${nodeName}: no template cluster (${(e as Error).message}); running initdb for this node`);
+    }
+  }
+  if (!template) {
+    await initdb(paths.dataDir, bins, password, user, env, nodeName);
+    return 'initdb';
+  }
+  return (await cloneTemplate(template, paths.dataDir, bins, password, user, env, nodeName)) === 'spare' ? 'spare template copy' : 'template copy';
 }
 
 /**

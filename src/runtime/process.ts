@@ -14,10 +14,10 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs a command to completion, as `asUser` when given; never throws on a non-zero exit. */
-export function run(command: string, args: string[], options: { asUser?: OsUser; env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {}): Promise<RunResult> {
+/** Runs a command to completion, as `asUser` when given; never throws on a non-zero exit (nor when `signal` kills it). */
+export function run(command: string, args: string[], options: { asUser?: OsUser; env?: NodeJS.ProcessEnv; cwd?: string; input?: string; signal?: AbortSignal } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const spawnOptions: SpawnOptions = { env: options.env ?? process.env, cwd: options.cwd, stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] };
+    const spawnOptions: SpawnOptions = { env: options.env ?? process.env, cwd: options.cwd, signal: options.signal, stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] };
     if (options.asUser) {
       spawnOptions.uid = options.asUser.uid;
       spawnOptions.gid = options.asUser.gid;
@@ -27,7 +27,8 @@ export function run(command: string, args: string[], options: { asUser?: OsUser;
     let stderr = '';
     child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
+    // An abort (signal) kills the child; it ends as an exit by that signal, not as an error.
+    child.on('error', (e) => (e.name === 'AbortError' ? undefined : reject(e)));
     child.on('close', (code) => resolve({ code, stdout, stderr }));
     if (options.input !== undefined) child.stdin!.end(options.input);
   });
