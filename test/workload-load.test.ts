@@ -259,12 +259,12 @@ describe('the command line', () => {
     expect(r.stderr).not.toMatch(/ at .*\.js:\d+/); // no stack trace for a user error
   });
 
-  it('a script with a syntax error: file:line, the line, and a caret', () => {
+  it('a script with a syntax error: file:line:column, the line, and a caret', () => {
     const file = path.join(lab.dir, 'broken.sql');
     fs.writeFileSync(file, '\\set aid random(1, 1000)\n\\set bid random(1 10)\nSELECT :aid;\n');
     const r = loadCli(['custom', file, '-t', '1']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain(`${file}:2: expected ")" but found "10"\n    \\set bid random(1 10)\n                      ^`);
+    expect(r.stderr).toContain(`${file}:2:19: expected ")" but found "10"\n    \\set bid random(1 10)\n                      ^`);
   });
 });
 

@@ -9,5 +9,5 @@ export { Random } from './random.js';
 export { workloads, workloadNamed, type WorkloadName } from './workloads/index.js';
 export { parseWeights, DEFAULT_WEIGHTS } from './workloads/mixed.js';
 export { TPCB_SCRIPT } from './workloads/tpcb.js';
-export type { Workload, WorkloadOptions, Step, TransactionSource } from './types.js';
+export type { Workload, WorkloadOptions, Step, TransactionSource, ScriptSession, TransactionFailure } from './types.js';
 export type { Protocol } from './wire.js';

@@ -2,7 +2,7 @@ import type { ConnectionInfo } from '../pg/index.js';
 import { Histogram, type HistogramData } from './histogram.js';
 import { Random } from './random.js';
 import { Arrivals, gateOpenAt, type Pace } from './schedule.js';
-import type { WorkloadOptions } from './types.js';
+import type { Step, WorkloadOptions } from './types.js';
 import { ConnectionLost, WireConnection, type Protocol, type ServerError } from './wire.js';
 import { workloadNamed, type WorkloadName } from './workloads/index.js';
 
@@ -50,6 +50,8 @@ export interface IntervalData {
 }
 
 export const now = (): number => performance.timeOrigin + performance.now();
+
+const NO_STEPS: readonly Step[] = [];
 
 class Interval {
   latency = new Histogram();
@@ -115,6 +117,8 @@ export class LoadThread {
     return end;
   }
 
+  private readonly sleeper = (ms: number) => this.sleep(ms);
+
   /** Asks every client to finish its transaction and stop; wakes sleeping ones. */
   stop(): void {
     this.stopping = true;
@@ -131,7 +135,7 @@ export class LoadThread {
 
   private async client(clientId: number, slot: number): Promise<void> {
     const { job } = this;
-    const random = new Random((job.seed + Math.imul(clientId + 1, 0x9e3779b1)) >>> 0);
+    const random = Random.forClient(job.seed, clientId); // client i draws what pgbench's client i draws for the same --random-seed
     const workload = workloadNamed(job.workload)!;
     const source = workload.client(job.shared, { clientId, clients: job.clients, random, seed: job.seed });
     const pace = job.pace;
@@ -168,9 +172,16 @@ export class LoadThread {
             continue;
           }
         }
-        const steps = source.next();
         const began = now();
         let failure: ServerError | undefined;
+        if (source.run) {
+          const f = await source.run({ conn, protocol: job.protocol, sleep: this.sleeper });
+          if (f) {
+            failure = f;
+            if (f.inTransaction && conn.alive) await conn.query('ROLLBACK').catch(() => undefined);
+          }
+        }
+        const steps = source.run ? NO_STEPS : source.next();
         for (const step of steps) {
           if ('sleepMicros' in step) {
             await this.sleep(step.sleepMicros / 1000);

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { ProdhomeError, messageOf } from '../../errors.js';
 import { parseScript, type Defines } from '../script.js';
+import { Random } from '../random.js';
 import { scriptSource } from '../script-source.js';
 import type { Workload } from '../types.js';
 import { pgbenchScale } from './tpcb.js';
@@ -12,7 +13,7 @@ interface CustomShared {
   defines: Defines;
 }
 
-/** A pgbench-syntax script file: \set with random functions, :var substitution, several statements, \sleep. */
+/** A pgbench script file, in the whole of pgbench's script language (see script.ts). */
 export const custom: Workload<CustomShared> = {
   name: 'custom',
   description: 'a pgbench-syntax script: prodhome load custom FILE.sql',
@@ -33,8 +34,8 @@ export const custom: Workload<CustomShared> = {
     const scale = options.scale ?? (await pgbenchScale(sql)) ?? 1;
     return { file, text, scale, defines };
   },
-  client({ file, text, scale, defines }, { clientId, random, seed }) {
-    return scriptSource(parseScript(text, file, defines), { ...defines, scale, client_id: clientId, random_seed: seed, default_seed: seed }, random);
+  client({ file, text, scale, defines }, { clientId, clients, random, seed }) {
+    return scriptSource(parseScript(text, file, defines), { scale, clientId, seed, defaultSeed: Random.defaultSeed(seed, clients), defines }, random);
   },
   plan: ({ file, text, scale }) => ({ summary: `script ${file}, :scale ${scale}`, script: text }),
   pgbench: ({ file, scale, defines }) => ['-f', file, '-s', String(scale), ...Object.entries(defines).flatMap(([k, v]) => ['-D', `${k}=${v}`])],
