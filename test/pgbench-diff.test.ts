@@ -217,6 +217,8 @@ const CASES: Case[] = [
   { name: 'a random range too large', script: '\\set x random(-9223372036854775807, 9223372036854775806)\nSELECT :x;', fails: 'random range is too large' },
   { name: 'a random range upside down', script: '\\set lo 10\n\\set x random(:lo, 1)\nSELECT :x;', fails: 'empty range given to random' },
   { name: 'an SQL error', script: 'SELECT 1 / 0;', fails: 'division by zero' },
+  { name: '\\gset of a column that is no variable name', script: 'SELECT 1 \\gset\nSELECT 2;', fails: 'invalid variable name: "?column?"' },
+  { name: 'a variable \\gset did not set', script: 'SELECT 1 AS one \\gset\n\\set x :two + 1\nSELECT :x;', fails: 'undefined variable "two"' },
 ];
 
 /** One statement as the server logged it: its text and its parameters, if any. */

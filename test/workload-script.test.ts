@@ -262,6 +262,7 @@ describe('scripts: errors name file:line:column, the token and what was expected
     ['\\if 1\n\\else\n\\else\n\\endif', 3, '\\else after \\else'],
     ['\\if 1 extra\n\\endif', 1, 'unexpected "extra" after the expression'],
     ['\\startpipeline now', 1, 'unexpected argument "now" after \\startpipeline'],
+    ['\\startpipeline\nSELECT 1 \\gset\n\\endpipeline', 2, '\\gset is not allowed in pipeline mode'],
     ["SELECT 1;\nSELECT 'open", 2, 'unterminated quoted string'],
     ['SELECT $q$ open', 1, 'unterminated dollar-quoted string (no closing $q$)'],
   ])('%j: line %i, %s', (text, line, message) => {

@@ -170,10 +170,16 @@ export function scriptSource(script: Script, initial: ClientVariables, random: R
       if (rows !== 1) {
         throw new ScriptRuntimeError(`\\gset expected one row, got ${rows}`, rows === 0 ? 'SCRIPT_GSET_NO_ROW' : 'SCRIPT_GSET_ROWS');
       }
-      last!.fields.forEach((f, k) => set(prefix + f, last!.last![k] ?? ''));
+      last!.fields.forEach((f, k) => put(prefix + f, last!.last![k] ?? ''));
       return;
     }
-    for (const r of results) if (r.rows > 0 && r.last) r.fields.forEach((f, k) => set(prefix + f, r.last![k] ?? ''));
+    for (const r of results) if (r.rows > 0 && r.last) r.fields.forEach((f, k) => put(prefix + f, r.last![k] ?? ''));
+  }
+
+  /** A stored column: its name must be a variable name ("?column?" is not), as pgbench requires. */
+  function put(name: string, v: string): void {
+    if (!VARIABLE_NAME.test(name)) throw new ScriptRuntimeError(`invalid variable name: "${name}" (name the column: SELECT ... AS name)`, 'SCRIPT_GSET_NAME');
+    set(name, v); // a variable the script never reads need not be kept
   }
 
   function sleepMicros(c: Extract<Command, { kind: 'sleep' }>): number {
@@ -192,6 +198,8 @@ export function scriptSource(script: Script, initial: ClientVariables, random: R
     return valueString(v);
   }
 }
+
+const VARIABLE_NAME = /^[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*$/;
 
 /** Runs a command through /bin/sh, as pgbench's system()/popen() do; \setshell reads an integer from its first line. */
 function shell(command: string, read: boolean): Promise<bigint> {

@@ -96,6 +96,8 @@ export function parseScript(text: string, file: string, defines: Defines = {}): 
   let i = 0;
   /** A \gset must directly follow its SQL command (an \endif between them counts). */
   let previousWasSql = false;
+  /** Between \startpipeline and \endpipeline, as written: no \gset or \aset there. */
+  let inPipeline = false;
 
   while (i < text.length) {
     const c = text[i]!;
@@ -274,12 +276,15 @@ export function parseScript(text: string, file: string, defines: Defines = {}): 
         extra(1);
         const prev = commands[commands.length - 1];
         if (!prev || prev.kind !== 'sql' || prev.sql.store || !afterSql) fail(start, `\\${name} must follow an SQL command`);
+        if (inPipeline) fail(start, `\\${name} is not allowed in pipeline mode (results are read at \\endpipeline)`);
         (prev as { sql: SqlCommand }).sql.store = { prefix: args[0]?.text ?? '', all: name === 'aset' };
         stores = true;
         return;
       }
       default: {
         extra(0);
+        if (name === 'startpipeline') inPipeline = true;
+        else if (name === 'endpipeline') inPipeline = false;
         commands.push({ kind: name as 'startpipeline' | 'syncpipeline' | 'endpipeline', line });
       }
     }
