@@ -29,8 +29,8 @@ interface Case {
   transactions?: number;
   seed?: number;
   defines?: string[];
-  /** The run fails: this text is in pgbench's error and in prodhome's error message. */
-  fails?: string;
+  /** The run fails: this text is in pgbench's error and in prodhome's error message (or one text for each). */
+  fails?: string | { pgbench: string; prodhome: string };
 }
 
 const show = (name: string) => spawnSync(PGBENCH!, [`--show-script=${name}`], { encoding: 'utf8' }).stderr.replace(/^--.*\n/, '');
@@ -217,6 +217,11 @@ const CASES: Case[] = [
   { name: 'a random range too large', script: '\\set x random(-9223372036854775807, 9223372036854775806)\nSELECT :x;', fails: 'random range is too large' },
   { name: 'a random range upside down', script: '\\set lo 10\n\\set x random(:lo, 1)\nSELECT :x;', fails: 'empty range given to random' },
   { name: 'an SQL error', script: 'SELECT 1 / 0;', fails: 'division by zero' },
+  {
+    name: 'the connection dies mid-script',
+    script: 'SELECT pg_terminate_backend(pg_backend_pid());',
+    fails: { pgbench: 'terminating connection due to administrator command', prodhome: 'the server closed the connection' },
+  },
   { name: '\\gset of a column that is no variable name', script: 'SELECT 1 \\gset\nSELECT 2;', fails: 'invalid variable name: "?column?"' },
   { name: 'a variable \\gset did not set', script: 'SELECT 1 AS one \\gset\n\\set x :two + 1\nSELECT :x;', fails: 'undefined variable "two"' },
 ];
@@ -293,11 +298,12 @@ describe.skipIf(!PGBENCH)('differential: prodhome load custom vs the real pgbenc
 
         if (c.fails) {
           expect(pg.status, pg.stderr).toBe(2); // pgbench: a client aborted
-          expect(pg.stderr).toContain(c.fails);
+          const why = typeof c.fails === 'string' ? { pgbench: c.fails, prodhome: c.fails } : c.fails;
+          expect(pg.stderr).toContain(why.pgbench);
           expect(ph.code, ph.stderr).toBe(2); // prodhome: a failed transaction, exit 2 as pgbench
           const s = JSON.parse(ph.stdout) as LoadSummary;
           expect(s.failed).toBe(1);
-          expect(s.errors.map((e) => e.message).join('\n')).toContain(c.fails);
+          expect(s.errors.map((e) => e.message).join('\n')).toContain(why.prodhome);
           // What ran before the failure was the same.
           expect(fromProdhome.slice(0, fromPgbench.length)).toEqual(fromPgbench);
           return;

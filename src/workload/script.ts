@@ -58,8 +58,24 @@ export type Defines = Record<string, string | number>;
 
 const META = ['set', 'sleep', 'setshell', 'shell', 'if', 'elif', 'else', 'endif', 'gset', 'aset', 'startpipeline', 'syncpipeline', 'endpipeline'];
 
+/** A meta-command's name, after its backslash. */
+const META_NAME = /\\([^\s\\]*)/y;
+
 /** A variable reference in SQL, as pgbench's parseVariable reads one (no leading digit). */
 const SQL_VARIABLE = /:([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)/y;
+
+const parsed = new Map<string, Script>();
+
+/**
+ * A script parsed once per thread for all its clients (a script is read-only once parsed; each
+ * client keeps its own variables).
+ */
+export function sharedScript(text: string, file: string, defines: Defines = {}): Script {
+  const key = `${file}\0${JSON.stringify(defines)}\0${text}`;
+  let s = parsed.get(key);
+  if (!s) parsed.set(key, (s = parseScript(text, file, defines)));
+  return s;
+}
 
 export function parseScript(text: string, file: string, defines: Defines = {}): Script {
   const variables: string[] = [];
@@ -76,10 +92,18 @@ export function parseScript(text: string, file: string, defines: Defines = {}): 
   for (const name of assigned) slot(name);
   let stores = false;
 
-  /** Line and column (1-based) of an offset in the text. */
+  /** Line and column (1-based) of an offset in the text (line starts found once, then a binary search). */
+  const lineStarts = [0];
+  for (let k = text.indexOf('\n'); k >= 0; k = text.indexOf('\n', k + 1)) lineStarts.push(k + 1);
   const where = (at: number) => {
-    const start = text.lastIndexOf('\n', at - 1) + 1;
-    return { line: text.slice(0, start).split('\n').length, col: at - start + 1, start };
+    let lo = 0;
+    let hi = lineStarts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (lineStarts[mid]! <= at) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, col: at - lineStarts[lo]! + 1, start: lineStarts[lo]! };
   };
   const fail = (at: number, message: string): never => {
     const { line, col, start } = where(at);
@@ -165,7 +189,8 @@ export function parseScript(text: string, file: string, defines: Defines = {}): 
     const line = where(start).line;
     const afterSql = previousWasSql;
     previousWasSql = false;
-    const nameMatch = /^\\([^\s\\]*)/.exec(text.slice(i))!;
+    META_NAME.lastIndex = i;
+    const nameMatch = META_NAME.exec(text)!;
     const written = nameMatch[1]!;
     const name = written.toLowerCase();
     const after = i + nameMatch[0].length;

@@ -175,10 +175,16 @@ export class LoadThread {
         const began = now();
         let failure: ServerError | undefined;
         if (source.run) {
-          const f = await source.run({ conn, protocol: job.protocol, sleep: this.sleeper });
-          if (f) {
-            failure = f;
-            if (f.inTransaction && conn.alive) await conn.query('ROLLBACK').catch(() => undefined);
+          try {
+            const f = await source.run({ conn, protocol: job.protocol, sleep: this.sleeper });
+            if (f) {
+              failure = f;
+              // Like an application would: end the failed transaction before the next one.
+              if (f.inTransaction && conn.alive) await conn.query('ROLLBACK').catch(() => undefined);
+            }
+          } catch (e) {
+            if (!(e instanceof ConnectionLost)) throw e;
+            failure = { code: e.code, message: e.message };
           }
         }
         const steps = source.run ? NO_STEPS : source.next();

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { ProdhomeError, messageOf } from '../../errors.js';
-import { parseScript, type Defines } from '../script.js';
+import { parseScript, sharedScript, type Defines } from '../script.js';
 import { Random } from '../random.js';
 import { scriptSource } from '../script-source.js';
 import type { Workload } from '../types.js';
@@ -35,7 +35,7 @@ export const custom: Workload<CustomShared> = {
     return { file, text, scale, defines };
   },
   client({ file, text, scale, defines }, { clientId, clients, random, seed }) {
-    return scriptSource(parseScript(text, file, defines), { scale, clientId, seed, defaultSeed: Random.defaultSeed(seed, clients), defines }, random);
+    return scriptSource(sharedScript(text, file, defines), { scale, clientId, seed, defaultSeed: Random.defaultSeed(seed, clients), defines }, random);
   },
   plan: ({ file, text, scale }) => ({ summary: `script ${file}, :scale ${scale}`, script: text }),
   pgbench: ({ file, scale, defines }) => ['-f', file, '-s', String(scale), ...Object.entries(defines).flatMap(([k, v]) => ['-D', `${k}=${v}`])],

@@ -1,6 +1,6 @@
 import { ProdhomeError } from '../../errors.js';
 import type { Sql } from '../../pg/index.js';
-import { parseScript } from '../script.js';
+import { sharedScript } from '../script.js';
 import { Random } from '../random.js';
 import { scriptSource } from '../script-source.js';
 import type { Workload } from '../types.js';
@@ -43,7 +43,7 @@ export const tpcb: Workload<{ scale: number }> = {
     return { scale };
   },
   client({ scale }, { clientId, clients, random, seed }) {
-    return scriptSource(parseScript(TPCB_SCRIPT, '<builtin: tpcb>'), { scale, clientId, seed, defaultSeed: Random.defaultSeed(seed, clients) }, random);
+    return scriptSource(sharedScript(TPCB_SCRIPT, '<builtin: tpcb>'), { scale, clientId, seed, defaultSeed: Random.defaultSeed(seed, clients) }, random);
   },
   plan: ({ scale }) => ({ summary: `TPC-B (sort of), scale ${scale}`, script: TPCB_SCRIPT }),
   pgbench: () => ['-b', 'tpcb-like'],
