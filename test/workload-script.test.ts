@@ -172,6 +172,27 @@ describe('expressions compute what pgbench computes', () => {
   });
 });
 
+describe("pgbench's numbers, pinned (seen from pgbench 15 with the same seeds)", () => {
+  it('random() per client, :default_seed, hash and permute', async () => {
+    const text = '\\set a random(1, 1000000)\n\\set h hash(:a)\nSELECT :a, :h, :default_seed;';
+    const draws = (clientId: number) => {
+      const src = scriptSource(parseScript(text, 'p.sql'), { scale: 1, clientId, seed: 42n, defaultSeed: Random.defaultSeed(42n, 2) }, Random.forClient(42n, clientId));
+      const sent: string[] = [];
+      const session = { conn: { query: async (t: string) => (sent.push(t), { status: 'I', rows: 0 }) }, protocol: 'simple', sleep: async () => undefined } as unknown as ScriptSession;
+      return (async () => {
+        await src.run!(session);
+        return sent;
+      })();
+    };
+    // pgbench -c 2 --random-seed=42: client 0's first random(1, 1000000) is 668251, client 1's 844242
+    expect(await draws(0)).toEqual(['SELECT 668251, -2846345704759875020, 4482733528210176216;']);
+    expect(await draws(1)).toEqual(['SELECT 844242, 5343936370566475051, 4482733528210176216;']);
+    expect(await value('permute(123456, 1000000, -7)')).toBe('851997');
+    expect(await value('hash(-3, 12345)')).toBe('6738814077042844684');
+    expect(await value('hash_fnv1a(-1, -1)')).toBe('9116541788052886162');
+  });
+});
+
 describe('control flow and meta-commands', () => {
   it('\\if / \\elif / \\else / \\endif, nested, take the branch pgbench takes', async () => {
     const text = [

@@ -1,5 +1,5 @@
 import { hashFnv1a, hashMurmur2, MAX_ZIPFIAN_PARAM, MIN_GAUSSIAN_PARAM, MIN_ZIPFIAN_PARAM, permute, Random, ScriptRuntimeError } from './random.js';
-import { formatDouble, INT64_MAX, INT64_MIN, int64, parseText, toBool, toDouble, toInt, truth, typeName, type Value } from './values.js';
+import { formatDouble, INT64_MAX, INT64_MIN, int64, parseText, toBool, toDouble, toInt, truth, type Value } from './values.js';
 
 /**
  * pgbench's expression language (\set, \if, \elif), as its exprparse.y defines it: int64 and
@@ -625,4 +625,3 @@ function randomFn(fn: string): Strict {
   };
 }
 
-export { typeName };

@@ -56,11 +56,9 @@ export function formatDouble(d: number): string {
   if (Number.isNaN(d)) return 'nan';
   if (!Number.isFinite(d)) return d < 0 ? '-inf' : 'inf';
   if (d === 0) return Object.is(d, -0) ? '-0' : '0';
-  const exp = Math.floor(Math.log10(Math.abs(d)));
-  // toExponential gives the exponent %g would see after rounding to 15 digits
+  // toExponential gives the exponent %g decides by, after rounding to 15 digits
   const [mant, e] = d.toExponential(14).split('e') as [string, string];
   const x = Number(e);
-  void exp;
   if (x < -4 || x >= 15) {
     const m = mant.includes('.') ? mant.replace(/0+$/, '').replace(/\.$/, '') : mant;
     return `${m}e${x < 0 ? '-' : '+'}${String(Math.abs(x)).padStart(2, '0')}`;
