@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ProdhomeError } from '../src/errors.js';
-import { parseScript, Random, scriptSource, TPCB_SCRIPT, type Script, type ScriptSession } from '../src/workload/index.js';
+import { parseScript, PgbenchRandom, scriptSource, TPCB_SCRIPT, type Script, type ScriptSession } from '../src/workload/index.js';
 
 // The pgbench script language without a server: what scripts parse into, what expressions
 // compute, where control flow goes, and how bad scripts are refused. The SQL side runs against a
@@ -15,7 +15,7 @@ async function run(text: string, { defines = {}, times = 1 }: { defines?: Record
   const sent: string[] = [];
   const sleeps: number[] = [];
   const debug: string[] = [];
-  const src = scriptSource(script, { scale: 2, clientId: 3, seed: 1n, defaultSeed: 77n, defines }, new Random(1), (t) => debug.push(t));
+  const src = scriptSource(script, { scale: 2, clientId: 3, seed: 1n, defaultSeed: 77n, defines }, new PgbenchRandom(1), (t) => debug.push(t));
   const conn = {
     query: async (t: string) => {
       sent.push(t);
@@ -176,7 +176,7 @@ describe("pgbench's numbers, pinned (seen from pgbench 15 with the same seeds)",
   it('random() per client, :default_seed, hash and permute', async () => {
     const text = '\\set a random(1, 1000000)\n\\set h hash(:a)\nSELECT :a, :h, :default_seed;';
     const draws = (clientId: number) => {
-      const src = scriptSource(parseScript(text, 'p.sql'), { scale: 1, clientId, seed: 42n, defaultSeed: Random.defaultSeed(42n, 2) }, Random.forClient(42n, clientId));
+      const src = scriptSource(parseScript(text, 'p.sql'), { scale: 1, clientId, seed: 42n, defaultSeed: PgbenchRandom.defaultSeed(42n, 2) }, PgbenchRandom.forClient(42n, clientId));
       const sent: string[] = [];
       const session = { conn: { query: async (t: string) => (sent.push(t), { status: 'I', rows: 0 }) }, protocol: 'simple', sleep: async () => undefined } as unknown as ScriptSession;
       return (async () => {

@@ -1,4 +1,4 @@
-import { hashFnv1a, hashMurmur2, MAX_ZIPFIAN_PARAM, MIN_GAUSSIAN_PARAM, MIN_ZIPFIAN_PARAM, permute, Random, ScriptRuntimeError } from './random.js';
+import { hashFnv1a, hashMurmur2, MAX_ZIPFIAN_PARAM, MIN_GAUSSIAN_PARAM, MIN_ZIPFIAN_PARAM, permute, PgbenchRandom, ScriptRuntimeError } from './random.js';
 import { formatDouble, INT64_MAX, INT64_MIN, int64, parseText, toBool, toDouble, toInt, truth, type Value } from './values.js';
 
 /**
@@ -12,7 +12,7 @@ import { formatDouble, INT64_MAX, INT64_MIN, int64, parseText, toBool, toDouble,
 export interface EvalContext {
   /** The client's variables by index (undefined: not set). */
   vars: (Value | undefined)[];
-  random: Random;
+  random: PgbenchRandom;
   /** Variable names by index, for messages. */
   names: readonly string[];
   /** Where debug() writes. */
@@ -352,7 +352,7 @@ export function compileExpr(text: string, lookup: (name: string) => number): Com
   return { ...compile(tree, lookup), reads: variables(tree, new Set()) };
 }
 
-const FOLD_CONTEXT: EvalContext = { vars: [], random: new Random(0), names: [], debug: () => undefined };
+const FOLD_CONTEXT: EvalContext = { vars: [], random: new PgbenchRandom(0), names: [], debug: () => undefined };
 
 function compile(n: Node, lookup: (name: string) => number): Compiled {
   if (n.k === 'const') {

@@ -1,3 +1,5 @@
+import { Prng } from '../random/index.js';
+
 /**
  * The generator pgbench uses (PostgreSQL's pg_prng: xoroshiro128**, seeded through splitmix64),
  * bit for bit, and the distributions pgbench draws from it (pgbench.c: getrand,
@@ -31,7 +33,7 @@ function splitmix64(state: { s: bigint }): bigint {
   return v ^ (v >> 31n);
 }
 
-export class Random {
+export class PgbenchRandom {
   // s0 = a:b (high:low), s1 = c:d
   private a = 0;
   private b = 0;
@@ -64,17 +66,17 @@ export class Random {
    * Client `clientId`'s generator in a pgbench run seeded with `seed`: pgbench seeds one base
    * sequence from --random-seed and gives each client, in order, a state seeded from its next draw.
    */
-  static forClient(seed: number | bigint, clientId: number): Random {
-    const base = new Random(seed);
+  static forClient(seed: number | bigint, clientId: number): PgbenchRandom {
+    const base = new PgbenchRandom(seed);
     for (let i = 0; i < clientId; i++) base.next();
-    const r = new Random(0);
+    const r = new PgbenchRandom(0);
     r.seed(base.uint64());
     return r;
   }
 
   /** :default_seed in a pgbench run of `clients` clients: the base sequence's draw after the clients'. */
   static defaultSeed(seed: number | bigint, clients: number): bigint {
-    const base = new Random(seed);
+    const base = new PgbenchRandom(seed);
     for (let i = 0; i < clients; i++) base.next();
     return BigInt.asIntN(64, base.uint64());
   }
@@ -138,7 +140,7 @@ export class Random {
 
   /** random(lb, ub) with numbers (the built-in workloads): uniform integer, both ends included. */
   int(lb: number, ub: number): number {
-    if (lb > ub) throw new ScriptRuntimeError(`empty range given to random: ${lb} > ${ub}`, 'empty random range');
+    if (lb > ub) throw new ScriptRuntimeError(`empty range given to random: ${lb} > ${ub}`, 'SCRIPT_RANDOM');
     return lb + this.below(ub - lb);
   }
 
@@ -194,10 +196,75 @@ export class Random {
   }
 }
 
+/**
+ * The built-in workloads' draws (books ids and rows, think times, arrivals): prodhome's one
+ * generator (random/), so seeded runs and experiments repeat as they always have. Scripts draw
+ * from PgbenchRandom instead.
+ */
+export class Random extends Prng {
+  /** random(lb, ub): uniform integer, both ends included. */
+  int(lb: number, ub: number): number {
+    if (lb > ub) throw new ScriptRuntimeError(`empty range given to random: ${lb} > ${ub}`, 'SCRIPT_RANDOM');
+    return lb + Math.floor((ub - lb + 1) * this.double());
+  }
+
+  /** random_exponential(lb, ub, parameter). */
+  exponential(lb: number, ub: number, parameter: number): number {
+    if (lb > ub) throw new ScriptRuntimeError(`empty range given to random_exponential: ${lb} > ${ub}`, 'SCRIPT_RANDOM');
+    if (!(parameter > 0)) throw new ScriptRuntimeError(`exponential parameter must be greater than zero (got ${parameter})`);
+    const cut = Math.exp(-parameter);
+    const uniform = 1.0 - this.double();
+    const rand = -Math.log(cut + (1.0 - cut) * uniform) / parameter;
+    return lb + Math.floor((ub - lb + 1) * rand);
+  }
+
+  /** random_gaussian(lb, ub, parameter): Box-Muller, redrawn until within ±parameter. */
+  gaussian(lb: number, ub: number, parameter: number): number {
+    if (lb > ub) throw new ScriptRuntimeError(`empty range given to random_gaussian: ${lb} > ${ub}`, 'SCRIPT_RANDOM');
+    if (!(parameter >= MIN_GAUSSIAN_PARAM)) throw new ScriptRuntimeError(`gaussian parameter must be at least ${MIN_GAUSSIAN_PARAM.toFixed(1)} (got ${parameter})`);
+    let stdev: number;
+    do {
+      const rand1 = 1.0 - this.double(); // (0, 1], so the log is finite
+      const rand2 = this.double();
+      stdev = Math.sqrt(-2.0 * Math.log(rand1)) * Math.sin(2.0 * Math.PI * rand2);
+    } while (stdev < -parameter || stdev >= parameter);
+    const rand = (stdev + parameter) / (parameter * 2.0);
+    return lb + Math.floor((ub - lb + 1) * rand);
+  }
+
+  /** random_zipfian(lb, ub, s): the rejection-inversion method pgbench uses for s > 1. */
+  zipfian(lb: number, ub: number, s: number): number {
+    if (lb > ub) throw new ScriptRuntimeError(`empty range given to random_zipfian: ${lb} > ${ub}`, 'SCRIPT_RANDOM');
+    if (!(s >= MIN_ZIPFIAN_PARAM && s <= MAX_ZIPFIAN_PARAM)) {
+      throw new ScriptRuntimeError(`zipfian parameter must be in range [${MIN_ZIPFIAN_PARAM}, ${MAX_ZIPFIAN_PARAM}] (not ${s})`);
+    }
+    const n = ub - lb + 1;
+    if (n <= 1) return lb;
+    const b = Math.pow(2.0, s - 1.0);
+    for (;;) {
+      const u = this.double();
+      const v = this.double();
+      const x = Math.floor(Math.pow(u, -1.0 / (s - 1.0)));
+      const t = Math.pow(1.0 + 1.0 / x, s - 1.0);
+      if ((v * x * (t - 1.0)) / (b - 1.0) <= t / b && x <= n) return lb - 1 + x;
+    }
+  }
+
+  /** A standard exponential draw (mean 1): Poisson inter-arrival gaps. */
+  exp(): number {
+    return -Math.log(1.0 - this.double());
+  }
+
+  /** A Rayleigh draw with the given mean: sigma·sqrt(-2 ln U), sigma = mean / sqrt(pi/2). */
+  rayleigh(mean: number): number {
+    return (mean / Math.sqrt(Math.PI / 2)) * Math.sqrt(-2.0 * Math.log(1.0 - this.double()));
+  }
+}
+
 /** pgbench's permute(val, size, seed): a pseudorandom bijection of [0, size). */
 export function permute(val: bigint, size: bigint, seed: bigint): bigint {
   if (size < 2n) return 0n;
-  const r = new Random(seed);
+  const r = new PgbenchRandom(seed);
   const usize = BigInt.asUintN(64, size);
   let v = BigInt.asUintN(64, val) % usize;
   const masklen = BigInt(usize.toString(2).length - 1);

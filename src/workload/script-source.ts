@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { EvalContext } from './expr.js';
-import { ScriptRuntimeError, type Random } from './random.js';
+import { ScriptRuntimeError, type PgbenchRandom } from './random.js';
 import type { Command, Script, SqlCommand } from './script.js';
 import type { ScriptSession, TransactionFailure, TransactionSource } from './types.js';
 import { truth, valueString, type Value } from './values.js';
@@ -23,7 +23,7 @@ export interface ClientVariables {
  * persist from one transaction to the next, \sleep pausing, pipelines sent whole. A runtime error
  * (division by zero, overflow, \gset on no row…) fails the transaction with a SCRIPT_… code.
  */
-export function scriptSource(script: Script, initial: ClientVariables, random: Random, debug: (text: string) => void = (t) => process.stderr.write(`${t}\n`)): TransactionSource {
+export function scriptSource(script: Script, initial: ClientVariables, random: PgbenchRandom, debug: (text: string) => void = (t) => process.stderr.write(`${t}\n`)): TransactionSource {
   const vars: (Value | undefined)[] = new Array<Value | undefined>(script.variables.length).fill(undefined);
   const set = (name: string, v: Value) => {
     const i = script.index.get(name);

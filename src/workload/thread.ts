@@ -135,7 +135,7 @@ export class LoadThread {
 
   private async client(clientId: number, slot: number): Promise<void> {
     const { job } = this;
-    const random = Random.forClient(job.seed, clientId); // client i draws what pgbench's client i draws for the same --random-seed
+    const random = new Random((job.seed + Math.imul(clientId + 1, 0x9e3779b1)) >>> 0);
     const workload = workloadNamed(job.workload)!;
     const source = workload.client(job.shared, { clientId, clients: job.clients, random, seed: job.seed });
     const pace = job.pace;

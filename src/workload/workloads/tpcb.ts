@@ -1,7 +1,7 @@
 import { ProdhomeError } from '../../errors.js';
 import type { Sql } from '../../pg/index.js';
 import { sharedScript } from '../script.js';
-import { Random } from '../random.js';
+import { PgbenchRandom } from '../random.js';
 import { scriptSource } from '../script-source.js';
 import type { Workload } from '../types.js';
 
@@ -42,8 +42,8 @@ export const tpcb: Workload<{ scale: number }> = {
     if (scale === 0) throw new ProdhomeError('WORKLOAD_SETUP', `${node}: pgbench_branches is empty, so the scale is 0`, { hint });
     return { scale };
   },
-  client({ scale }, { clientId, clients, random, seed }) {
-    return scriptSource(sharedScript(TPCB_SCRIPT, '<builtin: tpcb>'), { scale, clientId, seed, defaultSeed: Random.defaultSeed(seed, clients) }, random);
+  client({ scale }, { clientId, clients, seed }) {
+    return scriptSource(sharedScript(TPCB_SCRIPT, '<builtin: tpcb>'), { scale, clientId, seed, defaultSeed: PgbenchRandom.defaultSeed(seed, clients) }, PgbenchRandom.forClient(seed, clientId));
   },
   plan: ({ scale }) => ({ summary: `TPC-B (sort of), scale ${scale}`, script: TPCB_SCRIPT }),
   pgbench: () => ['-b', 'tpcb-like'],
