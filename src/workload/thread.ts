@@ -2,7 +2,7 @@ import type { ConnectionInfo } from '../pg/index.js';
 import { Histogram, type HistogramData } from './histogram.js';
 import { Random } from './random.js';
 import { Arrivals, gateOpenAt, type Pace } from './schedule.js';
-import type { Step, WorkloadOptions } from './types.js';
+import type { ScriptSession, Step, WorkloadOptions } from './types.js';
 import { ConnectionLost, WireConnection, type Protocol, type ServerError } from './wire.js';
 import { workloadNamed, type WorkloadName } from './workloads/index.js';
 
@@ -139,6 +139,8 @@ export class LoadThread {
     const workload = workloadNamed(job.workload)!;
     const source = workload.client(job.shared, { clientId, clients: job.clients, random, seed: job.seed });
     const pace = job.pace;
+    // One session object per client, its connection swapped on reconnect: nothing allocated per transaction.
+    const session: ScriptSession = { conn: undefined as unknown as WireConnection, protocol: job.protocol, sleep: this.sleeper };
     let done = 0;
     let credit = 0; // think time overslept last time (timers wake late), taken off the next pause
     try {
@@ -176,7 +178,8 @@ export class LoadThread {
         let failure: ServerError | undefined;
         if (source.run) {
           try {
-            const f = await source.run({ conn, protocol: job.protocol, sleep: this.sleeper });
+            session.conn = conn;
+            const f = await source.run(session);
             if (f) {
               failure = f;
               // Like an application would: end the failed transaction before the next one.
