@@ -249,6 +249,7 @@ describe('the command line', () => {
     [['read', '--weights', 'update=1'], 'the read workload does not take --weights'],
     [['read', '-M', 'fast'], '-M fast: expected simple, extended, prepared'],
     [['custom'], 'the custom workload needs a script file'],
+    [['custom', 'x.sql', '-D', 'novalue'], '-D novalue: expected NAME=VALUE (a variable name, then a non-empty value)'],
     [['read', 'extra.sql'], 'unexpected argument "extra.sql": only the custom workload takes a file'],
     [['read', '--node', 'nope'], 'there is no node "nope"'],
     [['read', '--engine', 'pgbench', '-t', '1'], '--engine pgbench runs the tpcb and custom workloads, not read'],
