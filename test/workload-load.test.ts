@@ -249,6 +249,7 @@ describe('the command line', () => {
     [['read', '--weights', 'update=1'], 'the read workload does not take --weights'],
     [['read', '-M', 'fast'], '-M fast: expected simple, extended, prepared'],
     [['custom'], 'the custom workload needs a script file'],
+    [['custom', 'x.sql', '-D', 'novalue'], '-D novalue: expected NAME=VALUE (a variable name, then a non-empty value)'],
     [['read', 'extra.sql'], 'unexpected argument "extra.sql": only the custom workload takes a file'],
     [['read', '--node', 'nope'], 'there is no node "nope"'],
     [['read', '--engine', 'pgbench', '-t', '1'], '--engine pgbench runs the tpcb and custom workloads, not read'],
@@ -259,12 +260,12 @@ describe('the command line', () => {
     expect(r.stderr).not.toMatch(/ at .*\.js:\d+/); // no stack trace for a user error
   });
 
-  it('a script with a syntax error: file:line, the line, and a caret', () => {
+  it('a script with a syntax error: file:line:column, the line, and a caret', () => {
     const file = path.join(lab.dir, 'broken.sql');
     fs.writeFileSync(file, '\\set aid random(1, 1000)\n\\set bid random(1 10)\nSELECT :aid;\n');
     const r = loadCli(['custom', file, '-t', '1']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain(`${file}:2: expected ")" but found "10"\n    \\set bid random(1 10)\n                      ^`);
+    expect(r.stderr).toContain(`${file}:2:19: expected ")" but found "10"\n    \\set bid random(1 10)\n                      ^`);
   });
 });
 

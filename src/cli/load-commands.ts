@@ -151,13 +151,14 @@ function number(flag: string): (v: string) => number {
   };
 }
 
-function defines(list: string[] | undefined): Record<string, number> | undefined {
+function defines(list: string[] | undefined): Record<string, string> | undefined {
   if (!list?.length) return undefined;
-  const out: Record<string, number> = {};
+  const out: Record<string, string> = {};
   for (const d of list) {
-    const m = /^([A-Za-z0-9_]+)=(.*)$/.exec(d);
-    if (!m || m[2]!.trim() === '' || !Number.isFinite(Number(m[2]))) throw new ProdhomeError('USAGE', `-D ${d}: expected NAME=NUMBER (prodhome load's variables are numbers)`);
-    out[m[1]!] = Number(m[2]);
+    // As pgbench: NAME=VALUE, the value is text (a number, a word, anything non-empty).
+    const m = /^([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)=(.+)$/s.exec(d);
+    if (!m) throw new ProdhomeError('USAGE', `-D ${d}: expected NAME=VALUE (a variable name, then a non-empty value)`);
+    out[m[1]!] = m[2]!;
   }
   return out;
 }

@@ -5,9 +5,9 @@ export { parseSchedule, formatSchedule, paceOf, arrivalTimes, cumulative, invers
 export { parseScript, BUILTIN_VARIABLES, type Script, type Command, type Defines } from './script.js';
 export { scriptSource } from './script-source.js';
 export { Histogram, bucketOf, bucketRange, type HistogramData } from './histogram.js';
-export { Random } from './random.js';
+export { Random, PgbenchRandom } from './random.js';
 export { workloads, workloadNamed, type WorkloadName } from './workloads/index.js';
 export { parseWeights, DEFAULT_WEIGHTS } from './workloads/mixed.js';
 export { TPCB_SCRIPT } from './workloads/tpcb.js';
-export type { Workload, WorkloadOptions, Step, TransactionSource } from './types.js';
+export type { Workload, WorkloadOptions, Step, TransactionSource, ScriptSession, TransactionFailure } from './types.js';
 export type { Protocol } from './wire.js';

@@ -2,7 +2,7 @@ import type { ConnectionInfo } from '../pg/index.js';
 import { Histogram, type HistogramData } from './histogram.js';
 import { Random } from './random.js';
 import { Arrivals, gateOpenAt, type Pace } from './schedule.js';
-import type { WorkloadOptions } from './types.js';
+import type { ScriptSession, Step, WorkloadOptions } from './types.js';
 import { ConnectionLost, WireConnection, type Protocol, type ServerError } from './wire.js';
 import { workloadNamed, type WorkloadName } from './workloads/index.js';
 
@@ -50,6 +50,8 @@ export interface IntervalData {
 }
 
 export const now = (): number => performance.timeOrigin + performance.now();
+
+const NO_STEPS: readonly Step[] = [];
 
 class Interval {
   latency = new Histogram();
@@ -115,6 +117,8 @@ export class LoadThread {
     return end;
   }
 
+  private readonly sleeper = (ms: number) => this.sleep(ms);
+
   /** Asks every client to finish its transaction and stop; wakes sleeping ones. */
   stop(): void {
     this.stopping = true;
@@ -135,6 +139,8 @@ export class LoadThread {
     const workload = workloadNamed(job.workload)!;
     const source = workload.client(job.shared, { clientId, clients: job.clients, random, seed: job.seed });
     const pace = job.pace;
+    // One session object per client, its connection swapped on reconnect: nothing allocated per transaction.
+    const session: ScriptSession = { conn: undefined as unknown as WireConnection, protocol: job.protocol, sleep: this.sleeper };
     let done = 0;
     let credit = 0; // think time overslept last time (timers wake late), taken off the next pause
     try {
@@ -168,9 +174,23 @@ export class LoadThread {
             continue;
           }
         }
-        const steps = source.next();
         const began = now();
         let failure: ServerError | undefined;
+        if (source.run) {
+          try {
+            session.conn = conn;
+            const f = await source.run(session);
+            if (f) {
+              failure = f;
+              // Like an application would: end the failed transaction before the next one.
+              if (f.inTransaction && conn.alive) await conn.query('ROLLBACK').catch(() => undefined);
+            }
+          } catch (e) {
+            if (!(e instanceof ConnectionLost)) throw e;
+            failure = { code: e.code, message: e.message };
+          }
+        }
+        const steps = source.run ? NO_STEPS : source.next();
         for (const step of steps) {
           if ('sleepMicros' in step) {
             await this.sleep(step.sleepMicros / 1000);

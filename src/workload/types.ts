@@ -2,14 +2,27 @@ import type { Sql } from '../pg/index.js';
 import type { Random } from './random.js';
 import type { Defines } from './script.js';
 import type { Statement, Value } from './statement.js';
+import type { Protocol, ServerError, WireConnection } from './wire.js';
 
 /** One thing a client does within a transaction: a statement with its values, or a pause. */
 export type Step = { readonly statement: Statement; readonly values: readonly Value[] } | { readonly sleepMicros: number };
 
-/** What one client runs: the steps of its next transaction, each time it is asked. */
-export interface TransactionSource {
-  next(): readonly Step[];
+/**
+ * What one client runs, each time it is asked: the steps of its next transaction (`next`), or —
+ * for scripts, whose control flow depends on results — the whole transaction run against the
+ * client's connection (`run`).
+ */
+export type TransactionSource = { next(): readonly Step[]; run?: undefined } | { run(session: ScriptSession): Promise<TransactionFailure | undefined>; next?: undefined };
+
+/** What a script transaction runs against: its client's connection, the protocol, a stoppable sleep. */
+export interface ScriptSession {
+  conn: WireConnection;
+  protocol: Protocol;
+  sleep(ms: number): Promise<void>;
 }
+
+/** A failed transaction: the server's error, or a script error (code SCRIPT_…); whether a transaction block is left open. */
+export type TransactionFailure = ServerError & { inTransaction: boolean };
 
 export interface ClientContext {
   /** 0 … clients-1, across all threads. */

@@ -27,6 +27,23 @@ export interface Outcome {
   /** Transaction status after the statement: I idle, T in a transaction, E in a failed one. */
   status: 'I' | 'T' | 'E';
   rows: number;
+  /** With `capture`: each statement's result, in order (pgbench's \gset and \aset read them). */
+  results?: ResultSet[];
+}
+
+/** One statement's result when captured: its columns, row count and last row (text, null for NULL). */
+export interface ResultSet {
+  fields: string[];
+  rows: number;
+  last: (string | null)[] | null;
+}
+
+/** A statement with its values, one of a pipeline's. */
+export interface PipelineItem {
+  statement: Statement;
+  values: readonly Value[];
+  /** A Sync follows it (\syncpipeline, and the pipeline's end). */
+  sync?: boolean;
 }
 
 /** The connection itself failed (refused, reset, closed): SQLSTATE class 08. */
@@ -40,6 +57,9 @@ export class ConnectionLost extends Error {
 }
 
 const enum T {
+  RowDescription = 0x54,
+  CommandComplete = 0x43,
+  EmptyQuery = 0x49,
   Auth = 0x52,
   ParameterStatus = 0x53,
   Error = 0x45,
@@ -63,6 +83,12 @@ export class WireConnection {
   private scram?: { nonce: string; clientFirst: string; serverSignature?: Buffer };
   private closed = false;
   private ready = false;
+  /** Set while a captured statement runs: the results so far, and the one being read. */
+  private results: ResultSet[] | null = null;
+  private currentResult: ResultSet | null = null;
+  /** ReadyForQuery messages still due before the pending call completes (pipelines send several Syncs). */
+  private readiesLeft = 1;
+  private firstError: ServerError | undefined;
   readonly parameters = new Map<string, string>();
 
   private constructor(private readonly info: ConnectionInfo) {}
@@ -117,18 +143,26 @@ export class WireConnection {
     return !this.closed;
   }
 
-  /** Runs one statement with its values under the given protocol. */
-  run(s: Statement, values: readonly Value[], protocol: Protocol): Promise<Outcome> {
+  /** Runs one statement with its values under the given protocol; `capture` keeps its result (\gset). */
+  run(s: Statement, values: readonly Value[], protocol: Protocol, capture = false): Promise<Outcome> {
+    if (capture) this.results = [];
     if (protocol === 'simple') {
-      if (s.arity) return this.query(inline(s, values));
+      if (s.arity || capture) return this.send(queryMessage(s.arity ? inline(s, values) : s.text));
       // Statements without values (BEGIN, END…) are encoded once.
       let q = constantQueries.get(s.id);
       if (!q) constantQueries.set(s.id, (q = queryMessage(s.text)));
       return this.send(q);
     }
+    const msgs: Buffer[] = [];
+    this.extended(msgs, s, values, protocol, capture);
+    msgs.push(SYNC);
+    return this.send(Buffer.concat(msgs));
+  }
+
+  /** Parse (unless prepared), Bind, [Describe,] Execute for one statement. */
+  private extended(msgs: Buffer[], s: Statement, values: readonly Value[], protocol: Protocol, describe: boolean): void {
     const named = protocol === 'prepared';
     const name = named ? `prodhome_${s.id}` : '';
-    const msgs: Buffer[] = [];
     if (!named || !this.prepared.has(s.id)) {
       msgs.push(message(0x50, [cstr(name), cstr(s.text), int16(0)]));
       if (named) this.parsing = s.id;
@@ -143,12 +177,49 @@ export class WireConnection {
       }
     }
     params.push(int16(0));
-    msgs.push(message(0x42, [cstr(''), cstr(name), ...params]), EXECUTE, SYNC);
+    msgs.push(message(0x42, [cstr(''), cstr(name), ...params]));
+    if (describe) msgs.push(DESCRIBE_PORTAL);
+    msgs.push(EXECUTE);
+  }
+
+  /**
+   * A pipeline (extended protocol): every statement is sent at once, with a Sync where asked and
+   * at the end, then every result is read. After an error the server skips to the next Sync; the
+   * outcome carries the first error.
+   */
+  pipeline(items: readonly PipelineItem[], protocol: Protocol): Promise<Outcome> {
+    const msgs: Buffer[] = [];
+    let syncs = 0;
+    items.forEach((item, k) => {
+      this.extended(msgs, item.statement, item.values, protocol, false);
+      if (item.sync || k === items.length - 1) {
+        msgs.push(SYNC);
+        syncs++;
+      }
+    });
+    if (!syncs) {
+      msgs.push(SYNC);
+      syncs = 1;
+    }
+    this.readiesLeft = syncs;
     return this.send(Buffer.concat(msgs));
   }
 
-  /** A simple-protocol query (one or more statements). */
-  query(text: string): Promise<Outcome> {
+  /** Prepares a named statement (-M prepared) ahead of a pipeline, as pgbench does. */
+  prepare(s: Statement): Promise<Outcome> {
+    if (this.prepared.has(s.id)) return Promise.resolve({ status: 'I', rows: 0 });
+    this.parsing = s.id;
+    return this.send(Buffer.concat([message(0x50, [cstr(`prodhome_${s.id}`), cstr(s.text), int16(0)]), SYNC]));
+  }
+
+  /** Whether a named statement is prepared on this connection. */
+  isPrepared(s: Statement): boolean {
+    return this.prepared.has(s.id);
+  }
+
+  /** A simple-protocol query (one or more statements); `capture` keeps each statement's result. */
+  query(text: string, capture = false): Promise<Outcome> {
+    if (capture) this.results = [];
     return this.send(queryMessage(text));
   }
 
@@ -202,13 +273,37 @@ export class WireConnection {
     switch (type) {
       case T.DataRow:
         this.rows++;
+        if (this.currentResult) {
+          this.currentResult.rows++;
+          this.currentResult.last = dataRow(b, start);
+        }
+        return;
+      case T.RowDescription:
+        if (this.results) this.currentResult = { fields: fieldNames(b, start), rows: 0, last: null };
+        return;
+      case T.CommandComplete:
+      case T.EmptyQuery:
+        if (this.results) {
+          this.results.push(this.currentResult ?? { fields: [], rows: 0, last: null });
+          this.currentResult = null;
+        }
         return;
       case T.Ready: {
         this.ready = true;
+        if (this.readiesLeft > 1) {
+          // a pipeline's intermediate Sync: keep reading, keep the first error
+          this.readiesLeft--;
+          this.firstError ??= this.error;
+          this.error = undefined;
+          return;
+        }
         const done = this.pending;
-        const outcome: Outcome = { error: this.error, status: String.fromCharCode(b[start]!) as Outcome['status'], rows: this.rows };
+        const outcome: Outcome = { error: this.firstError ?? this.error, status: String.fromCharCode(b[start]!) as Outcome['status'], rows: this.rows };
+        if (this.results) outcome.results = this.results;
         this.pending = this.failed = null;
-        this.error = undefined;
+        this.error = this.firstError = undefined;
+        this.results = this.currentResult = null;
+        this.readiesLeft = 1;
         this.rows = 0;
         done?.(outcome);
         return;
@@ -287,6 +382,36 @@ export class WireConnection {
   }
 }
 
+/** Column names of a RowDescription. */
+function fieldNames(b: Buffer, start: number): string[] {
+  const n = b.readInt16BE(start);
+  const out: string[] = [];
+  let i = start + 2;
+  for (let k = 0; k < n; k++) {
+    const z = b.indexOf(0, i);
+    out.push(b.toString('utf8', i, z));
+    i = z + 1 + 18; // table oid, column, type oid, size, modifier, format
+  }
+  return out;
+}
+
+/** A DataRow's values as text (null for NULL). */
+function dataRow(b: Buffer, start: number): (string | null)[] {
+  const n = b.readInt16BE(start);
+  const out: (string | null)[] = [];
+  let i = start + 2;
+  for (let k = 0; k < n; k++) {
+    const len = b.readInt32BE(i);
+    i += 4;
+    if (len < 0) out.push(null);
+    else {
+      out.push(b.toString('utf8', i, i + len));
+      i += len;
+    }
+  }
+  return out;
+}
+
 function errorFields(b: Buffer, start: number, end: number): ServerError {
   const f: Record<string, string> = {};
   let i = start;
@@ -330,5 +455,6 @@ function queryMessage(text: string): Buffer {
 }
 const constantQueries = new Map<number, Buffer>();
 const EXECUTE = message(0x45, [cstr(''), int32(0)]);
+const DESCRIBE_PORTAL = message(0x44, [Buffer.from('P'), cstr('')]);
 const SYNC = message(0x53, []);
 const TERMINATE = message(0x58, []);

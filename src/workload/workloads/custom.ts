@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { ProdhomeError, messageOf } from '../../errors.js';
-import { parseScript, type Defines } from '../script.js';
+import { parseScript, sharedScript, type Defines } from '../script.js';
+import { PgbenchRandom } from '../random.js';
 import { scriptSource } from '../script-source.js';
 import type { Workload } from '../types.js';
 import { pgbenchScale } from './tpcb.js';
@@ -12,7 +13,7 @@ interface CustomShared {
   defines: Defines;
 }
 
-/** A pgbench-syntax script file: \set with random functions, :var substitution, several statements, \sleep. */
+/** A pgbench script file, in the whole of pgbench's script language (see script.ts). */
 export const custom: Workload<CustomShared> = {
   name: 'custom',
   description: 'a pgbench-syntax script: prodhome load custom FILE.sql',
@@ -33,8 +34,9 @@ export const custom: Workload<CustomShared> = {
     const scale = options.scale ?? (await pgbenchScale(sql)) ?? 1;
     return { file, text, scale, defines };
   },
-  client({ file, text, scale, defines }, { clientId, random, seed }) {
-    return scriptSource(parseScript(text, file, defines), { ...defines, scale, client_id: clientId, random_seed: seed, default_seed: seed }, random);
+  client({ file, text, scale, defines }, { clientId, clients, seed }) {
+    // pgbench's generator, seeded per client as pgbench does: the same --random-seed draws the same numbers
+    return scriptSource(sharedScript(text, file, defines), { scale, clientId, seed, defaultSeed: PgbenchRandom.defaultSeed(seed, clients), defines }, PgbenchRandom.forClient(seed, clientId));
   },
   plan: ({ file, text, scale }) => ({ summary: `script ${file}, :scale ${scale}`, script: text }),
   pgbench: ({ file, scale, defines }) => ['-f', file, '-s', String(scale), ...Object.entries(defines).flatMap(([k, v]) => ['-D', `${k}=${v}`])],

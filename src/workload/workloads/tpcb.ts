@@ -1,6 +1,7 @@
 import { ProdhomeError } from '../../errors.js';
 import type { Sql } from '../../pg/index.js';
-import { parseScript } from '../script.js';
+import { sharedScript } from '../script.js';
+import { PgbenchRandom } from '../random.js';
 import { scriptSource } from '../script-source.js';
 import type { Workload } from '../types.js';
 
@@ -41,8 +42,8 @@ export const tpcb: Workload<{ scale: number }> = {
     if (scale === 0) throw new ProdhomeError('WORKLOAD_SETUP', `${node}: pgbench_branches is empty, so the scale is 0`, { hint });
     return { scale };
   },
-  client({ scale }, { clientId, random, seed }) {
-    return scriptSource(parseScript(TPCB_SCRIPT, '<builtin: tpcb>'), { scale, client_id: clientId, random_seed: seed, default_seed: seed }, random);
+  client({ scale }, { clientId, clients, seed }) {
+    return scriptSource(sharedScript(TPCB_SCRIPT, '<builtin: tpcb>'), { scale, clientId, seed, defaultSeed: PgbenchRandom.defaultSeed(seed, clients) }, PgbenchRandom.forClient(seed, clientId));
   },
   plan: ({ scale }) => ({ summary: `TPC-B (sort of), scale ${scale}`, script: TPCB_SCRIPT }),
   pgbench: () => ['-b', 'tpcb-like'],
