@@ -75,6 +75,7 @@ export function registerLoadCommands(program: Command): void {
         progressSeconds: flags.progress,
         onProgress: (line: string) => process.stderr.write(`${line}\n`),
         signal: stop.signal,
+        engine: flags.engine as 'prodhome' | 'pgbench',
       };
       // Mistakes in the command line first, before the lab is asked anything.
       const checked = checkLoad(request);
@@ -151,13 +152,14 @@ function number(flag: string): (v: string) => number {
   };
 }
 
-function defines(list: string[] | undefined): Record<string, number> | undefined {
+/** -D NAME=VALUE, VALUE as given (pgbench takes any text; the custom workload says what its engine needs). */
+function defines(list: string[] | undefined): Record<string, string> | undefined {
   if (!list?.length) return undefined;
-  const out: Record<string, number> = {};
+  const out: Record<string, string> = {};
   for (const d of list) {
-    const m = /^([A-Za-z0-9_]+)=(.*)$/.exec(d);
-    if (!m || m[2]!.trim() === '' || !Number.isFinite(Number(m[2]))) throw new ProdhomeError('USAGE', `-D ${d}: expected NAME=NUMBER (prodhome load's variables are numbers)`);
-    out[m[1]!] = Number(m[2]);
+    const m = /^([A-Za-z0-9_]+)=(.*)$/s.exec(d);
+    if (!m) throw new ProdhomeError('USAGE', `-D ${d}: expected NAME=VALUE (NAME: letters, digits, _)`);
+    out[m[1]!] = m[2]!;
   }
   return out;
 }
