@@ -117,6 +117,11 @@ export class WireConnection {
     return !this.closed;
   }
 
+  /** A statement is in flight: its answer is awaited. */
+  get busy(): boolean {
+    return this.pending !== null;
+  }
+
   /** Runs one statement with its values under the given protocol. */
   run(s: Statement, values: readonly Value[], protocol: Protocol): Promise<Outcome> {
     if (protocol === 'simple') {
