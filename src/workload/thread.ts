@@ -50,7 +50,8 @@ export interface IntervalData {
   errors: Record<string, ErrorCount>;
 }
 
-export const now = (): number => performance.timeOrigin + performance.now();
+const origin = performance.timeOrigin;
+export const now = (): number => origin + performance.now();
 
 class Interval {
   latency = new Histogram();
