@@ -1,17 +1,21 @@
 #!/usr/bin/env node
-// Benchmark: `prodhome load tpcb -c 8 -T 10` against `pgbench -n -c 8 -j 2 -T 10` on the same
-// server, at the same scale, in the same run — at scale 1 (pgbench's default: every transaction
-// queues on the one branch row, so the client's reaction time is on the critical path) and at
-// scale 10 (at least as many branches as clients, as pgbench's documentation advises). Each round
-// runs both, in alternating order, each from the same state (pgbench_history truncated, tables
-// vacuumed, a checkpoint), after an untimed warm-up. Reports TPS of both, their ratio (target
-// >= 0.9) and client CPU: per transaction, and per second of server CPU (the issue's yardstick:
-// pgbench used 0.17-0.34 s per server CPU second here). Medians over rounds; PASS/MISS; exits
-// non-zero only when something fails to run, never on speed.
+// Benchmark: `prodhome load` against pgbench on the same server, at the same scale, in the same
+// run, workload by workload:
+//   tpcb           prodhome load tpcb               vs  pgbench (tpcb-like)
+//   select-only    prodhome load custom <its -S script>   vs  pgbench -b select-only (-S)
+//   simple-update  prodhome load custom <its -N script>   vs  pgbench -b simple-update (-N)
+//   sleep100/sleep500  select-only with `\sleep 100 us` / `\sleep 500 us` before the SELECT, both -f
+//   pipeline       ten SELECTs between \startpipeline and \endpipeline, -M extended, both -f (when
+//                  prodhome cannot parse it yet, pgbench alone runs it and the row says so)
+// (the scripts are pgbench's own, from --show-script), at each client count, `-j` threads on both
+// sides. Each round runs both, in alternating order, each from the same state (pgbench_history
+// truncated, tables vacuumed, a checkpoint), after an untimed warm-up. Reports TPS of both, their
+// ratio (target >= 0.9) and client CPU: per transaction, and per second of server CPU. Medians
+// over rounds; PASS/MISS; exits non-zero only when something fails to run, never on speed.
 //
-//   node bench/load.mjs [--rounds N] [--seconds S] [--clients C] [--jobs J] [--pgbench-jobs J] [--scales 1,10] [--json]
-//   (--jobs: prodhome's threads, 1 by default as in the issue's command; 2 matches pgbench's -j 2;
-//   --pgbench-jobs: pgbench's -j, 2 as in the issue; 1 compares the two clients thread for thread)
+//   node bench/load.mjs [--rounds N] [--seconds S] [--workloads tpcb,select-only,...] [--clients 4,8]
+//                       [--jobs J] [--pgbench-jobs J] [--scales 1,10] [--json]
+//   (--jobs: prodhome's threads, --pgbench-jobs: pgbench's -j; both 2 by default, thread for thread)
 //   (or BENCH_ROUNDS=N; needs `npm run build` and pgbench: BENCH_PGBENCH, else
 //   /usr/lib/postgresql/15/bin/pgbench, else pgbench on PATH)
 
@@ -27,28 +31,34 @@ const TARGET_RATIO = 0.9;
 
 // ---- arguments ------------------------------------------------------------------------------
 
+const WORKLOADS = ['tpcb', 'select-only', 'simple-update', 'sleep100', 'sleep500', 'pipeline'];
 const args = benchArgs({
-  usage: 'node bench/load.mjs [--rounds N] [--seconds S] [--clients C] [--jobs J] [--pgbench-jobs J] [--scales 1,10] [--json]',
+  usage: 'node bench/load.mjs [--rounds N] [--seconds S] [--workloads tpcb,select-only,simple-update,sleep100,sleep500,pipeline] [--clients 4,8] [--jobs J] [--pgbench-jobs J] [--scales 1,10] [--json]',
   options: {
     seconds: { type: 'string', default: '10' },
-    clients: { type: 'string', default: '8' },
-    jobs: { type: 'string', default: '1' },
+    workloads: { type: 'string', default: 'tpcb,select-only,simple-update' },
+    clients: { type: 'string', default: '4,8' },
+    jobs: { type: 'string', default: '2' },
     'pgbench-jobs': { type: 'string', default: '2' },
-    scales: { type: 'string', default: '1,10' },
+    scales: { type: 'string', default: '1' },
   },
-  integers: ['seconds', 'clients', 'jobs', 'pgbench-jobs'],
+  integers: ['seconds', 'jobs', 'pgbench-jobs'],
   needs: 'workload/index.js',
 });
-const { rounds, json, seconds, clients } = args;
-// prodhome's threads: 1 (its default, the issue's command) or 2 (as many as pgbench is given).
+const { rounds, json, seconds } = args;
+const list = (name, ok) => {
+  const xs = args[name].split(',').map((x) => x.trim());
+  if (!xs.every(ok)) {
+    console.error(`bench: --${name} ${args[name]}: not understood`);
+    process.exit(2);
+  }
+  return xs;
+};
+const workloads = list('workloads', (w) => WORKLOADS.includes(w));
+const clientCounts = list('clients', (n) => Number.isInteger(Number(n)) && Number(n) >= 1).map(Number);
 const jobs = args.jobs;
-const jobsArgs = jobs === 1 ? [] : ['-j', String(jobs)];
 const pgbenchJobs = String(args['pgbench-jobs']);
-const scales = args.scales.split(',').map((x) => Number(x.trim()));
-if (!scales.every((n) => Number.isInteger(n) && n >= 1)) {
-  console.error(`bench: --scales wants positive integers separated by commas, got ${args.scales}`);
-  process.exit(2);
-}
+const scales = list('scales', (n) => Number.isInteger(Number(n)) && Number(n) >= 1).map(Number);
 const PGBENCH = [process.env.BENCH_PGBENCH, '/usr/lib/postgresql/15/bin/pgbench', spawnSync('sh', ['-c', 'command -v pgbench'], { encoding: 'utf8' }).stdout.trim()].find(
   (p) => p && fs.existsSync(p),
 );
@@ -137,7 +147,39 @@ const prodhome = (...a) => mustRun(`prodhome ${a.join(' ')}`, process.execPath, 
 const perTx = (x) => x.cpu / x.transactions;
 const perServer = (x) => (x.serverCpu ? x.cpu / x.serverCpu : NaN);
 
-/** Every round at one scale: fresh pgbench tables, an untimed warm-up, then the rounds. */
+/** The scripts both sides run (pgbench's own, as --show-script prints them), and how each side is told to run them. */
+function workloadPlan(name) {
+  const show = (b) => {
+    const r = spawnSync(PGBENCH, ['--show-script', b], { encoding: 'utf8' }); // it prints on stderr
+    return r.stderr || r.stdout;
+  };
+  const file = (text) => {
+    const f = path.join(dir, `${name}.sql`);
+    fs.writeFileSync(f, text);
+    return f;
+  };
+  const selectOnly = show('select-only');
+  switch (name) {
+    case 'tpcb':
+      return { prodhome: ['tpcb'], pgbench: ['-b', 'tpcb-like'] };
+    case 'select-only':
+      return { prodhome: ['custom', file(selectOnly)], pgbench: ['-b', 'select-only'] };
+    case 'simple-update':
+      return { prodhome: ['custom', file(show('simple-update'))], pgbench: ['-b', 'simple-update'] };
+    case 'sleep100':
+    case 'sleep500': {
+      const f = file(selectOnly.replace(/^SELECT/m, `\\sleep ${name.slice(5)} us\nSELECT`));
+      return { prodhome: ['custom', f], pgbench: ['-f', f] };
+    }
+    case 'pipeline': {
+      const select = selectOnly.split('\n').find((l) => l.startsWith('SELECT'));
+      const f = file([selectOnly.split('\n').find((l) => l.startsWith('\\set')), '\\startpipeline', ...Array(10).fill(select), '\\endpipeline', ''].join('\n'));
+      return { prodhome: ['custom', f, '-M', 'extended'], pgbench: ['-f', f, '-M', 'extended'] };
+    }
+  }
+}
+
+/** Every workload and client count at one scale: fresh pgbench tables, an untimed warm-up, then the rounds. */
 async function benchScale(scale, env, pid, sql) {
   await mustRun(`pgbench -i -s ${scale}`, PGBENCH, ['-i', '-q', '-s', String(scale)], { env });
   // Both sides start from the same state: what pgbench does before a run unless -n (history
@@ -156,25 +198,39 @@ async function benchScale(scale, env, pid, sql) {
     const s1 = serverCpu(pid);
     return { ...r, serverCpu: s0 === undefined || s1 === undefined ? undefined : s1 - s0 };
   };
+  // Warm caches (a freshly loaded pgbench_accounts) before anything is timed.
+  await reset();
+  await mustRun('pgbench warm-up', PGBENCH, ['-n', '-c', '4', '-j', pgbenchJobs, '-T', '3'], { env });
+  const out = [];
+  for (const workload of workloads) {
+    const plan = workloadPlan(workload);
+    // A script prodhome cannot run yet (pipeline mode before the language has it): pgbench alone.
+    const dry = await runTimed(process.execPath, [CLI, 'load', ...plan.prodhome, '-t', '1', '--dry-run'], { cwd: dir });
+    const prodhomeRuns = dry.code === 0;
+    if (!prodhomeRuns) log(`\n${workload}: prodhome cannot run this script yet (${dry.stderr.trim().split('\n')[0]}); pgbench alone`);
+    for (const clients of clientCounts) out.push(await benchOne(scale, workload, plan, prodhomeRuns, clients, env, measure));
+  }
+  return out;
+}
+
+async function benchOne(scale, workload, plan, prodhomeRuns, clients, env, measure) {
   const ours = () =>
     measure(async () => {
-      const r = await prodhome('load', 'tpcb', '-c', String(clients), '-T', String(seconds), ...jobsArgs, '--json');
+      const r = await prodhome('load', ...plan.prodhome, '-c', String(clients), '-j', String(jobs), '-T', String(seconds), '--json');
       const s = JSON.parse(r.stdout);
       return { tps: s.tps, transactions: s.transactions + s.failed, cpu: r.cpu, cpuInRun: s.clientCpu.seconds };
     });
   const theirs = () =>
     measure(async () => {
-      const r = await mustRun('pgbench', PGBENCH, ['-n', '-c', String(clients), '-j', pgbenchJobs, '-T', String(seconds)], { env });
+      const r = await mustRun('pgbench', PGBENCH, ['-n', ...plan.pgbench, '-c', String(clients), '-j', pgbenchJobs, '-T', String(seconds)], { env });
       const tps = Number(/^tps = ([\d.]+)/m.exec(r.stdout)?.[1]);
       const transactions = Number(/^number of transactions actually processed: (\d+)/m.exec(r.stdout)?.[1]);
       return { tps, transactions, cpu: r.cpu };
     });
+  const none = { tps: NaN, transactions: NaN, cpu: NaN, cpuInRun: NaN, serverCpu: undefined };
 
   log('');
-  log(`scale ${scale}: prodhome load tpcb -c ${clients}${jobsArgs.length ? ` -j ${jobs}` : ''} -T ${seconds}  vs  pgbench -n -c ${clients} -j ${pgbenchJobs} -T ${seconds}; ${rounds} round(s), order alternates`);
-  // Warm caches (a freshly loaded pgbench_accounts) before anything is timed.
-  await reset();
-  await mustRun('pgbench warm-up', PGBENCH, ['-n', '-c', String(clients), '-j', pgbenchJobs, '-T', '3'], { env });
+  log(`${workload}, scale ${scale}: prodhome load ${plan.prodhome.map((a) => path.basename(a)).join(' ')} -c ${clients} -j ${jobs} -T ${seconds}  vs  pgbench -n ${plan.pgbench.map((a) => path.basename(a)).join(' ')} -c ${clients} -j ${pgbenchJobs} -T ${seconds}; ${rounds} round(s), order alternates`);
   log('round  first     prodhome tps  pgbench tps  ratio  prodhome CPU/tx  pgbench CPU/tx  prodhome CPU/server-s  pgbench CPU/server-s');
   const results = [];
   for (let i = 1; i <= rounds; i++) {
@@ -182,7 +238,10 @@ async function benchScale(scale, env, pid, sql) {
     const prodhomeFirst = i % 2 === 1;
     let p;
     let g;
-    if (prodhomeFirst) {
+    if (!prodhomeRuns) {
+      p = none;
+      g = await theirs();
+    } else if (prodhomeFirst) {
       p = await ours();
       checkInterrupted();
       g = await theirs();
@@ -205,7 +264,10 @@ async function benchScale(scale, env, pid, sql) {
   }
   const m = (f) => median(results.map(f));
   const summary = {
+    workload,
     scale,
+    clients,
+    prodhomeRan: prodhomeRuns,
     rounds: results,
     median: {
       ratio: m((r) => r.ratio),
@@ -220,9 +282,14 @@ async function benchScale(scale, env, pid, sql) {
   };
   const x = summary.median;
   summary.pass = x.ratio >= TARGET_RATIO;
-  log(`scale ${scale} tps: prodhome ${x.prodhomeTps.toFixed(0)}, pgbench ${x.pgbenchTps.toFixed(0)}, ratio ${x.ratio.toFixed(2)} (median of rounds, range ${Math.min(...results.map((r) => r.ratio)).toFixed(2)}–${Math.max(...results.map((r) => r.ratio)).toFixed(2)}; target >= ${TARGET_RATIO}) ${summary.pass ? 'PASS' : 'MISS'}`);
-  log(`scale ${scale} client CPU per transaction: prodhome ${(x.prodhomeCpuPerTxMicros / 1e6).toExponential(2)} s (${x.prodhomeCpuPerTxMicros.toFixed(0)} µs; ${x.prodhomeCpuPerTxMicrosInRun.toFixed(0)} µs within the run, as its summary reports), pgbench ${(x.pgbenchCpuPerTxMicros / 1e6).toExponential(2)} s (${x.pgbenchCpuPerTxMicros.toFixed(0)} µs) — whole processes`);
-  log(`scale ${scale} client CPU per second of server CPU: prodhome ${x.prodhomeCpuPerServerSecond.toFixed(2)} s, pgbench ${x.pgbenchCpuPerServerSecond.toFixed(2)} s`);
+  const what = `${workload} -c ${clients} (scale ${scale})`;
+  if (!prodhomeRuns) {
+    log(`${what} tps: pgbench ${x.pgbenchTps.toFixed(0)} (median of rounds); prodhome cannot run the script yet`);
+    return summary;
+  }
+  log(`${what} tps: prodhome ${x.prodhomeTps.toFixed(0)}, pgbench ${x.pgbenchTps.toFixed(0)}, ratio ${x.ratio.toFixed(2)} (median of rounds, range ${Math.min(...results.map((r) => r.ratio)).toFixed(2)}–${Math.max(...results.map((r) => r.ratio)).toFixed(2)}; target >= ${TARGET_RATIO}) ${summary.pass ? 'PASS' : 'MISS'}`);
+  log(`${what} client CPU per transaction: prodhome ${x.prodhomeCpuPerTxMicros.toFixed(0)} µs (${x.prodhomeCpuPerTxMicrosInRun.toFixed(0)} µs within the run, as its summary reports), pgbench ${x.pgbenchCpuPerTxMicros.toFixed(0)} µs — whole processes`);
+  log(`${what} client CPU per second of server CPU: prodhome ${x.prodhomeCpuPerServerSecond.toFixed(2)} s, pgbench ${x.pgbenchCpuPerServerSecond.toFixed(2)} s`);
   return summary;
 }
 
@@ -239,7 +306,7 @@ try {
   log(`${info.server} on 127.0.0.1:${c.port}, ${info.pgbench}, ${info.cpus} CPU(s), Node ${info.node}`);
   const sql = postgres({ host: c.host, port: c.port, user: c.user, password: c.password, database: c.database, max: 1, onnotice: () => {} });
   try {
-    for (const scale of scales) summaries.push(await benchScale(scale, env, state.pid, sql));
+    for (const scale of scales) summaries.push(...(await benchScale(scale, env, state.pid, sql)));
   } finally {
     await sql.end({ timeout: 2 });
   }
@@ -252,6 +319,6 @@ try {
   else fs.rmSync(dir, { recursive: true, force: true });
 }
 
-if (json && summaries.length === scales.length) {
-  console.log(JSON.stringify({ ...info, clients, seconds, jobs, pgbenchJobs: Number(pgbenchJobs), target: { ratio: TARGET_RATIO }, scales: summaries }, null, 2));
+if (json && summaries.length) {
+  console.log(JSON.stringify({ ...info, seconds, jobs, pgbenchJobs: Number(pgbenchJobs), target: { ratio: TARGET_RATIO }, runs: summaries }, null, 2));
 }

@@ -89,6 +89,58 @@ describe.skipIf(!PGBENCH)('--engine pgbench', () => {
     expect(await q('select count(*)::int as n, min(scale) as s from marks')).toEqual([{ n: 30, s: 1 }]);
   });
 
+  it('a script only pgbench runs (\\gset, \\if, :var inside a literal, -D text) passes to pgbench untouched', async () => {
+    await q('create table passthrough (client int, doubled int, big int, label text)');
+    const file = path.join(lab.dir, 'passthrough.sql');
+    // prodhome's own parser rejected \gset and \if when this test was written: the script must not reach it.
+    fs.writeFileSync(
+      file,
+      [
+        '\\set a random(1, 10)',
+        'SELECT :a * 2 AS doubled \\gset',
+        '\\if :doubled > 10',
+        '\\set big 1',
+        '\\else',
+        '\\set big 0',
+        '\\endif',
+        "INSERT INTO passthrough VALUES (:client_id, :doubled, :big, ':label');",
+        '',
+      ].join('\n'),
+    );
+    const r = load(['custom', file, '-c', '2', '-t', '10', '-D', 'label=hello world', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/SCRIPT_SYNTAX|not supported by prodhome/);
+    expect((JSON.parse(r.stdout) as LoadSummary).transactions).toBe(20);
+    expect(await q('select count(*)::int as n, count(*) filter (where big = (doubled > 10)::int)::int as right, min(label) as lo, max(label) as hi from passthrough')).toEqual([
+      { n: 20, right: 20, lo: 'hello world', hi: 'hello world' },
+    ]);
+  });
+
+  it("a script with a syntax error: pgbench's own message (file:line, the line, a caret), exit non-zero", () => {
+    const file = path.join(lab.dir, 'syntax.sql');
+    fs.writeFileSync(file, 'SELECT 1;\n\\set x 1 +\n');
+    const own = spawnSync(PGBENCH!, ['-n', '-t', '1', '-f', file], { env: env(), encoding: 'utf8' });
+    expect(own.status).not.toBe(0);
+    const said = own.stderr.trim().split('\n');
+    expect(said[0]).toContain('syntax.sql:2');
+    const r = load(['custom', file, '-t', '1']);
+    expect(r.code).not.toBe(0);
+    // Every line pgbench printed, as it printed it (indented alike, so the caret still points).
+    for (const line of said) expect(r.stderr).toContain(`  ${line}`);
+    expect(r.stderr).not.toMatch(/SCRIPT_SYNTAX|prodhome load reads pgbench script syntax/);
+  });
+
+  it('-D NAME=TEXT: the prodhome engine takes text too, substituted as pgbench does (inside a literal here)', () => {
+    const file = path.join(lab.dir, 'define.sql');
+    // ':x' stays two characters long unless x is substituted: then the division is by zero.
+    fs.writeFileSync(file, "SELECT 1 / (length(':x') - 2);\n");
+    const r = cli(['load', 'custom', file, '-t', '2', '-D', 'x=abc', '--json'], { cwd: lab.dir });
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout) as LoadSummary;
+    expect(s.transactions).toBe(2);
+    expect(s.errors).toEqual([]);
+  });
+
   it('clients pgbench aborts are reported as failures with their message, and exit 2 as pgbench does', () => {
     const file = path.join(lab.dir, 'bad.sql');
     fs.writeFileSync(file, 'SELECT 1;\nSELECT * FROM nosuch;\n');

@@ -75,6 +75,7 @@ export function registerLoadCommands(program: Command): void {
         progressSeconds: flags.progress,
         onProgress: (line: string) => process.stderr.write(`${line}\n`),
         signal: stop.signal,
+        engine: flags.engine as 'prodhome' | 'pgbench',
       };
       // Mistakes in the command line first, before the lab is asked anything.
       const checked = checkLoad(request);

@@ -35,8 +35,12 @@ export function bucketRange(index: number): { low: number; width: number } {
   return { low: ((index - LINEAR) % SUB + SUB) * 2 ** shift, width: 2 ** shift };
 }
 
+/** Buckets for every value a double can hold in µs up to 2^53 (a year is 2^45): a fixed, dense array. */
+const BUCKETS = LINEAR + 53 * SUB;
+
 export class Histogram {
-  private counts: number[] = [];
+  // Dense and typed: a plain array written at scattered indexes turns into a slow dictionary.
+  private counts = new Float64Array(BUCKETS);
   count = 0;
   sum = 0;
   sumSq = 0;
@@ -44,8 +48,8 @@ export class Histogram {
   max = 0;
 
   record(micros: number): void {
-    const i = bucketOf(micros);
-    this.counts[i] = (this.counts[i] ?? 0) + 1;
+    const i = Math.min(bucketOf(micros), BUCKETS - 1);
+    this.counts[i] = this.counts[i]! + 1;
     this.count++;
     this.sum += micros;
     this.sumSq += micros * micros;
@@ -54,7 +58,10 @@ export class Histogram {
   }
 
   add(other: HistogramData): void {
-    for (const [i, n] of other.buckets) this.counts[i] = (this.counts[i] ?? 0) + n;
+    for (const [index, n] of other.buckets) {
+      const i = Math.min(index, BUCKETS - 1);
+      this.counts[i] = this.counts[i]! + n;
+    }
     this.count += other.count;
     this.sum += other.sum;
     this.sumSq += other.sumSq;
@@ -69,7 +76,7 @@ export class Histogram {
     const rank = Math.max(1, Math.ceil((p / 100) * this.count));
     let seen = 0;
     for (let i = 0; i < this.counts.length; i++) {
-      seen += this.counts[i] ?? 0;
+      seen += this.counts[i]!;
       if (seen >= rank) {
         const { low, width } = bucketRange(i);
         return Math.min(this.max, Math.max(this.min, low + (width - 1) / 2));
@@ -91,9 +98,8 @@ export class Histogram {
 
   toData(): HistogramData {
     const buckets: [number, number][] = [];
-    this.counts.forEach((n, i) => {
-      if (n) buckets.push([i, n]);
-    });
+    const c = this.counts;
+    for (let i = 0; i < c.length; i++) if (c[i]) buckets.push([i, c[i]!]);
     return { buckets, count: this.count, sum: this.sum, sumSq: this.sumSq, min: this.min, max: this.max };
   }
 

@@ -271,8 +271,9 @@ export async function runPgbench(p: PreparedLoad, o: LoadOptions, pgbenchPath: s
     const out = parsePgbenchOutput(stdout, stderr);
     const interrupted = o.signal?.aborted ?? false;
     if (out.tps === undefined && out.aborted.size === 0 && !interrupted) {
-      const tail = (stderr || stdout).trim().split('\n').slice(-5).join('\n  ');
-      throw new ProdhomeError('PGBENCH_FAILED', `pgbench failed (exit ${code}) on ${o.node}:\n  ${tail}`, { hint: `It ran as: pgbench ${args.join(' ')}` });
+      // pgbench's own words, as it printed them (a script error: file:line, the line, a caret).
+      const said = (stderr || stdout).replace(/\s+$/, '').split('\n').filter((l) => !l.startsWith('progress: ')).slice(-20).join('\n  ');
+      throw new ProdhomeError('PGBENCH_FAILED', `pgbench failed (exit ${code}) on ${o.node}:\n  ${said}`, { hint: `It ran as: pgbench ${args.join(' ')}` });
     }
     const logs = await readPgbenchLogs(fs.readdirSync(dir).filter((f) => f.startsWith('log.')).map((f) => path.join(dir, f)));
     const lat = latencyMs(logs.latency);

@@ -7,7 +7,7 @@ import { inProcessThread, workerThread, type ThreadHandle } from './thread-handl
 import { now, type IntervalData, type ThreadJob } from './thread.js';
 import type { AnyWorkload } from './workloads/index.js';
 import { workloadNamed, workloads, type WorkloadName } from './workloads/index.js';
-import type { WorkloadOptions } from './types.js';
+import type { Engine, WorkloadOptions } from './types.js';
 import { ConnectionLost, type Protocol } from './wire.js';
 
 /** A load run as the CLI (or an experiment) asks for it. */
@@ -35,6 +35,8 @@ export interface LoadOptions {
   onSecond?: (stats: SecondStats) => void;
   /** Aborting it ends the run early (Ctrl-C); the summary still comes back. */
   signal?: AbortSignal;
+  /** Which engine will run it (default prodhome): under pgbench, prepare leaves the script to pgbench. */
+  engine?: Engine;
 }
 
 /** Everything checked and read before any client connects: a run's fixed settings. */
@@ -84,7 +86,7 @@ export async function prepareLoad(o: LoadOptions): Promise<PreparedLoad> {
   const checked = checkLoad(o);
   const sql = connect(o.connection);
   try {
-    return { ...checked, shared: await checked.workload.prepare({ sql, node: o.node, options: checked.options }) };
+    return { ...checked, shared: await checked.workload.prepare({ sql, node: o.node, options: checked.options, engine: o.engine ?? 'prodhome' }) };
   } catch (e) {
     throw connectError(e, o.node, o.connection);
   } finally {

@@ -2,6 +2,7 @@ import type { ConnectionInfo } from '../pg/index.js';
 import { Histogram, type HistogramData } from './histogram.js';
 import { Random } from './random.js';
 import { Arrivals, gateOpenAt, type Pace } from './schedule.js';
+import { PreciseTimers } from './timers.js';
 import type { ScriptSession, Step, WorkloadOptions } from './types.js';
 import { ConnectionLost, WireConnection, type Protocol, type ServerError } from './wire.js';
 import { workloadNamed, type WorkloadName } from './workloads/index.js';
@@ -49,7 +50,8 @@ export interface IntervalData {
   errors: Record<string, ErrorCount>;
 }
 
-export const now = (): number => performance.timeOrigin + performance.now();
+const origin = performance.timeOrigin;
+export const now = (): number => origin + performance.now();
 
 const NO_STEPS: readonly Step[] = [];
 
@@ -69,7 +71,7 @@ class Interval {
 export class LoadThread {
   private connections: (WireConnection | undefined)[] = [];
   private stopping = false;
-  private timers = new Map<NodeJS.Timeout, () => void>();
+  private readonly timers = new PreciseTimers(now, () => !this.connections.some((c) => c?.busy));
   private start = 0;
   private deadline = Infinity;
   private current = new Interval(0);
@@ -122,14 +124,11 @@ export class LoadThread {
   /** Asks every client to finish its transaction and stop; wakes sleeping ones. */
   stop(): void {
     this.stopping = true;
-    for (const [timer, wake] of this.timers) {
-      clearTimeout(timer);
-      wake();
-    }
-    this.timers.clear();
+    this.timers.wakeAll();
   }
 
   private close(): void {
+    this.timers.close();
     for (const c of this.connections) c?.close();
   }
 
@@ -293,19 +292,13 @@ export class LoadThread {
     return this.start + gateOpenAt(pace, now() - this.start);
   }
 
+  /** Waits until `t` (epoch ms, to the µs); stop() cuts it short. */
   private sleepUntil(t: number): Promise<void> {
-    return this.sleep(t - now());
+    return this.stopping ? Promise.resolve() : this.timers.until(t);
   }
 
-  /** A timer that stop() cuts short. Under half a millisecond it does not wait at all. */
+  /** Waits `ms` milliseconds, fractions included (\sleep 100 us is 0.1); stop() cuts it short. */
   private sleep(ms: number): Promise<void> {
-    if (ms < 0.5 || this.stopping) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.timers.delete(timer);
-        resolve();
-      }, ms);
-      this.timers.set(timer, resolve);
-    });
+    return this.sleepUntil(now() + ms);
   }
 }

@@ -1,6 +1,5 @@
 import type { Sql } from '../pg/index.js';
 import type { Random } from './random.js';
-import type { Defines } from './script.js';
 import type { Statement, Value } from './statement.js';
 import type { Protocol, ServerError, WireConnection } from './wire.js';
 
@@ -41,12 +40,16 @@ export interface WorkloadOptions {
   weights?: string;
   /** custom: the value of :scale (-s); default read from pgbench_branches, else 1. */
   scale?: number;
-  /** custom: -D NAME=VALUE variables. */
-  defines?: Defines;
+  /** custom: -D NAME=VALUE variables, as given (pgbench takes any text; the prodhome engine reads numbers). */
+  defines?: Record<string, string>;
 }
+
+/** Who runs the clients: prodhome's own, or the installed pgbench (which reads the script itself). */
+export type Engine = 'prodhome' | 'pgbench';
 
 export interface PrepareContext {
   sql: Sql;
+  engine: Engine;
   /** The node's name, for messages. */
   node: string;
   options: WorkloadOptions;

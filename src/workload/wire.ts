@@ -143,6 +143,11 @@ export class WireConnection {
     return !this.closed;
   }
 
+  /** A statement is in flight: its answer is awaited. */
+  get busy(): boolean {
+    return this.pending !== null;
+  }
+
   /** Runs one statement with its values under the given protocol; `capture` keeps its result (\gset). */
   run(s: Statement, values: readonly Value[], protocol: Protocol, capture = false): Promise<Outcome> {
     if (capture) this.results = [];
@@ -153,31 +158,28 @@ export class WireConnection {
       if (!q) constantQueries.set(s.id, (q = queryMessage(s.text)));
       return this.send(q);
     }
-    const msgs: Buffer[] = [];
-    this.extended(msgs, s, values, protocol, capture);
-    msgs.push(SYNC);
-    return this.send(Buffer.concat(msgs));
+    if (capture) {
+      const msgs: Buffer[] = [];
+      this.extended(msgs, s, values, protocol, true);
+      msgs.push(SYNC);
+      return this.send(Buffer.concat(msgs));
+    }
+    // The common case: [Parse,] Bind, Execute, Sync in one buffer.
+    const named = protocol === 'prepared';
+    return this.send(encodeBind(s, named, values, this.parseFor(s, named), EXECUTE_SYNC));
+  }
+
+  /** The Parse message a statement needs first: always unnamed, once per connection when prepared. */
+  private parseFor(s: Statement, named: boolean): Buffer | undefined {
+    if (named && this.prepared.has(s.id)) return undefined;
+    if (named) this.parsing = s.id;
+    return encoded(s, named).parse;
   }
 
   /** Parse (unless prepared), Bind, [Describe,] Execute for one statement. */
   private extended(msgs: Buffer[], s: Statement, values: readonly Value[], protocol: Protocol, describe: boolean): void {
     const named = protocol === 'prepared';
-    const name = named ? `prodhome_${s.id}` : '';
-    if (!named || !this.prepared.has(s.id)) {
-      msgs.push(message(0x50, [cstr(name), cstr(s.text), int16(0)]));
-      if (named) this.parsing = s.id;
-    }
-    const params: Buffer[] = [int16(0), int16(s.arity)];
-    for (let i = 0; i < s.arity; i++) {
-      const t = valueText(values[i] ?? null);
-      if (t === null) params.push(int32(-1));
-      else {
-        const b = Buffer.from(t);
-        params.push(int32(b.length), b);
-      }
-    }
-    params.push(int16(0));
-    msgs.push(message(0x42, [cstr(''), cstr(name), ...params]));
+    msgs.push(encodeBind(s, named, values, this.parseFor(s, named), NOTHING));
     if (describe) msgs.push(DESCRIBE_PORTAL);
     msgs.push(EXECUTE);
   }
@@ -242,26 +244,28 @@ export class WireConnection {
   }
 
   private receive(chunk: Buffer, n: number): boolean {
-    let data = chunk.subarray(0, n);
+    let data = chunk;
+    let end = n; // the read buffer is longer than what this read filled: no subarray view per read
     if (this.partLength) {
       // Finishing a message that spans reads: gather its pieces, join them once it is whole.
-      this.parts.push(Buffer.from(data));
+      this.parts.push(Buffer.from(chunk.subarray(0, n)));
       this.partLength += n;
       if (this.partLength < this.partNeed) return true;
       data = Buffer.concat(this.parts, this.partLength);
+      end = data.length;
       this.parts = [];
       this.partLength = 0;
     }
     let off = 0;
-    while (data.length - off >= 5) {
+    while (end - off >= 5) {
       const len = data.readInt32BE(off + 1);
-      if (data.length - off < len + 1) break;
+      if (end - off < len + 1) break;
       this.message(data[off]!, data, off + 5, off + 1 + len);
       off += len + 1;
     }
-    if (off < data.length) {
+    if (off < end) {
       // The read buffer is reused by the next read: keep a copy of the incomplete message.
-      const rest = Buffer.from(data.subarray(off));
+      const rest = Buffer.from(data.subarray(off, end));
       this.parts = [rest];
       this.partLength = rest.length;
       this.partNeed = rest.length >= 5 ? rest.readInt32BE(1) + 1 : 5;
@@ -298,7 +302,7 @@ export class WireConnection {
           return;
         }
         const done = this.pending;
-        const outcome: Outcome = { error: this.firstError ?? this.error, status: String.fromCharCode(b[start]!) as Outcome['status'], rows: this.rows };
+        const outcome: Outcome = { error: this.firstError ?? this.error, status: STATUS[b[start]!] ?? 'I', rows: this.rows };
         if (this.results) outcome.results = this.results;
         this.pending = this.failed = null;
         this.error = this.firstError = undefined;
@@ -454,7 +458,62 @@ function queryMessage(text: string): Buffer {
   return b;
 }
 const constantQueries = new Map<number, Buffer>();
+const STATUS: Record<number, Outcome['status']> = { 0x49: 'I', 0x54: 'T', 0x45: 'E' };
+
+/** What does not change between runs of a statement: its Parse message and the head of its Bind (up to the values). */
+interface Encoded {
+  parse: Buffer;
+  bindHead: Buffer;
+}
+const encodedUnnamed = new Map<number, Encoded>();
+const encodedNamed = new Map<number, Encoded>();
+function encoded(s: Statement, named: boolean): Encoded {
+  const cache = named ? encodedNamed : encodedUnnamed;
+  let e = cache.get(s.id);
+  if (!e) {
+    const name = named ? `prodhome_${s.id}` : '';
+    // Bind: portal "", statement name, 0 parameter format codes (all text), the number of values.
+    e = { parse: message(0x50, [cstr(name), cstr(s.text), int16(0)]), bindHead: Buffer.concat([cstr(''), cstr(name), int16(0), int16(s.arity)]) };
+    cache.set(s.id, e);
+  }
+  return e;
+}
+
+/** [Parse,] Bind and what follows it (Execute, Sync) in one buffer: one allocation and one write per statement. */
+function encodeBind(s: Statement, named: boolean, values: readonly Value[], parse: Buffer | undefined, tail: Buffer): Buffer {
+  const { bindHead } = encoded(s, named);
+  const texts: (string | null)[] = new Array(s.arity);
+  let bindLength = 4 + bindHead.length + 2; // length, head, result format count
+  for (let i = 0; i < s.arity; i++) {
+    const t = valueText(values[i] ?? null);
+    texts[i] = t;
+    bindLength += 4 + (t === null ? 0 : Buffer.byteLength(t));
+  }
+  const parseLength = parse ? parse.length : 0;
+  const b = Buffer.allocUnsafe(parseLength + 1 + bindLength + tail.length);
+  let o = 0;
+  if (parse) o += parse.copy(b, 0);
+  b[o] = 0x42;
+  b.writeInt32BE(bindLength, o + 1);
+  o += 5 + bindHead.copy(b, o + 5);
+  for (const t of texts) {
+    if (t === null) {
+      b.writeInt32BE(-1, o);
+      o += 4;
+    } else {
+      const n = b.write(t, o + 4);
+      b.writeInt32BE(n, o);
+      o += 4 + n;
+    }
+  }
+  b.writeInt16BE(0, o); // results in text
+  o += 2;
+  tail.copy(b, o);
+  return b;
+}
 const EXECUTE = message(0x45, [cstr(''), int32(0)]);
 const DESCRIBE_PORTAL = message(0x44, [Buffer.from('P'), cstr('')]);
 const SYNC = message(0x53, []);
+const EXECUTE_SYNC = Buffer.concat([EXECUTE, SYNC]);
+const NOTHING = Buffer.alloc(0);
 const TERMINATE = message(0x58, []);

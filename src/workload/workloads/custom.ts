@@ -10,15 +10,20 @@ interface CustomShared {
   file: string;
   text: string;
   scale: number;
-  defines: Defines;
+  /** -D NAME=VALUE as given: text, as pgbench takes them (and gets them under --engine pgbench). */
+  defines: Record<string, string>;
 }
 
-/** A pgbench script file, in the whole of pgbench's script language (see script.ts). */
+/**
+ * A pgbench script file, in the whole of pgbench's script language (see script.ts). Under
+ * --engine pgbench the script is pgbench's business: prodhome does not parse it, so pgbench runs
+ * whatever it accepts and reports its own errors.
+ */
 export const custom: Workload<CustomShared> = {
   name: 'custom',
   description: 'a pgbench-syntax script: prodhome load custom FILE.sql',
   takes: ['file', 'scale', 'defines'],
-  async prepare({ sql, options }) {
+  async prepare({ sql, options, engine }) {
     const file = options.file;
     if (!file) throw new ProdhomeError('USAGE', 'the custom workload needs a script file: prodhome load custom FILE.sql');
     let text: string;
@@ -28,8 +33,10 @@ export const custom: Workload<CustomShared> = {
       throw new ProdhomeError('USAGE', `cannot read the script ${file}: ${messageOf(e)}`);
     }
     const defines = options.defines ?? {};
-    const script = parseScript(text, file, defines); // syntax errors surface here, before any client starts
-    if (!script.commands.some((c) => c.kind === 'sql')) throw new ProdhomeError('SCRIPT_SYNTAX', `${file}: the script has no SQL statement to run`);
+    if (engine === 'prodhome') {
+      const script = parseScript(text, file, defines); // syntax errors surface here, before any client starts
+      if (!script.commands.some((c) => c.kind === 'sql')) throw new ProdhomeError('SCRIPT_SYNTAX', `${file}: the script has no SQL statement to run`);
+    }
     // pgbench sets :scale from -s (default 1); reading pgbench_branches when it exists is friendlier.
     const scale = options.scale ?? (await pgbenchScale(sql)) ?? 1;
     return { file, text, scale, defines };
