@@ -110,7 +110,10 @@ export async function importCsv(target: DataTarget, opts: ImportOptions): Promis
 
     const outcome = await sql.begin(async (tx) => {
       const fast = await fastImport(tx, opts, table, size, headers.length, columns, createSql);
-      if ('loaded' in fast) return { ...fast, method: 'copy' as const };
+      if ('loaded' in fast) {
+        columns = fast.columns; // with --create, the types the whole file gave
+        return { ...fast, method: 'copy' as const };
+      }
       if (opts.create) {
         columns = created(fast.types ?? (await inferTypes(opts.file, csv, headers.length, meter(opts.onProgress, `${table} (inferring column types)`, { totalBytes: size }))));
         await tx.unsafe(createSql(columns));
@@ -217,7 +220,7 @@ class TypesDiffer extends Error {
  */
 async function fastImport(
   tx: postgres.TransactionSql, opts: ImportOptions, table: string, size: number, width: number, columns: TargetColumn[], createSql: (cols: TargetColumn[]) => string,
-): Promise<Outcome | { types?: InferredType[] }> {
+): Promise<(Outcome & { columns: TargetColumn[] }) | { types?: InferredType[] }> {
   const delimiter = opts.delimiter ?? ',';
   if (delimiter.length !== 1 || delimiter.charCodeAt(0) > 0x7f) return {};
   let types = opts.create ? columns.map((c) => c.type as InferredType) : undefined;
@@ -241,7 +244,7 @@ async function fastImport(
           known = guess.types();
           if (known.some((t, i) => t !== types![i])) throw new TypesDiffer(known);
         }
-        return { loaded, bad: [], badTotal: 0, rowsRead: transcoder.rows };
+        return { loaded, bad: [], badTotal: 0, rowsRead: transcoder.rows, columns: cols };
       });
     } catch (e) {
       if (e instanceof TypesDiffer) {
