@@ -5,28 +5,29 @@
 // the timing: ~200 MB for the default 2.35M rows. Both are timed spawn-to-exit, as a user would run
 // them, with their peak RSS (from /usr/bin/time); a CHECKPOINT and TRUNCATE come before each timed
 // load, and the order alternates each round. Reports medians, the ratio and PASS/MISS against the
-// targets (speed >= 0.8x \copy's; RSS flat: well under the file's size); exits non-zero only when
+// targets (speed >= 0.8x \copy's; RSS flat: a tenth of the file peaks about as high); exits non-zero only when
 // something fails to run, never on speed.
 //
-//   node bench/import.mjs [--rounds N] [--rows N] [--json]      (needs `npm run build`)
+//   node bench/import.mjs [--rounds N] [--rows N] [--cli PATH] [--json]      (needs `npm run build`)
+//   --cli times another build's bin/prodhome.js (a checkout from before a change, say)
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { benchArgs, CLI, logger, median, watchInterrupts } from './lib.mjs';
+import { benchArgs, CLI as OWN_CLI, logger, median, watchInterrupts } from './lib.mjs';
 
 const PSQL_CANDIDATES = ['/usr/lib/postgresql/15/bin/psql', 'psql'];
 const TIME = '/usr/bin/time';
 const PORTS = { from: 55510, to: 55519 }; // clear of the default lab, the tests and the other benches
 const TARGET_RATIO = 0.8;
-const RSS_MAX_MB = 100; // flat: far below the file (200 MB); the issue measured 123 MB growing with it
+const RSS_GROWTH_MAX_MB = 16; // flat: the peak RSS for the whole file against a tenth of it
 const COLUMNS = 'book_id bigint PRIMARY KEY, title text, author text, isbn text, my_rating int, average_rating numeric, number_of_pages int, year_published int, date_added date, exclusive_shelf text';
 const HEADER = 'Book Id,Title,Author,ISBN,My Rating,Average Rating,Number of Pages,Year Published,Date Added,Exclusive Shelf';
 
-const { rounds, json, rows } = benchArgs({
-  usage: 'node bench/import.mjs [--rounds N] [--rows N] [--json]',
-  options: { rows: { type: 'string', default: '2350000' } },
+const { rounds, json, rows, cli: otherCli } = benchArgs({
+  usage: 'node bench/import.mjs [--rounds N] [--rows N] [--cli PATH] [--json]',
+  options: { rows: { type: 'string', default: '2350000' }, cli: { type: 'string' } },
   integers: ['rows'],
   defaultRounds: 5,
   needs: 'data/index.js',
@@ -35,6 +36,7 @@ const { nodeConnection } = await import('../dist/lab/index.js');
 const { loadConfig } = await import('../dist/config/index.js');
 const { withConnection } = await import('../dist/pg/index.js');
 
+const CLI = otherCli ? path.resolve(otherCli) : OWN_CLI;
 const log = logger(json);
 const fmt = (n) => Math.round(n).toLocaleString('en-US');
 const checkInterrupted = watchInterrupts();
@@ -69,7 +71,7 @@ function findPsql() {
 }
 
 /** A Goodreads-like export: deterministic (a small LCG), ~85 bytes a row. */
-async function writeCsv(file) {
+async function writeCsv(file, rows) {
   const out = fs.createWriteStream(file);
   const words = ['Quiet', 'Harbor', 'Systems', 'Candor', 'Leading', 'Data', 'River', 'Garden', 'Designing', 'Lost', 'Art', 'Trust', 'Winter', 'Queries', 'Teams'];
   const first = ['Ada', 'Bo', 'Cy', 'Dee', 'Eve', 'Finn', 'Gus', 'Hana'];
@@ -121,7 +123,9 @@ try {
 
   const csv = path.join(dir, 'goodreads.csv');
   const generated = performance.now();
-  await writeCsv(csv);
+  await writeCsv(csv, rows);
+  const small = path.join(dir, 'goodreads-tenth.csv');
+  await writeCsv(small, Math.ceil(rows / 10));
   const mb = fs.statSync(csv).size / 1048576;
   log(`${version.split(',')[0]}; ${fmt(rows)} rows; CSV of ${mb.toFixed(1)} MiB written in ${((performance.now() - generated) / 1000).toFixed(2)} s (not timed)`);
   log(`${rounds} round(s) on ${os.cpus().length} CPU(s), load average ${os.loadavg()[0].toFixed(1)}; order alternates each round; psql is ${psql}`);
@@ -165,7 +169,7 @@ try {
     const row = { round: i, first: prodhomeFirst ? 'prodhome' : 'psql', prodhomeSeconds: p.s, psqlSeconds: ref.s, ratio: ref.s / p.s, prodhomeRssMb: p.rssMb, psqlRssMb: ref.rssMb, method: p.method };
     results.push(row);
     log(
-      `${String(i).padStart(5)}  ${row.first.padEnd(8)}  ${`${p.s.toFixed(2)} s ${p.rssMb.toFixed(0)} MB`.padStart(18)}  ${`${ref.s.toFixed(2)} s ${ref.rssMb.toFixed(0)} MB`.padStart(18)}  ${row.ratio.toFixed(2).padStart(9)}  ${p.method}`,
+      `${String(i).padStart(5)}  ${row.first.padEnd(8)}  ${`${p.s.toFixed(2)} s ${p.rssMb.toFixed(0)} MB`.padStart(18)}  ${`${ref.s.toFixed(2)} s ${ref.rssMb.toFixed(0)} MB`.padStart(18)}  ${row.ratio.toFixed(2).padStart(9)}  ${p.method ?? '-'}`,
     );
   }
 
@@ -175,12 +179,16 @@ try {
     const ratio = ref / p;
     const rss = Math.max(...results.map((r) => r.prodhomeRssMb));
     const refRss = Math.max(...results.map((r) => r.psqlRssMb));
-    const pass = ratio >= TARGET_RATIO && rss <= RSS_MAX_MB;
+    // Flat memory: the same import of a tenth of the file, once, for its peak RSS.
+    await sql('truncate goodreads; checkpoint');
+    const tenth = await run('prodhome import (a tenth)', process.execPath, [CLI, 'import', 'goodreads', small, '--json'], { cwd: dir });
+    const growth = rss - tenth.rssMb;
+    const pass = ratio >= TARGET_RATIO && growth <= RSS_GROWTH_MAX_MB;
     log('');
     log(`import ${mb.toFixed(0)} MiB: prodhome ${p.toFixed(2)} s (${fmt(rows / p)} rows/s), psql \\copy ${ref.toFixed(2)} s; speed ratio ${ratio.toFixed(2)} (target >= ${TARGET_RATIO})`);
-    log(`peak RSS: prodhome ${rss.toFixed(0)} MB, psql ${refRss.toFixed(0)} MB (target <= ${RSS_MAX_MB} MB, flat) ${pass ? 'PASS' : 'MISS'}`);
+    log(`peak RSS: prodhome ${rss.toFixed(0)} MB (${tenth.rssMb.toFixed(0)} MB for a tenth of the file: ${growth >= 0 ? '+' : ''}${growth.toFixed(0)} MB, target <= +${RSS_GROWTH_MAX_MB} MB), psql ${refRss.toFixed(0)} MB; ${pass ? 'PASS' : 'MISS'}`);
     if (json) {
-      console.log(JSON.stringify({ rows, mib: mb, rounds: results, median: { prodhomeSeconds: p, psqlSeconds: ref, ratio }, peakRssMb: { prodhome: rss, psql: refRss }, target: { ratio: TARGET_RATIO, rssMb: RSS_MAX_MB, pass } }, null, 2));
+      console.log(JSON.stringify({ rows, mib: mb, rounds: results, median: { prodhomeSeconds: p, psqlSeconds: ref, ratio }, peakRssMb: { prodhome: rss, prodhomeTenth: tenth.rssMb, psql: refRss }, target: { ratio: TARGET_RATIO, rssGrowthMb: RSS_GROWTH_MAX_MB, pass } }, null, 2));
     }
   }
 } catch (e) {

@@ -10,13 +10,14 @@
 // agent sampling every node), and both tools load the same replicated books in turn; between
 // loads the bench waits for the subscribers to catch up, outside the timing.
 //
-//   node bench/seed.mjs [--rounds N] [--rows N] [--lab lone|default] [--json]      (needs `npm run build`)
+//   node bench/seed.mjs [--rounds N] [--rows N] [--lab lone|default] [--cli PATH] [--json]      (needs `npm run build`)
+//   --cli times another build's bin/prodhome.js (a checkout from before a change, say)
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { benchArgs, CLI, logger, median, watchInterrupts } from './lib.mjs';
+import { benchArgs, CLI as OWN_CLI, logger, median, watchInterrupts } from './lib.mjs';
 
 const PSQL_CANDIDATES = ['/usr/lib/postgresql/15/bin/psql', 'psql'];
 const PORTS = { from: 55500, to: 55509 }; // clear of the default lab, the tests and bench/up.mjs
@@ -27,9 +28,9 @@ const TABLE_DDL = (name) => `CREATE TABLE IF NOT EXISTS ${name} (id bigint PRIMA
 
 // ---- arguments ------------------------------------------------------------------------------
 
-const { rounds, json, rows, lab: labKind } = benchArgs({
-  usage: 'node bench/seed.mjs [--rounds N] [--rows N] [--lab lone|default] [--json]',
-  options: { rows: { type: 'string', default: '1000000' }, lab: { type: 'string', default: 'lone' } },
+const { rounds, json, rows, lab: labKind, cli: otherCli } = benchArgs({
+  usage: 'node bench/seed.mjs [--rounds N] [--rows N] [--lab lone|default] [--cli PATH] [--json]',
+  options: { rows: { type: 'string', default: '1000000' }, lab: { type: 'string', default: 'lone' }, cli: { type: 'string' } },
   integers: ['rows'],
   defaultRounds: 5,
   needs: 'data/index.js',
@@ -46,6 +47,7 @@ const { withConnection } = await import('../dist/pg/index.js');
 
 // ---- helpers --------------------------------------------------------------------------------
 
+const CLI = otherCli ? path.resolve(otherCli) : OWN_CLI;
 const log = logger(json);
 const fmt = (n) => Math.round(n).toLocaleString('en-US');
 

@@ -79,34 +79,39 @@ export class CsvToCopy {
       this.carry = Buffer.from(data);
       return Buffer.alloc(0);
     }
-    const out = new Out(data.length + 64);
+    const out = new Splicer(data);
     let i = 0;
     const n = data.length;
     while (i < n) {
       const c = data[i]!;
       if (c === CR || c === LF) {
-        i++; // a blank line, or the LF of a CRLF
+        out.cut(i, i + 1); // a blank line, or the LF of a CRLF split across pieces
+        i++;
         continue;
       }
-      const mark = out.length;
+      const mark = out.mark();
       const next = this.record(data, i, final, out);
       if (next === INCOMPLETE) {
-        out.length = mark;
+        out.restore(mark);
         if (n - i > CARRY_MAX) throw new Abandon('a record of more than 8 MB');
         this.carry = Buffer.from(data.subarray(i));
-        break;
+        return out.take(i);
       }
       if (this.header) {
         this.header = false;
-        out.length = mark;
+        out.restore(mark);
+        out.cut(i, next);
       } else this.rows++;
       i = next;
     }
-    return out.take();
+    return out.take(n);
   }
 
-  /** Copies the record at data[at] to `out`; returns the index after it (past its line break), or INCOMPLETE. */
-  private record(data: Buffer, at: number, final: boolean, out: Out): number {
+  /**
+   * Reads the record at data[at], leaving its bytes to go out as they are except where COPY needs
+   * them rewritten (out.cut); returns the index after it (past its line break), or INCOMPLETE.
+   */
+  private record(data: Buffer, at: number, final: boolean, out: Splicer): number {
     const n = data.length;
     const d = this.delim;
     const sink = this.header ? undefined : this.sink;
@@ -115,8 +120,8 @@ export class CsvToCopy {
     for (;;) {
       // A field starts at i.
       const c = i < n ? data[i]! : -1;
-      const wants = sink?.wants(field) ?? false;
-      if (c === QUOTE || (c === EQUALS && i + 1 < n && data[i + 1] === QUOTE && c !== d)) {
+      const wants = sink !== undefined && sink.wants(field);
+      if (c === QUOTE || (c === EQUALS && c !== d && i + 1 < n && data[i + 1] === QUOTE)) {
         const excelBare = c === EQUALS;
         const open = excelBare ? i + 1 : i;
         // Find the closing quote: "" inside is an escaped quote.
@@ -134,10 +139,12 @@ export class CsvToCopy {
         const candidate = !excelBare && data[open + 1] === EQUALS;
         const value = wants || candidate ? unquote(data.toString('latin1', open + 1, j)) : '';
         const excelQuoted = candidate ? EXCEL_IN_QUOTES.exec(value) : null;
-        if (excelBare) out.put(data, open, j + 1); // ="…" → "…": the same text, quoted
-        else if (excelQuoted) out.quoted(Buffer.from(unquote(excelQuoted[1]!), 'latin1'));
-        else out.put(data, i, j + 1);
-        if (wants) sink!.value(field, excelQuoted ? unquote(excelQuoted[1]!) : value, excelBare || !!excelQuoted);
+        if (excelBare) out.cut(i, open); // ="…" → "…": the same text, quoted
+        else if (excelQuoted) {
+          out.cut(i, j + 1);
+          out.quoted(Buffer.from(unquote(excelQuoted[1]!), 'latin1'));
+        }
+        if (wants) sink.value(field, excelQuoted ? unquote(excelQuoted[1]!) : value, excelBare || !!excelQuoted);
         i = j + 1;
       } else if (c === EQUALS && c !== d && i + 1 === n && !final) {
         return INCOMPLETE; // ="… or a bare = : the next piece tells
@@ -146,50 +153,58 @@ export class CsvToCopy {
         let j = i;
         while (j < n) {
           const b = data[j]!;
-          if (b === d || b === CR || b === LF) break;
+          if (b === d || b === LF || b === CR) break;
           if (b === QUOTE) throw new Abandon(`a quote inside an unquoted field (record ${this.rows + 1})`);
           j++;
         }
         if (j === n && !final) return INCOMPLETE;
-        if (field === 0 && c === BACKSLASH) out.quoted(data.subarray(i, j));
-        else out.put(data, i, j);
-        if (wants) sink!.value(field, data.toString('latin1', i, j), false);
+        if (field === 0 && c === BACKSLASH) {
+          out.cut(i, i);
+          out.byte(QUOTE);
+          out.cut(j, j);
+          out.byte(QUOTE);
+        }
+        if (wants) sink.value(field, data.toString('latin1', i, j), false);
         i = j;
       }
       // else: an empty bare field, NULL — nothing to write.
       field++;
       const e = i < n ? data[i]! : -1;
       if (e === d) {
-        out.byte(d);
         i++;
         continue;
       }
       if (e === -1 && !final) return INCOMPLETE;
       if (field !== this.width && !this.header) throw new Abandon(`record ${this.rows + 1} has ${field} fields, not ${this.width}`);
+      if (e === LF) return i + 1; // as it is
+      const next = e === CR && i + 1 < n && data[i + 1] === LF ? i + 2 : e === CR ? i + 1 : i;
+      out.cut(i, next);
       out.byte(LF);
-      if (e === CR) return i + 1 < n && data[i + 1] === LF ? i + 2 : i + 1;
-      return e === LF ? i + 1 : i;
+      return next;
     }
   }
 }
 
 const unquote = (s: string) => (s.includes('"') ? s.replace(/""/g, '"') : s);
 
-/** A growing output buffer. */
-class Out {
-  length = 0;
+/**
+ * The output for one piece of input: the input's bytes as they are, but for the spans cut out
+ * (and whatever is written in their place). Untouched runs are copied once, in one go.
+ */
+class Splicer {
+  private length = 0;
+  /** Where the input not yet copied out begins. */
+  private from = 0;
   private buf: Buffer;
 
-  constructor(size: number) {
-    this.buf = Buffer.allocUnsafe(size);
+  constructor(private readonly data: Buffer) {
+    this.buf = Buffer.allocUnsafe(data.length + 64);
   }
 
-  put(src: Buffer, from: number, to: number): void {
-    const len = to - from;
-    this.fit(len);
-    if (len < 32) for (let k = 0; k < len; k++) this.buf[this.length + k] = src[from + k]!;
-    else src.copy(this.buf, this.length, from, to);
-    this.length += len;
+  /** The input before `at` goes out as it is; from `at` up to `resume` it does not. */
+  cut(at: number, resume: number): void {
+    this.put(this.data, this.from, at);
+    this.from = resume;
   }
 
   byte(b: number): void {
@@ -210,8 +225,30 @@ class Out {
     this.byte(QUOTE);
   }
 
-  take(): Buffer {
+  mark(): [number, number] {
+    return [this.length, this.from];
+  }
+
+  /** Forgets what was written since `mark` (a record that turned out incomplete, or the header). */
+  restore([length, from]: [number, number]): void {
+    this.length = length;
+    this.from = from;
+  }
+
+  /** The output, with the input up to `end` copied out. */
+  take(end: number): Buffer {
+    if (this.length === 0 && this.from === 0) return this.data.subarray(0, end); // nothing cut: the input itself
+    this.put(this.data, this.from, end);
+    this.from = end;
     return this.buf.subarray(0, this.length);
+  }
+
+  private put(src: Buffer, from: number, to: number): void {
+    const len = to - from;
+    if (len <= 0) return;
+    this.fit(len);
+    src.copy(this.buf, this.length, from, to);
+    this.length += len;
   }
 
   private fit(more: number): void {
