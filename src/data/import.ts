@@ -10,7 +10,7 @@ import { findTable, mapHeader, similarTable, tableColumns, type TargetColumn } f
 import { TypeGuesser, columnNames, type InferredType } from './infer.js';
 import { Abandon, CsvToCopy } from './csv-copy.js';
 import { meter, type OnProgress } from './progress.js';
-import { displayName, loadFailure, qualifiedName, type DataTarget, type Db } from './target.js';
+import { displayName, loadFailure, qualifiedName, stallGuard, type DataTarget, type Db } from './target.js';
 import { BAD, STAGE, badValues, findBadValues } from './validate.js';
 
 export interface ImportOptions {
@@ -84,6 +84,7 @@ export async function importCsv(target: DataTarget, opts: ImportOptions): Promis
   const size = csvFileSize(opts.file);
   const headers = await readHeader(opts.file, csv);
   const sql = connect(target.connection);
+  const guard = stallGuard(sql);
   const started = performance.now();
   try {
     const { major } = await serverVersion(sql);
@@ -109,7 +110,7 @@ export async function importCsv(target: DataTarget, opts: ImportOptions): Promis
       : mapHeader(headers, await tableColumns(sql, oid!), { file: opts.file, table });
 
     const outcome = await sql.begin(async (tx) => {
-      const fast = await fastImport(tx, opts, table, size, headers.length, columns, createSql);
+      const fast = await fastImport(tx, opts, table, size, headers.length, columns, createSql, guard.onStall);
       if ('loaded' in fast) {
         columns = fast.columns; // with --create, the types the whole file gave
         return { ...fast, method: 'copy' as const };
@@ -125,7 +126,7 @@ export async function importCsv(target: DataTarget, opts: ImportOptions): Promis
       await tx.unsafe(`create temp table ${BAD} (line bigint, end_line bigint, col int, value text, message text) on commit drop`);
       const stage = new Stager(headers.length);
       const progress = meter(opts.onProgress, table, { totalBytes: size });
-      await copyFrom(tx, `copy ${STAGE} from stdin`, stage.chunks(opts.file, csv, (bytes) => progress.update(stage.rowsRead, bytes)));
+      await copyFrom(tx, `copy ${STAGE} from stdin`, stage.chunks(opts.file, csv, (bytes) => progress.update(stage.rowsRead, bytes)), { onStall: guard.onStall });
       progress.finish(stage.rowsRead, size);
 
       const insert = (db: Db) => insertStaged(db, opts.table, columns);
@@ -164,7 +165,7 @@ export async function importCsv(target: DataTarget, opts: ImportOptions): Promis
       seconds: (performance.now() - started) / 1000,
     };
   } catch (e) {
-    throw loadFailure(target, `importing ${opts.file} into ${table}`, e);
+    throw loadFailure(target, `importing ${opts.file} into ${table}`, guard.error(e));
   } finally {
     await sql.end({ timeout: 2 });
   }
@@ -219,7 +220,7 @@ class TypesDiffer extends Error {
  * again with those types. Returns the load, or what it learnt for the careful path.
  */
 async function fastImport(
-  tx: postgres.TransactionSql, opts: ImportOptions, table: string, size: number, width: number, columns: TargetColumn[], createSql: (cols: TargetColumn[]) => string,
+  tx: postgres.TransactionSql, opts: ImportOptions, table: string, size: number, width: number, columns: TargetColumn[], createSql: (cols: TargetColumn[]) => string, onStall: (e: Error) => void,
 ): Promise<(Outcome & { columns: TargetColumn[] }) | { types?: InferredType[] }> {
   const delimiter = opts.delimiter ?? ',';
   if (delimiter.length !== 1 || delimiter.charCodeAt(0) > 0x7f) return {};
@@ -238,6 +239,7 @@ async function fastImport(
           sp,
           `COPY ${qualifiedName(opts.table)} (${list}) FROM STDIN (FORMAT csv, DELIMITER ${quoteLiteral(delimiter)})`,
           copyChunks(opts.file, transcoder, (bytes) => progress.update(transcoder.rows, bytes)),
+          { onStall },
         );
         progress.finish(transcoder.rows, size);
         if (guess) {
