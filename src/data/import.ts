@@ -73,9 +73,11 @@ const SHOW_BAD_ROWS = 20;
 const TEXT_MAX = 300;
 
 /**
- * `prodhome import TABLE FILE.csv`: one transaction — rows are staged as text with their line
- * numbers, then inserted with Postgres's own casts. When some do not fit, Postgres finds which
- * (see validate.ts); up to `maxErrors` bad rows are skipped, more and nothing is loaded.
+ * `prodhome import TABLE FILE.csv`: one transaction. First the fast path (fastImport): the file
+ * streamed straight into the table with COPY, as \copy does. Should any row be bad, that is rolled
+ * back and the careful path runs: rows are staged as text with their line numbers, then inserted
+ * with Postgres's own casts; when some do not fit, Postgres finds which (see validate.ts); up to
+ * `maxErrors` bad rows are skipped, more and nothing is loaded.
  */
 export async function importCsv(target: DataTarget, opts: ImportOptions): Promise<ImportResult> {
   const table = displayName(opts.table);
