@@ -186,6 +186,7 @@ try {
     const pass = ratio >= TARGET_RATIO && growth <= RSS_GROWTH_MAX_MB;
     log('');
     log(`import ${mb.toFixed(0)} MiB: prodhome ${p.toFixed(2)} s (${fmt(rows / p)} rows/s), psql \\copy ${ref.toFixed(2)} s; speed ratio ${ratio.toFixed(2)} (target >= ${TARGET_RATIO})`);
+    log(`(median of the rounds' own ratios: ${median(results.map((r) => r.ratio)).toFixed(2)})`);
     log(`peak RSS: prodhome ${rss.toFixed(0)} MB (${tenth.rssMb.toFixed(0)} MB for a tenth of the file: ${growth >= 0 ? '+' : ''}${growth.toFixed(0)} MB, target <= +${RSS_GROWTH_MAX_MB} MB), psql ${refRss.toFixed(0)} MB; ${pass ? 'PASS' : 'MISS'}`);
     if (json) {
       console.log(JSON.stringify({ rows, mib: mb, rounds: results, median: { prodhomeSeconds: p, psqlSeconds: ref, ratio }, peakRssMb: { prodhome: rss, prodhomeTenth: tenth.rssMb, psql: refRss }, target: { ratio: TARGET_RATIO, rssGrowthMb: RSS_GROWTH_MAX_MB, pass } }, null, 2));

@@ -199,7 +199,7 @@ if (results.length === rounds) {
   const pass = ratio >= TARGET_RATIO;
   log('');
   log(`seed books: prodhome ${fmt(p)} rows/s, psql \\copy ${fmt(ref)} rows/s, ratio ${ratio.toFixed(2)} (target >= ${TARGET_RATIO}) ${pass ? 'PASS' : 'MISS'}`);
-  log(`(prodhome in-process, without Node's start-up: ${fmt(inProcess)} rows/s)`);
+  log(`(median of the rounds' own ratios: ${median(results.map((r) => r.ratio)).toFixed(2)}; prodhome in-process, without Node's start-up: ${fmt(inProcess)} rows/s, ${(inProcess / ref).toFixed(2)}x)`);
   if (json) {
     console.log(JSON.stringify({ rows, rounds: results, median: { prodhomeRowsPerSec: p, prodhomeInProcessRowsPerSec: inProcess, psqlRowsPerSec: ref, ratio }, target: { ratio: { min: TARGET_RATIO, pass } } }, null, 2));
   }
