@@ -73,7 +73,7 @@ describe.each(NODES)('import on %s', (node) => {
     const r = run(['import', 'goodreads', GOODREADS, '--create', '--node', node, '--json']);
     expect(r.code, r.stderr).toBe(0);
     const result = JSON.parse(r.stdout);
-    expect(result).toMatchObject({ node, table: 'goodreads', created: true, rowsRead: 5, rowsLoaded: 5, rowsSkipped: 0, badRows: [] });
+    expect(result).toMatchObject({ node, table: 'goodreads', created: true, rowsRead: 5, rowsLoaded: 5, rowsSkipped: 0, badRows: [], method: 'copy' });
     expect(result.columns.map((c: { header: string; column: string; type: string }) => `${c.header}=${c.column}:${c.type}`)).toEqual([
       'Book Id=book_id:bigint', 'Title=title:text', 'Author=author:text', 'Author l-f=author_l_f:text', 'Additional Authors=additional_authors:text',
       'ISBN=isbn:text', 'ISBN13=isbn13:text', 'My Rating=my_rating:bigint', 'Average Rating=average_rating:numeric', 'Publisher=publisher:text',
@@ -141,6 +141,16 @@ describe.each(NODES)('import on %s', (node) => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/refused: 1 bad row; nothing was loaded and the table was not created:\n {2}line 3: expected 2 fields \(as in the header\), found 1: "3"\n/);
     expect(await q(node, "select to_regclass('fresh') is null as gone")).toEqual([{ gone: true }]);
+  });
+
+  it('--create, a value far past the sample that its type would take wrongly ("007" as 7): the whole file decides', async () => {
+    const rows = Array.from({ length: 20_100 }, (_, i) => `${i === 20_050 ? '007' : i + 1},${i % 7}`);
+    const r = run(['import', 'late_types', file('late-types.csv', `code,n\n${rows.join('\n')}\n`), '--create', '--node', node, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout);
+    expect(result).toMatchObject({ rowsRead: 20_100, rowsLoaded: 20_100, method: 'copy' });
+    expect(result.columns.map((c: { type: string }) => c.type)).toEqual(['text', 'bigint']);
+    expect(await q(node, "select count(*)::int as n, count(*) filter (where code = '007')::int as zeros from late_types")).toEqual([{ n: 20_100, zeros: 1 }]);
   });
 
   it("values are judged by the column's own type: length, precision, dates, NOT NULL", async () => {

@@ -160,6 +160,34 @@ describe('copyFrom: failures leave a usable connection', () => {
     }
   });
 
+  it('a server that stops reading mid-COPY is given up on (bounded wait), with the connection closed', async () => {
+    const sql = connect(conn);
+    const pid = (await sql<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid;
+    let stopped = false;
+    const big = Buffer.alloc(1 << 20, '1\n');
+    function* endless(): Generator<CopyChunk> {
+      for (;;) {
+        if (!stopped) {
+          process.kill(pid, 'SIGSTOP'); // the backend freezes: the socket fills, no drain comes
+          stopped = true;
+        }
+        yield { data: big, rows: big.length / 2 };
+      }
+    }
+    let closed = false;
+    const started = performance.now();
+    try {
+      await sql`create temp table t (id int)`;
+      const copy = copyFrom(sql, 'copy t from stdin', endless(), { stallMs: 2000, onStall: () => void sql.end({ timeout: 0 }).then(() => (closed = true)) });
+      await expect(copy).rejects.toThrow(/the server took no COPY data for 2 s; gave up/);
+      expect(performance.now() - started).toBeLessThan(20_000);
+    } finally {
+      if (stopped) process.kill(pid, 'SIGCONT');
+      await sql.end({ timeout: 1 });
+    }
+    expect(closed).toBe(true);
+  });
+
   it('a source that throws aborts the COPY: its error comes back, nothing is loaded', async () => {
     const sql = connect(conn);
     try {

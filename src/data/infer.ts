@@ -76,6 +76,18 @@ export class TypeGuesser {
     }
   }
 
+  /** Whether column `i` could still be more than text (the transcoder reads values only for those). */
+  wants(i: number): boolean {
+    return this.possible[i] !== 0;
+  }
+
+  /** One non-NULL value of column `i`, as add() takes them from records. */
+  value(i: number, v: string, excel: boolean): void {
+    if (this.possible[i] === 0) return;
+    this.seen[i] = true;
+    this.possible[i]! &= excel ? 0 : fits(v);
+  }
+
   types(): InferredType[] {
     return this.possible.map((p, i) => {
       if (!this.seen[i]) return 'text';

@@ -2,7 +2,7 @@ import { connect, quoteIdent, serverVersion } from '../pg/index.js';
 import { CopyBatcher, copyFrom, type CopyChunk } from '../pg/index.js';
 import { ProdhomeError } from '../errors.js';
 import { Interrupted, count, meter, untilAborted, type OnProgress } from './progress.js';
-import { loadFailure, type DataTarget, type Db } from './target.js';
+import { loadFailure, stallGuard, type DataTarget, type Db } from './target.js';
 
 // What `pgbench -i -s S` (Postgres 15, default steps "dtgvp") makes, copied from its source so the
 // tpcb workload finds exactly the tables it expects: per scale unit 1 branch, 10 tellers and
@@ -57,6 +57,7 @@ function* lines(n: number, line: (i: number) => string): Generator<CopyChunk> {
  */
 export async function seedPgbench(target: DataTarget, scale: number, onProgress?: OnProgress, signal?: AbortSignal): Promise<SeedPgbenchResult> {
   const sql = connect(target.connection);
+  const guard = stallGuard(sql);
   const started = performance.now();
   let step = 'dropping tables';
   const accounts = { sent: 0 };
@@ -77,7 +78,7 @@ export async function seedPgbench(target: DataTarget, scale: number, onProgress?
     const createTables = await timed('creating tables', async () => {
       for (const t of defs) await sql.unsafe(`create table ${quoteIdent(t.name)}(${t.columns})${t.fillfactor ? ` with (fillfactor=${FILLFACTOR})` : ''}`);
     });
-    const generate = await timed('generating data', () => sql.begin((tx) => generateRows(tx, n, major, accounts, onProgress, signal)));
+    const generate = await timed('generating data', () => sql.begin((tx) => generateRows(tx, n, major, accounts, guard.onStall, onProgress, signal)));
     const vacuum = await timed('vacuuming', async () => {
       for (const t of ['pgbench_branches', 'pgbench_tellers', 'pgbench_accounts', 'pgbench_history']) await sql.unsafe(`vacuum analyze ${quoteIdent(t)}`);
     });
@@ -96,17 +97,17 @@ export async function seedPgbench(target: DataTarget, scale: number, onProgress?
       const what = left[step] ?? `the rows are kept (committed); ${step} was not finished`;
       throw new ProdhomeError('INTERRUPTED', `interrupted: seed pgbench on ${target.node} while ${step}: ${what}. Run it again to finish.`, { exitCode: 130 });
     }
-    throw loadFailure(target, `seed pgbench (${step})`, e);
+    throw loadFailure(target, `seed pgbench (${step})`, guard.error(e));
   } finally {
     await sql.end({ timeout: 2 });
   }
 }
 
-async function generateRows(tx: Db, n: SeedPgbenchResult['rows'], major: number, accounts: { sent: number }, onProgress?: OnProgress, signal?: AbortSignal): Promise<void> {
+async function generateRows(tx: Db, n: SeedPgbenchResult['rows'], major: number, accounts: { sent: number }, onStall: (e: Error) => void, onProgress?: OnProgress, signal?: AbortSignal): Promise<void> {
   await tx.unsafe(`truncate table ${['pgbench_accounts', 'pgbench_branches', 'pgbench_history', 'pgbench_tellers'].map(quoteIdent).join(', ')}`);
   // pgbench leaves filler NULL in branches and tellers, and '' (blank-padded) in accounts.
-  await copyFrom(tx, `copy ${quoteIdent('pgbench_branches')} from stdin`, lines(n.pgbench_branches, (i) => `${i + 1}\t0\t\\N\n`));
-  await copyFrom(tx, `copy ${quoteIdent('pgbench_tellers')} from stdin`, lines(n.pgbench_tellers, (i) => `${i + 1}\t${Math.floor(i / TELLERS) + 1}\t0\t\\N\n`));
+  await copyFrom(tx, `copy ${quoteIdent('pgbench_branches')} from stdin`, lines(n.pgbench_branches, (i) => `${i + 1}\t0\t\\N\n`), { onStall });
+  await copyFrom(tx, `copy ${quoteIdent('pgbench_tellers')} from stdin`, lines(n.pgbench_tellers, (i) => `${i + 1}\t${Math.floor(i / TELLERS) + 1}\t0\t\\N\n`), { onStall });
   const progress = meter(onProgress, 'pgbench_accounts', { totalRows: n.pgbench_accounts });
   // FREEZE works because the table was truncated in this transaction; pgbench uses it from 14 on.
   const freeze = major >= 14 ? ' with (freeze on)' : '';
@@ -114,7 +115,7 @@ async function generateRows(tx: Db, n: SeedPgbenchResult['rows'], major: number,
     tx,
     `copy ${quoteIdent('pgbench_accounts')} from stdin${freeze}`,
     untilAborted(lines(n.pgbench_accounts, (i) => `${i + 1}\t${Math.floor(i / ACCOUNTS) + 1}\t0\t\n`), signal),
-    (rows) => progress.update((accounts.sent = rows)),
+    { onRows: (rows) => progress.update((accounts.sent = rows)), onStall },
   );
   progress.finish(sent);
 }

@@ -4,7 +4,7 @@ import { bookChunks, bookChunksBinary, type TopicWeight } from './books.js';
 import { copyFrom } from '../pg/index.js';
 import { ProdhomeError } from '../errors.js';
 import { Interrupted, count, meter, untilAborted, type OnProgress } from './progress.js';
-import { loadFailure, qualifiedName, type DataTarget } from './target.js';
+import { loadFailure, qualifiedName, stallGuard, type DataTarget } from './target.js';
 
 export interface SeedBooksOptions {
   rows: number;
@@ -45,6 +45,7 @@ const BOOKS_DDL = `CREATE TABLE ${qualifiedName(BOOKS)} (id bigint PRIMARY KEY, 
  */
 export async function seedBooks(target: DataTarget, opts: SeedBooksOptions): Promise<SeedBooksResult> {
   const sql = connect(target.connection);
+  const guard = stallGuard(sql);
   const progress = meter(opts.onProgress, 'books', { totalRows: opts.rows });
   let rowsSent = 0;
   try {
@@ -70,7 +71,7 @@ export async function seedBooks(target: DataTarget, opts: SeedBooksOptions): Pro
         tx,
         `COPY ${qualifiedName(BOOKS)} (id, sku, title, topic) FROM STDIN${options ? ` (${options})` : ''}`,
         untilAborted(binary ? bookChunksBinary(rows) : bookChunks(rows), opts.signal),
-        (n) => progress.update((rowsSent = n)),
+        { onRows: (n) => progress.update((rowsSent = n)), onStall: guard.onStall },
       );
       progress.finish(sent);
       return { firstId, createdTable, format: `${binary ? 'binary' : 'text'}${freeze ? ', frozen' : ''}` };
@@ -94,7 +95,7 @@ export async function seedBooks(target: DataTarget, opts: SeedBooksOptions): Pro
     if (e instanceof Interrupted) {
       throw new ProdhomeError('INTERRUPTED', `interrupted: seed books on ${target.node}: ${count(rowsSent)} of ${count(opts.rows)} rows sent, rolled back (nothing kept)`, { exitCode: 130 });
     }
-    throw loadFailure(target, 'seeding books', e);
+    throw loadFailure(target, 'seeding books', guard.error(e));
   } finally {
     await sql.end({ timeout: 2 });
   }

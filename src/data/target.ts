@@ -39,3 +39,18 @@ export function loadFailure(target: DataTarget, what: string, e: unknown): Error
   const detail = pg.detail ? ` (${pg.detail})` : '';
   return new ProdhomeError('LOAD_FAILED', `${target.node}: ${what} failed: ${messageOf(e)}${detail} [SQLSTATE ${pg.code}]`, { hint: pg.hint, cause: e });
 }
+
+/**
+ * Bounds a load's COPY: when the server stops reading, the pool is closed — the driver would wait
+ * on it for ever, even to roll back — and the stall is what gets reported, not the closed connection.
+ */
+export function stallGuard(sql: postgres.Sql) {
+  let stall: Error | undefined;
+  return {
+    onStall: (e: Error) => {
+      stall = e;
+      void sql.end({ timeout: 0 });
+    },
+    error: (e: unknown): unknown => stall ?? e,
+  };
+}

@@ -116,5 +116,5 @@ export async function serverVersion(sql: Sql): Promise<{ version: string; major:
   return { version: row!.server_version.split(' ')[0]!, major: Math.floor(num / 10000) };
 }
 
-export { CopyBatcher, copyFrom, copyTextValue, type CopyChunk } from './copy.js';
+export { CopyBatcher, CopyStalled, copyFrom, copyTextValue, type CopyChunk, type CopyOptions } from './copy.js';
 export { scramVerifier } from './scram.js';
