@@ -124,25 +124,21 @@ async function rollWindow(sql: Sql, schema: string, measurement: string, tier: '
   const target = tierTable(schema, measurement, tier);
   const src = tierTable(schema, measurement, source);
   const s = quoteIdent(schema);
-  await sql.unsafe(`CREATE TABLE IF NOT EXISTS ${target} (time timestamptz NOT NULL, sid int NOT NULL, n smallint NOT NULL) PARTITION BY RANGE (time)`);
-  await sql.unsafe(`CREATE INDEX IF NOT EXISTS ${quoteIdent(`${tierName(measurement, tier)}_time`)} ON ${target} USING brin (time)`);
-  const have = await columnsOf(sql, schema, tierName(measurement, tier));
   const srcColumns = await columnsOf(sql, schema, tierName(measurement, source));
   const fields = source === 'raw' ? [...srcColumns] : rawFieldsOfRollup(srcColumns);
   const cols: string[] = [];
   const exprs: string[] = [];
+  const defs: [string, string][] = []; // column, type
   for (const [f, type] of fields) {
     const q = (suffix: string) => quoteIdent(`${f}${suffix}`);
     if (isTextId(type)) {
-      if (!have.has(f)) await sql.unsafe(`ALTER TABLE ${target} ADD COLUMN IF NOT EXISTS ${quoteIdent(f)} ${s}.text_id`);
+      defs.push([f, `${s}.text_id`]);
       cols.push(quoteIdent(f));
       exprs.push(`max(${quoteIdent(f)})`);
       continue;
     }
     const minMax = type === 'boolean' || type === 'smallint' ? 'smallint' : type;
-    for (const [suffix, t] of [['_min', minMax], ['_avg', 'real'], ['_max', minMax]] as const) {
-      if (!have.has(`${f}${suffix}`)) await sql.unsafe(`ALTER TABLE ${target} ADD COLUMN IF NOT EXISTS ${q(suffix)} ${t}`);
-    }
+    defs.push([`${f}_min`, minMax], [`${f}_avg`, 'real'], [`${f}_max`, minMax]);
     cols.push(q('_min'), q('_avg'), q('_max'));
     if (source === 'raw') {
       const v = type === 'boolean' ? `${quoteIdent(f)}::int` : quoteIdent(f);
@@ -150,6 +146,16 @@ async function rollWindow(sql: Sql, schema: string, measurement: string, tier: '
     } else {
       exprs.push(`min(${q('_min')})`, `sum(${q('_avg')} * n) / nullif(sum(n) filter (where ${q('_avg')} is not null), 0)`, `max(${q('_max')})`);
     }
+  }
+  // The tier's table with the source's columns: made whole, or the new ones added in one statement.
+  const have = await columnsOf(sql, schema, tierName(measurement, tier));
+  const [exists] = await sql<{ ok: boolean }[]>`select to_regclass(${target}) is not null as ok`;
+  if (!exists!.ok) {
+    await sql.unsafe(`CREATE TABLE IF NOT EXISTS ${target} (time timestamptz NOT NULL, sid int NOT NULL, n smallint NOT NULL${defs.map(([c, t]) => `, ${quoteIdent(c)} ${t}`).join('')}) PARTITION BY RANGE (time)`);
+    await sql.unsafe(`CREATE INDEX IF NOT EXISTS ${quoteIdent(`${tierName(measurement, tier)}_time`)} ON ${target} USING brin (time)`);
+  } else {
+    const missing = defs.filter(([c]) => !have.has(c));
+    if (missing.length) await sql.unsafe(`ALTER TABLE ${target} ${missing.map(([c, t]) => `ADD COLUMN IF NOT EXISTS ${quoteIdent(c)} ${t}`).join(', ')}`);
   }
   for (let day = Math.floor(from / 86_400_000) * 86_400_000; day < to; day += 86_400_000) {
     const part = partitionBounds(tier, day);
