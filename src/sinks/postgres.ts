@@ -1,7 +1,7 @@
 import { connect, copyFrom, copyTextValue, quoteIdent, type ConnectionInfo, type Sql } from '../pg/index.js';
 import { SinkLedger } from './ledger.js';
 import { maintainStore, type MaintenanceReport } from './rollup.js';
-import { KEEP_DEFAULTS, TEXT_ID, columnsOf, ensureLayout, isTextId, makeView, partitionBounds, tierTable } from './store-layout.js';
+import { KEEP_DEFAULTS, TEXT_ID, columnsOf, ensureLayout, ensureRollupTables, isTextId, makeView, partitionBounds, tierTable } from './store-layout.js';
 import type { Point } from './point.js';
 import type { Sink, SinkStats } from './types.js';
 
@@ -70,6 +70,8 @@ export class PostgresSink implements Sink {
   private lastMaintenance = 0;
   /** Per measurement, the oldest time written since the last rollup: late points make it roll that part again. */
   private readonly written = new Map<string, number>();
+  /** What the rollup job knows it made (tables, partitions), between its runs. */
+  private readonly made = new Map<string, string>();
   /** String → id in `_text`, bounded. */
   private readonly texts = new Map<string, number>();
   private readonly o: Required<Omit<PostgresSinkOptions, 'warn'>> & Pick<PostgresSinkOptions, 'warn'>;
@@ -192,6 +194,7 @@ export class PostgresSink implements Sink {
       rawKeepMs: this.o.rawKeepMs,
       oneMinuteKeepMs: this.o.oneMinuteKeepMs,
       retentionMs: this.o.retentionDays * DAY,
+      made: this.made,
     });
   }
 
@@ -245,6 +248,7 @@ export class PostgresSink implements Sink {
     this.trim();
     this.ledger.retry(messageOf(e));
     this.tables.clear(); // the server may have restarted or lost tables: look again
+    this.made.clear();
     if (!isServerError(e)) this.schemaReady = false;
     this.reconnect();
     if (!this.failing) this.o.warn?.(`${this.name}: write failed, will retry: ${messageOf(e)}`);
@@ -352,7 +356,10 @@ export class PostgresSink implements Sink {
         stale = true;
       }
     }
-    if (stale) await makeView(this.sql!, schema, measurement, [...shape.tags], shape.columns);
+    if (stale) {
+      await ensureRollupTables(this.sql!, schema, measurement, shape.columns);
+      await makeView(this.sql!, schema, measurement, [...shape.tags], shape.columns);
+    }
     let lastHour = NaN;
     for (const p of points) {
       const hour = Math.floor(p.time / 3_600_000);

@@ -1,5 +1,5 @@
 import { quoteIdent, type Sql } from '../pg/index.js';
-import { TIER_SECONDS, columnsOf, isTextId, measurementsOf, partitionBounds, partitionStart, tierName, tierTable, type Tier } from './store-layout.js';
+import { TIER_SECONDS, columnsOf, ensureRollupTables, isTextId, measurementsOf, partitionBounds, partitionStart, tierName, tierTable, type Tier } from './store-layout.js';
 
 /**
  * The store's maintenance job: rolls full-resolution rows up into 1-minute min/avg/max rows and
@@ -24,6 +24,8 @@ export interface MaintenanceOptions {
   /** Rows newer than now − settleMs are not rolled up yet (a sample may still be arriving). */
   settleMs?: number;
   budgetMs?: number;
+  /** Per measurement, the raw columns whose rollup tables and partitions are known made (kept by the caller between runs: fewer round trips). */
+  made?: Map<string, string>;
 }
 
 export interface MaintenanceReport {
@@ -78,7 +80,7 @@ export async function maintainStore(sql: Sql, o: MaintenanceOptions): Promise<Ma
             return await finish();
           }
           const to = Math.min(until, from + CHUNK_MS[tier]);
-          await rollWindow(sql, o.schema, m, tier, from, to);
+          await rollWindow(sql, o.schema, m, tier, from, to, o.made ?? new Map());
           report.rolled.push({ measurement: m, tier, from, to });
           done.set(`${m}/${tier}`, to);
           from = to;
@@ -119,26 +121,28 @@ async function partitionsOf(sql: Sql, schema: string, table: string): Promise<{ 
  * source's columns (min/avg/max per number, the last id per text) and the partitions the window
  * needs, then DELETE + INSERT … SELECT and the watermark, in one transaction.
  */
-async function rollWindow(sql: Sql, schema: string, measurement: string, tier: '1m' | '10m', from: number, to: number): Promise<void> {
+async function rollWindow(sql: Sql, schema: string, measurement: string, tier: '1m' | '10m', from: number, to: number, made: Map<string, string>): Promise<void> {
   const source = SOURCE[tier];
   const target = tierTable(schema, measurement, tier);
   const src = tierTable(schema, measurement, source);
   const s = quoteIdent(schema);
-  const srcColumns = await columnsOf(sql, schema, tierName(measurement, source));
-  const fields = source === 'raw' ? [...srcColumns] : rawFieldsOfRollup(srcColumns);
+  // The raw fields, and the tiers' tables with their columns (the writer makes them; here in case
+  // a column came from another writer).
+  const raw = await columnsOf(sql, schema, tierName(measurement, 'raw'));
+  const shape = [...raw].join();
+  if (made.get(measurement) !== shape) {
+    await ensureRollupTables(sql, schema, measurement, raw);
+    made.set(measurement, shape);
+  }
   const cols: string[] = [];
   const exprs: string[] = [];
-  const defs: [string, string][] = []; // column, type
-  for (const [f, type] of fields) {
+  for (const [f, type] of raw) {
     const q = (suffix: string) => quoteIdent(`${f}${suffix}`);
     if (isTextId(type)) {
-      defs.push([f, `${s}.text_id`]);
       cols.push(quoteIdent(f));
       exprs.push(`max(${quoteIdent(f)})`);
       continue;
     }
-    const minMax = type === 'boolean' || type === 'smallint' ? 'smallint' : type;
-    defs.push([`${f}_min`, minMax], [`${f}_avg`, 'real'], [`${f}_max`, minMax]);
     cols.push(q('_min'), q('_avg'), q('_max'));
     if (source === 'raw') {
       const v = type === 'boolean' ? `${quoteIdent(f)}::int` : quoteIdent(f);
@@ -147,18 +151,11 @@ async function rollWindow(sql: Sql, schema: string, measurement: string, tier: '
       exprs.push(`min(${q('_min')})`, `sum(${q('_avg')} * n) / nullif(sum(n) filter (where ${q('_avg')} is not null), 0)`, `max(${q('_max')})`);
     }
   }
-  // The tier's table with the source's columns: made whole, or the new ones added in one statement.
-  const have = await columnsOf(sql, schema, tierName(measurement, tier));
-  const [exists] = await sql<{ ok: boolean }[]>`select to_regclass(${target}) is not null as ok`;
-  if (!exists!.ok) {
-    await sql.unsafe(`CREATE TABLE IF NOT EXISTS ${target} (time timestamptz NOT NULL, sid int NOT NULL, n smallint NOT NULL${defs.map(([c, t]) => `, ${quoteIdent(c)} ${t}`).join('')}) PARTITION BY RANGE (time)`);
-    await sql.unsafe(`CREATE INDEX IF NOT EXISTS ${quoteIdent(`${tierName(measurement, tier)}_time`)} ON ${target} USING brin (time)`);
-  } else {
-    const missing = defs.filter(([c]) => !have.has(c));
-    if (missing.length) await sql.unsafe(`ALTER TABLE ${target} ${missing.map(([c, t]) => `ADD COLUMN IF NOT EXISTS ${quoteIdent(c)} ${t}`).join(', ')}`);
-  }
   for (let day = Math.floor(from / 86_400_000) * 86_400_000; day < to; day += 86_400_000) {
     const part = partitionBounds(tier, day);
+    const key = `${tierName(measurement, tier)}_${part.name}`;
+    if (made.has(key)) continue;
+    made.set(key, '');
     await sql.unsafe(
       `CREATE TABLE IF NOT EXISTS ${s}.${quoteIdent(`${tierName(measurement, tier)}_${part.name}`)} PARTITION OF ${target} FOR VALUES FROM ('${part.from.toISOString()}') TO ('${part.to.toISOString()}')`,
     );
@@ -182,16 +179,6 @@ async function rollWindow(sql: Sql, schema: string, measurement: string, tier: '
   });
 }
 
-/** The raw fields a rollup table stands for: F from F_min/F_avg/F_max (typed as F_min), and text columns. */
-function rawFieldsOfRollup(columns: Map<string, string>): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const [name, type] of columns) {
-    if (isTextId(type)) out.set(name, type);
-    else if (name.endsWith('_min') && columns.has(`${name.slice(0, -4)}_max`)) out.set(name.slice(0, -4), type);
-  }
-  return out;
-}
-
 /**
  * Drops partitions past their tier's keep: a raw hour older than rawKeep once the 1-minute tier
  * has it, a 1-minute day older than its keep once the 10-minute tier has it, anything older
@@ -210,6 +197,7 @@ async function dropExpired(sql: Sql, o: MaintenanceOptions, measurements: string
       for (const p of await partitionsOf(sql, o.schema, tierName(m, tier))) {
         if (p.to > before) continue;
         await sql.unsafe(`DROP TABLE IF EXISTS ${quoteIdent(o.schema)}.${quoteIdent(p.name)}`);
+        o.made?.delete(p.name);
         dropped.push(p.name);
       }
     }

@@ -146,3 +146,30 @@ export async function makeView(sql: Sql, schema: string, measurement: string, ta
     );
   });
 }
+
+/** A rollup tier's columns for one raw field: min/avg/max of a number (a boolean as 0/1), the last id of a text. */
+export function rollupColumns(schema: string, field: string, rawType: string): [string, string][] {
+  if (isTextId(rawType)) return [[field, `${quoteIdent(schema)}.${TEXT_ID}`]];
+  const minMax = rawType === 'boolean' || rawType === 'smallint' ? 'smallint' : rawType;
+  return [[`${field}_min`, minMax], [`${field}_avg`, 'real'], [`${field}_max`, minMax]];
+}
+
+/**
+ * Makes a measurement's rollup tables (empty until the job fills them) with the columns for
+ * these raw fields, so readers can name every tier from the first write on.
+ */
+export async function ensureRollupTables(sql: Sql, schema: string, measurement: string, fields: ReadonlyMap<string, string>): Promise<void> {
+  for (const tier of ['1m', '10m'] as const) {
+    const table = tierTable(schema, measurement, tier);
+    const defs = [...fields].flatMap(([f, t]) => rollupColumns(schema, f, t));
+    const [exists] = await sql<{ ok: boolean }[]>`select to_regclass(${table}) is not null as ok`;
+    if (!exists!.ok) {
+      await sql.unsafe(`CREATE TABLE IF NOT EXISTS ${table} (time timestamptz NOT NULL, sid int NOT NULL, n smallint NOT NULL${defs.map(([c, t]) => `, ${quoteIdent(c)} ${t}`).join('')}) PARTITION BY RANGE (time)`);
+      await sql.unsafe(`CREATE INDEX IF NOT EXISTS ${quoteIdent(`${tierName(measurement, tier)}_time`)} ON ${table} USING brin (time)`);
+      continue;
+    }
+    const have = await columnsOf(sql, schema, tierName(measurement, tier));
+    const missing = defs.filter(([c]) => !have.has(c));
+    if (missing.length) await sql.unsafe(`ALTER TABLE ${table} ${missing.map(([c, t]) => `ADD COLUMN IF NOT EXISTS ${quoteIdent(c)} ${t}`).join(', ')}`);
+  }
+}

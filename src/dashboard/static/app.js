@@ -170,6 +170,11 @@ function chartWidth(c) {
   return Math.max(240, c.chart.clientWidth || c.box.clientWidth - 24);
 }
 
+function lastValue(values) {
+  for (let i = values.length - 1; i >= 0; i--) if (values[i] != null) return values[i];
+  return null;
+}
+
 function makeChart(c, data, series) {
   const panel = c.panel;
   const perNode = new Map();
@@ -188,7 +193,9 @@ function makeChart(c, data, series) {
       ...series.map((s) => {
         const i = perNode.get(s.node) ?? 0;
         perNode.set(s.node, i + 1);
-        return { label: s.name, stroke: colourOf(s.node), width: 1.5, dash: DASHES[i % DASHES.length], spanGaps: false, points: { show: false }, value: (u, v) => fmt(v, panel.unit) };
+        // Under the cursor: its value; with the cursor away: the latest value (the legend says where things stand now).
+        const value = (u, v, si, di) => fmt(di == null ? lastValue(u.data[si]) : v, panel.unit);
+        return { label: s.name, stroke: colourOf(s.node), width: 1.5, dash: DASHES[i % DASHES.length], spanGaps: false, points: { show: false }, value };
       }),
     ],
     hooks: {
@@ -310,6 +317,7 @@ function drawPanel(c, win) {
     c.key = key;
   } else {
     c.u.setData(data, false);
+    if (c.u.cursor.idx == null) c.u.setLegend({ idx: null }); // the latest values, unless a cursor is over a chart
   }
   c.u.setScale('x', { min: win.from / 1000, max: win.to / 1000 });
 }
