@@ -98,16 +98,16 @@ describe('dashboard API', () => {
     expect(api.step).toBe(5);
     expect(new Set(api.series.map((s) => s.node))).toEqual(new Set(['publisher', 'subscriber1', 'subscriber2', 'metrics']));
     // By hand, from the view of the raw rows: each database's commits per second from its counter
-    // (none across a reset), summed over the node's databases per sample, then the mean per 5 s
-    // bucket (floor, not date_bin).
+    // (none across a reset), their mean per 5 s bucket (floor, not date_bin), summed over the
+    // node's databases.
     const hand = await withConnection(nodeConnection(lab.config(), 'metrics'), (sql) => sql<{ t: number; node: string; v: number }[]>`
-      select (floor(extract(epoch from time) / 5) * 5000)::float8 as t, node, avg(c)::float8 as v
-      from (select time, node, sum(r) as c from (
-              select time, node, case when xact_commit >= lag(xact_commit) over w
-                then (xact_commit - lag(xact_commit) over w) / extract(epoch from time - lag(time) over w) end as r
-              from metrics.pg_stat_database where time >= ${new Date(from - 60_000)} and time < ${new Date(to)}
-              window w as (partition by node, datname order by time)) d
-            where time >= ${new Date(from)} group by time, node) s
+      select t, node, sum(m)::float8 as v from (
+        select (floor(extract(epoch from time) / 5) * 5000)::float8 as t, node, datname, avg(r) as m from (
+          select time, node, datname, case when xact_commit >= lag(xact_commit) over w
+            then (xact_commit - lag(xact_commit) over w) / extract(epoch from time - lag(time) over w) end as r
+          from metrics.pg_stat_database where time >= ${new Date(from - 60_000)} and time < ${new Date(to)}
+          window w as (partition by node, datname order by time)) d
+        where time >= ${new Date(from)} group by 1, 2, 3) b
       group by 1, 2 order by 1, 2`);
     expect(hand.length).toBeGreaterThanOrEqual(8); // at least two buckets for each of the four nodes
     let compared = 0;

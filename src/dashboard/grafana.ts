@@ -154,7 +154,7 @@ export function grafanaExport(panels: Panel[], source: GrafanaSource): GrafanaEx
 
 /**
  * A Grafana query as the Postgres data source sends it: $__timeFilter, $__timeFrom(), $__timeTo(),
- * $__interval_ms, $__timeGroupAlias and
+ * $__interval_ms, $__timeGroup, $__timeGroupAlias and
  * the $node variable expanded as Grafana does (for tests and for `--print-sql`).
  */
 export function expandMacros(sql: string, o: { from: Date; to: Date; intervalSeconds: number; nodes: string[] }): string {
@@ -165,5 +165,6 @@ export function expandMacros(sql: string, o: { from: Date; to: Date; intervalSec
     .replace(/\$__interval_ms\b/g, String(o.intervalSeconds * 1000))
     .replace(/\$__timeFilter\((\w+)\)/g, (_, c: string) => `${c} BETWEEN ${lit(o.from.toISOString())} AND ${lit(o.to.toISOString())}`)
     .replace(/\$__timeGroupAlias\((\w+),\s*\$__interval\)/g, (_, c: string) => `floor(extract(epoch from ${c})/${o.intervalSeconds})*${o.intervalSeconds} AS "time"`)
+    .replace(/\$__timeGroup\((\w+),\s*\$__interval\)/g, (_, c: string) => `floor(extract(epoch from ${c})/${o.intervalSeconds})*${o.intervalSeconds}`)
     .replace(/\$node\b/g, o.nodes.map(lit).join(','));
 }

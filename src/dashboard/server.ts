@@ -219,7 +219,19 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
     if (unknown.length) throw new BadRequest('panels', `unknown panel ${unknown.map((u) => JSON.stringify(u)).join(', ')}: expected some of ${[...byId.keys()].join(', ')}`);
     const r = seriesRange(q);
     const sinceOf = (since: string | undefined) => (since === undefined ? r.from : Math.min(Math.max(r.from, int(since, 'panels', 0, 8_640_000_000_000)), r.to - 1));
-    return { results: await Promise.all(asked.map(([id, since]) => series(byId.get(id!)!, sinceOf(since), r.to, r.step, r.nodes))) };
+    // One panel the store could not answer in time costs that panel, not the others (the page keeps its last data).
+    let failure: unknown;
+    const results = await Promise.all(
+      asked.map(([id, since]) =>
+        series(byId.get(id!)!, sinceOf(since), r.to, r.step, r.nodes).catch((e: unknown) => {
+          failure ??= e;
+          o.log(`dashboard: panel ${id}: ${(e as { code?: string }).code ?? ''} ${(e as Error).message.split('\n')[0]}`);
+          return { panel: id!, error: 'the metrics store did not answer' };
+        }),
+      ),
+    );
+    if (failure && results.every((x) => 'error' in x)) throw failure;
+    return { results };
   });
 
   app.get('/api/annotations', async (req) => {

@@ -44,7 +44,10 @@ interface Dialect {
   from: string;
   to: string;
   nodes: (column: string) => string;
+  /** the bucket of `time` */
   bucket: string;
+  /** how the bucket column is named in the answer */
+  timeAlias: string;
   /** The condition under which a tier is read (SQL), or a constant decided now. */
   uses: (tier: Tier) => string | boolean;
 }
@@ -59,7 +62,8 @@ export function downsampleSql(q: DownsampleQuery, tier: Tier): string {
     from: '$1::timestamptz',
     to: '$2::timestamptz',
     nodes: (c) => `($4::text[] is null or ${c} = any($4::text[]))`,
-    bucket: `(extract(epoch from date_bin($3::interval, time, timestamptz '1970-01-01 00:00:00+00')) * 1000)::float8 as t`,
+    bucket: `(extract(epoch from date_bin($3::interval, time, timestamptz '1970-01-01 00:00:00+00')) * 1000)::float8`,
+    timeAlias: 't',
     uses: (t) => t === tier,
   });
 }
@@ -73,7 +77,8 @@ export function grafanaDownsampleSql(q: DownsampleQuery): string {
     from: '$__timeFrom()::timestamptz',
     to: '$__timeTo()::timestamptz',
     nodes: (c) => `${c} in ($node)`,
-    bucket: '$__timeGroupAlias(time, $__interval)',
+    bucket: '$__timeGroup(time, $__interval)',
+    timeAlias: '"time"',
     uses: (t) => (t === '10m' ? '$__interval_ms >= 600000' : t === '1m' ? '$__interval_ms >= 60000 and $__interval_ms < 600000' : '$__interval_ms < 60000'),
   });
 }
@@ -87,7 +92,6 @@ function build(q: DownsampleQuery, d: Dialect): string {
   const id = quoteIdent;
   const watermark = (tier: Tier) => `(select done_until from ${s}._rollup where measurement = ${lit(q.measurement)} and tier = ${lit(tier)})`;
   const lookback = (tier: Tier) => (anyRate ? ` - interval '${Math.max(60, TIER_SECONDS[tier] * 2)} seconds'` : '');
-  const sids = 'sid = any(array(select id from s))';
 
   // Each source row: its bucket time, the time its counter value belongs to (a rollup's end), the
   // series and the values under their raw names (a rollup's average, or its max for a counter).
@@ -107,7 +111,7 @@ function build(q: DownsampleQuery, d: Dialect): string {
     const cond = uses === true ? '' : ` and ${uses}`;
     branches.push(
       `  select time, time + interval '${TIER_SECONDS[tier]} seconds' as rt, sid${select(tier)} from ${tierTable(schema, q.measurement, tier)}\n` +
-        `  where ${sids} and time >= ${d.from}${lookback(tier)} and time < ${watermark(tier)}${cond}`,
+        `  where time >= ${d.from}${lookback(tier)} and time < ${watermark(tier)}${cond}`,
     );
     rawStarts.push([uses === true ? 'true' : uses, `greatest(coalesce(${watermark(tier)}, '-infinity'), ${d.from}${lookback(tier)})`]);
   }
@@ -118,7 +122,7 @@ function build(q: DownsampleQuery, d: Dialect): string {
       : rawStarts.length === 1 && rawStarts[0]![0] === 'true'
         ? rawStarts[0]![1]
         : `case ${rawStarts.map(([c, e]) => `when ${c} then ${e}`).join(' ')} else ${d.from}${lookback('raw')} end`;
-  branches.push(`  select time, time as rt, sid${select('raw')} from ${tierTable(schema, q.measurement, 'raw')}\n  where ${sids} and time >= ${rawStart} and time < ${d.to}`);
+  branches.push(`  select time, time as rt, sid${select('raw')} from ${tierTable(schema, q.measurement, 'raw')}\n  where time >= ${rawStart} and time < ${d.to}`);
 
   const values = reads
     .map((r) => {
@@ -130,6 +134,10 @@ function build(q: DownsampleQuery, d: Dialect): string {
     .map((v) => `, ${v}`)
     .join('');
   const tagCols = q.by.map((b) => `tags->>${lit(b)} as ${id(b)}`).join(', ');
+  const byCols = q.by.map((b) => `s.${id(b)}`).join(', ');
+  // Each series is averaged per bucket first (one hash aggregate over the rows read), then the
+  // series that share the panel's `by` values are combined (several databases of one node). The
+  // rows of nodes not asked for are dropped at the join with s.
   return [
     `with s as (`,
     `  select id, ${tagCols} from ${s}._series`,
@@ -138,12 +146,12 @@ function build(q: DownsampleQuery, d: Dialect): string {
     branches.join('\n  union all\n'),
     `), v as (`,
     `  select time, sid${values} from src${anyRate ? ' window w as (partition by sid order by rt)' : ''}`,
-    `), c as (`,
-    `  select v.time, ${q.by.map((b) => `s.${id(b)}`).join(', ')}${reads.map((r) => `, ${q.combine}(${id(r.field)}) as ${id(r.field)}`).join('')}`,
-    `  from v join s on s.id = v.sid where v.time >= ${d.from} group by v.time, ${q.by.map((b) => `s.${id(b)}`).join(', ')}`,
+    `), b as (`,
+    `  select ${d.bucket} as t, sid${reads.map((r) => `, avg(${id(r.field)}) as ${id(r.field)}`).join('')}`,
+    `  from v where time >= ${d.from} group by 1, 2`,
     `)`,
-    `select ${d.bucket}, ${by.join(', ')}${reads.map((r) => `, avg(${id(r.field)})::float8 as ${id(r.field)}`).join('')}`,
-    `from c group by 1, ${by.map((_, i) => i + 2).join(', ')} order by 1`,
+    `select b.t as ${d.timeAlias}, ${byCols}${reads.map((r) => `, ${q.combine}(b.${id(r.field)})::float8 as ${id(r.field)}`).join('')}`,
+    `from b join s on s.id = b.sid group by b.t, ${byCols} order by 1`,
   ].join('\n');
 }
 

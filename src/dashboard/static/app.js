@@ -365,10 +365,15 @@ async function refreshAll(forced = true) {
     });
     results.forEach((r, i) => {
       const c = list[i];
+      if (r.error) {
+        failed ??= Object.assign(new Error(r.error), { store: true }); // this chart keeps its last data
+        return;
+      }
       mergeSeries(c, r, win, incremental ? c.last : undefined);
       drawPanel(c, win);
     });
     if (!failed) shownView = view;
+    else if (!incremental) shownView = ''; // the next tick asks for the whole window again
     $('load-empty').hidden = [...charts.values()].some((c) => c.panel.group === 'load' && Number(c.box.dataset.points) > 0);
     if (forced || Date.now() - lastStatements >= 10_000) {
       lastStatements = Date.now();
