@@ -243,7 +243,7 @@ describe('dashboard API', () => {
     expect(passwords.length).toBeGreaterThanOrEqual(5);
     const now = Date.now();
     const panels = (JSON.parse((await get('/api/panels')).text) as { panels: { id: string }[] }).panels;
-    const paths = ['/', '/static/app.js', '/api/panels', '/api/live', '/api/health', `/api/annotations?from=${now - 600_000}`, `/api/statements?from=${now - 600_000}`, ...panels.map((p) => `/api/series?panel=${p.id}&from=${now - 600_000}`)];
+    const paths = ['/', '/static/app.js', '/api/panels', '/api/live', '/api/health', `/api/annotations?from=${now - 600_000}`, `/api/statements?from=${now - 600_000}`, `/api/statements?from=${now - 86_400_000}`, ...panels.map((p) => `/api/series?panel=${p.id}&from=${now - 600_000}`)];
     for (const p of paths) {
       const r = await get(p);
       expect(r.status, p).toBe(200);

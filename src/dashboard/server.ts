@@ -365,7 +365,7 @@ function statementsSql(tier: Tier): string {
   const src =
     tier === 'raw'
       ? `${raw} and time >= $1 and time < $2`
-      : `select sid, query, ${counters.map((c) => `${c}_min, ${c}_max`).join(', ')} from metrics.pg_statements_${tier} where sid = any(array(select id from s)) and time >= $1 and time < ${watermark}
+      : `select sid, query, ${counters.map((c) => `${c}_min as ${c}_lo, ${c}_max as ${c}_hi`).join(', ')} from metrics.pg_statements_${tier} where sid = any(array(select id from s)) and time >= $1 and time < ${watermark}
          union all ${raw} and time >= greatest(coalesce(${watermark}, '-infinity'), $1) and time < $2`;
   return `with s as (select id, tags->>'node' as node, tags->>'queryid' as queryid from metrics._series
       where measurement = 'pg_statements' and ($3::text[] is null or tags->>'node' = any($3::text[]))),
