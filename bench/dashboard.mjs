@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Benchmark: the live dashboard over 1 h and 24 h of the default 4-node lab at 1 s. Brings up a
 // lab, lets the agent sample, then fills the store's past by copying the newest sample of every
-// table back in time (one row set per second), so every panel has a full range to read.
+// raw table back in time (one row set per second) and runs the store's rollup job over it, so
+// every panel has a full range to read, stored as the agent's store keeps it.
 // Reports, with the targets of issue 13:
 //   - navigation → every panel drawn in headless Chromium, 1 h (≤ 1 s) and 24 h (≤ 1.5 s);
 //   - each API series query over 24 h, p95 (≤ 50 ms), beside the same SQL run directly (the
@@ -29,6 +30,7 @@ const { DEFAULT_CONFIG_YAML } = await import('../dist/config/index.js');
 const { nodeConnection, readSecrets, readAgentStatus, agentPid } = await import('../dist/lab/index.js');
 const { connect, quoteIdent } = await import('../dist/pg/index.js');
 const { loadPanels, seriesSql, chooseStep } = await import('../dist/dashboard/index.js');
+const { chooseTier, KEEP_DEFAULTS, maintainStore, storedColumns } = await import('../dist/sinks/index.js');
 const { loadCatalog } = await import('../dist/metrics/index.js');
 // Each family at its own sampling interval (pg_table every 5 s…), as the agent stores it.
 const everySeconds = new Map(loadCatalog().map((m) => [m.name, (m.everyMs ?? 1000) / 1000]));
@@ -49,33 +51,50 @@ try {
   log(`lab up; sampling 15 s before filling the past…`);
   await sleep(15_000);
 
-  // ---- 24 h of history: the newest sample of each table, once per second back in time ----
+  // ---- 24 h of history: the newest sample of each raw table, once per second back in time
+  // (counters counting), then the store's own rollup and retention job, as the agent runs it:
+  // the last 6 h stay at full resolution, the rest is in the 1- and 10-minute tiers ----
   sql = connect(nodeConnection(config, 'metrics'), { max: 1 });
   // What the page reads (panels, overview, statements); pg_settings (1 min) and the sampler's own tables are left as sampled.
   const read = new Set([...loadPanels().map((x) => x.measurement), 'pg_up', 'pg_statements', 'pg_connections_limit']);
-  const tables = (await sql`select c.relname as t from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'metrics' and c.relkind = 'p'`)
-    .map((r) => r.t)
+  const tables = (await sql`select c.relname as t from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'metrics' and c.relkind = 'p' and c.relname like '%\\_raw'`)
+    .map((r) => r.t.slice(0, -4))
     .filter((t) => read.has(t));
   const DAY = 86_400_000;
+  const HOUR = 3_600_000;
   const now = Date.now();
   for (const t of tables) {
-    for (const day of [Math.floor((now - DAY) / DAY), Math.floor(now / DAY)]) {
-      const from = new Date(day * DAY).toISOString().slice(0, 10);
-      const to = new Date((day + 1) * DAY).toISOString().slice(0, 10);
-      await sql.unsafe(`create table if not exists metrics.${quoteIdent(`${t}_${from.replace(/-/g, '')}`)} partition of metrics.${quoteIdent(t)} for values from ('${from}') to ('${to}')`);
+    const raw = `metrics.${quoteIdent(`${t}_raw`)}`;
+    for (let h = Math.floor((now - DAY) / HOUR) - 1; h <= Math.floor(now / HOUR); h++) {
+      const from = new Date(h * HOUR).toISOString();
+      const to = new Date((h + 1) * HOUR).toISOString();
+      await sql.unsafe(`create table if not exists metrics.${quoteIdent(`${t}_raw_${from.slice(0, 13).replace(/[-T]/g, '')}`)} partition of ${raw} for values from ('${from}') to ('${to}')`);
     }
-    const cols = (await sql`select attname from pg_attribute where attrelid = ${`metrics.${t}`}::regclass and attnum > 0 and not attisdropped and attname <> 'time'`).map((r) => quoteIdent(r.attname));
-    const list = cols.join(', ');
+    const cols = await sql`select attname as name, format_type(atttypid, atttypmod) as type from pg_attribute where attrelid = ${raw}::regclass and attnum > 0 and not attisdropped and attname <> 'time'`;
+    const list = cols.map((c) => quoteIdent(c.name)).join(', ');
+    const values = cols.map((c) => (c.type === 'bigint' ? `greatest(l.${quoteIdent(c.name)} - s, 0)` : `l.${quoteIdent(c.name)}`)).join(', ');
     const started = Date.now();
-    await sql.unsafe(`insert into metrics.${quoteIdent(t)} (time, ${list})
-      select l.time - make_interval(secs => s), ${cols.map((c) => `l.${c}`).join(', ')}
-      from (select * from metrics.${quoteIdent(t)} where time = (select max(time) from metrics.${quoteIdent(t)})) l,
+    await sql.unsafe(`insert into ${raw} (time, ${list})
+      select l.time - make_interval(secs => s), ${values}
+      from (select * from ${raw} where time = (select max(time) from ${raw})) l,
            generate_series(20, 86400, ${Math.max(1, Math.round(everySeconds.get(t) ?? 1))}) s`);
     log(`  ${t}: filled 24 h in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }
+  // The job, as the agent's store runs it every minute, until it has caught up with the filled past.
+  await sql`delete from metrics._rollup`;
+  const job = { schema: 'metrics', rawKeepMs: KEEP_DEFAULTS.rawMs, oneMinuteKeepMs: KEEP_DEFAULTS.oneMinuteMs, retentionMs: 7 * DAY, budgetMs: 60_000 };
+  const rollStarted = Date.now();
+  for (;;) {
+    const r = await maintainStore(sql, { ...job, now: Date.now() });
+    const [{ behind }] = await sql`select count(*)::int as behind from (select distinct measurement from metrics._rollup) m
+      where not exists (select 1 from metrics._rollup r where r.measurement = m.measurement and r.tier = '10m' and r.done_until > now() - interval '30 minutes')`;
+    if (!r.unfinished && behind === 0 && r.rolled.length === 0) break;
+    if (!r.rolled.length) await sleep(1000);
+  }
+  log(`  rolled up by the store's job in ${((Date.now() - rollStarted) / 1000).toFixed(0)} s`);
   await sql`analyze`;
   const [{ n }] = await sql`select sum(n_live_tup)::bigint as n from pg_stat_user_tables where schemaname = 'metrics'`;
-  log(`store: ${n} rows`);
+  log(`store: ${n} rows (raw for the last 6 h, 1-minute and 10-minute rollups before)`);
 
   // ---- API: each panel's query over 24 h, and the same SQL direct ----
   const token = new URL(url).searchParams.get('token');
@@ -99,7 +118,8 @@ try {
       api.push(performance.now() - t0);
       mine.push(performance.now() - t0);
       t0 = performance.now();
-      await reader.unsafe(seriesSql(panel), [new Date(from), new Date(to), `${chooseStep(DAY, 1000)} seconds`, null]);
+      const step = chooseStep(DAY, 1000);
+      await reader.unsafe(seriesSql(panel, await storedColumns(reader, panel.measurement), chooseTier(step, from, to)), [new Date(from), new Date(to), `${step} seconds`, null]);
       direct.push(performance.now() - t0);
     }
     perPanel.push([panel.id, median(mine)]);

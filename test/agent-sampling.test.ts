@@ -67,13 +67,13 @@ describe('the agent samples the lab', () => {
     expect(lines[0]).toMatch(/^pg_up,node=b,role=subscriber up=1i,scrape_seconds=/);
   });
 
-  it('keeps the samples in the metrics node, one partitioned table per measurement', async () => {
+  it('keeps the samples in the metrics node, one partitioned raw table per measurement', async () => {
     const rows = await waitFor(async () => {
       const r = await withConnection(nodeConnection(lab.config(), 'm'), (sql) => sql`select node, count(*)::int as n from metrics.pg_up group by node order by node`).catch(() => []);
       return r.length === 3 && r.every((x) => x.n >= 2) ? r : undefined;
     }, 15_000, 'samples in the metrics store');
     expect(rows.map((r) => r.node)).toEqual(['a', 'b', 'm']);
-    const kinds = await withConnection(nodeConnection(lab.config(), 'm'), (sql) => sql`select relkind::text as kind from pg_class where oid = 'metrics.pg_stat_database'::regclass`);
+    const kinds = await withConnection(nodeConnection(lab.config(), 'm'), (sql) => sql`select relkind::text as kind from pg_class where oid = 'metrics.pg_stat_database_raw'::regclass`);
     expect(kinds).toEqual([{ kind: 'p' }]);
   });
 

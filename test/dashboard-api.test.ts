@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG_YAML } from '../src/config/index.js';
 import { nodeConnection, readSecrets } from '../src/lab/index.js';
 import { withConnection } from '../src/pg/index.js';
+import { maintainStore } from '../src/sinks/index.js';
 import { cli, portRange, tempLab, waitFor, type TempLab } from './helpers.js';
 
 /**
@@ -40,8 +41,8 @@ beforeAll(async () => {
   // Wait until the store holds a few seconds of samples.
   await waitFor(async () => {
     const s = JSON.parse((await get(`/api/series?panel=transactions&from=${Date.now() - 60_000}`)).text) as { times: number[] };
-    return s.times.length >= 4;
-  }, 30_000, 'samples in the store');
+    return s.times.length >= 12;
+  }, 60_000, 'samples in the store');
 }, 180_000);
 
 afterAll(async () => {
@@ -96,11 +97,17 @@ describe('dashboard API', () => {
     };
     expect(api.step).toBe(5);
     expect(new Set(api.series.map((s) => s.node))).toEqual(new Set(['publisher', 'subscriber1', 'subscriber2', 'metrics']));
-    // By hand: sum over the node's databases per sample, then the mean per 5 s bucket (floor, not date_bin).
+    // By hand, from the view of the raw rows: each database's commits per second from its counter
+    // (none across a reset), their mean per 5 s bucket (floor, not date_bin), summed over the
+    // node's databases.
     const hand = await withConnection(nodeConnection(lab.config(), 'metrics'), (sql) => sql<{ t: number; node: string; v: number }[]>`
-      select (floor(extract(epoch from time) / 5) * 5000)::float8 as t, node, avg(c)::float8 as v
-      from (select time, node, sum(xact_commit_rate) as c from metrics.pg_stat_database
-            where time >= ${new Date(from)} and time < ${new Date(to)} group by time, node) s
+      select t, node, sum(m)::float8 as v from (
+        select (floor(extract(epoch from time) / 5) * 5000)::float8 as t, node, datname, avg(r) as m from (
+          select time, node, datname, case when xact_commit >= lag(xact_commit) over w
+            then (xact_commit - lag(xact_commit) over w) / extract(epoch from time - lag(time) over w) end as r
+          from metrics.pg_stat_database where time >= ${new Date(from - 60_000)} and time < ${new Date(to)}
+          window w as (partition by node, datname order by time)) d
+        where time >= ${new Date(from)} group by 1, 2, 3) b
       group by 1, 2 order by 1, 2`);
     expect(hand.length).toBeGreaterThanOrEqual(8); // at least two buckets for each of the four nodes
     let compared = 0;
@@ -117,6 +124,52 @@ describe('dashboard API', () => {
     const one = JSON.parse((await get(`/api/series?panel=transactions&from=${from}&to=${to}&nodes=subscriber2`)).text) as { series: { node: string }[] };
     expect(one.series.length).toBeGreaterThan(0);
     expect(new Set(one.series.map((s) => s.node))).toEqual(new Set(['subscriber2']));
+  });
+
+  it('answers several panels in one request, each only from the bucket it asks since (live mode)', async () => {
+    const to = Date.now();
+    const from = to - 120_000;
+    const since = to - 20_000;
+    const r = JSON.parse((await get(`/api/batch?panels=transactions:${since},cpu&from=${from}&to=${to}&step=5`)).text) as { results: { panel: string; step: number; times: number[] }[] };
+    expect(r.results.map((x) => [x.panel, x.step])).toEqual([['transactions', 5], ['cpu', 5]]);
+    expect(r.results[0]!.times.length).toBeGreaterThan(0);
+    expect(Math.min(...r.results[0]!.times)).toBeGreaterThanOrEqual(Math.floor(since / 5000) * 5000);
+    // Without a since: the whole range, as /api/series answers it.
+    const whole = JSON.parse((await get(`/api/series?panel=cpu&from=${from}&to=${to}&step=5`)).text) as { times: number[] };
+    expect(r.results[1]!.times).toEqual(whole.times);
+    const bad = await get(`/api/batch?panels=transactions,nope&from=${from}`);
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.text)).toMatchObject({ parameter: 'panels' });
+  });
+
+  it('reads a long range from the 1-minute rollups (as the store job made them), then the raw rows past them', { timeout: 120_000 }, async () => {
+    const owner = nodeConnection(lab.config(), 'metrics');
+    // The agent's sink runs the job every minute; run it now, as it would.
+    const job = { schema: 'metrics', rawKeepMs: 6 * 3_600_000, oneMinuteKeepMs: 2 * 86_400_000, retentionMs: 7 * 86_400_000, settleMs: 0 };
+    const rolled = () => withConnection(owner, (sql) => sql<{ t: number; node: string; datname: string; v: number }[]>`
+      select (extract(epoch from r.time) * 1000)::float8 as t, s.tags->>'node' as node, s.tags->>'datname' as datname, r.bytes_avg::float8 as v
+      from metrics.pg_database_size_1m r join metrics._series s on s.id = r.sid
+      where r.time < (select done_until from metrics._rollup where measurement = 'pg_database_size' and tier = '1m') order by 1`);
+    // Until a whole minute of samples is rolled up (the lab may be younger than that).
+    const hand = await waitFor(async () => {
+      const r = await withConnection(owner, (sql) => maintainStore(sql, { ...job, now: Date.now() }));
+      const rows = r.unfinished ? [] : await rolled().catch(() => []);
+      return rows.length ? rows : undefined;
+    }, 90_000, 'a minute rolled up');
+    type Answer = { step: number; tier: string; times: number[]; series: { tags: { node: string; datname: string }; values: (number | null)[] }[] };
+    const last = Math.max(...hand.map((h) => h.t));
+    // Once the store has a sample past the rolled minutes (they are written every second).
+    const api = await waitFor(async () => {
+      const to = Date.now();
+      const a = JSON.parse((await get(`/api/series?panel=database_size&from=${to - 6 * 3_600_000}&to=${to}&buckets=400`)).text) as Answer;
+      return a.times[a.times.length - 1]! > last ? a : undefined;
+    }, 10_000, 'the raw rows past the rollups');
+    expect([api.step, api.tier]).toEqual([60, '1m']);
+    expect(hand.length).toBeGreaterThan(0);
+    for (const row of hand) {
+      const s = api.series.find((x) => x.tags.node === row.node && x.tags.datname === row.datname)!;
+      expect(s.values[api.times.indexOf(row.t)]).toBeCloseTo(row.v, 0);
+    }
   });
 
   it('reads through a role that can only SELECT schema metrics, in read-only sessions', async () => {
@@ -190,7 +243,7 @@ describe('dashboard API', () => {
     expect(passwords.length).toBeGreaterThanOrEqual(5);
     const now = Date.now();
     const panels = (JSON.parse((await get('/api/panels')).text) as { panels: { id: string }[] }).panels;
-    const paths = ['/', '/static/app.js', '/api/panels', '/api/live', '/api/health', `/api/annotations?from=${now - 600_000}`, `/api/statements?from=${now - 600_000}`, ...panels.map((p) => `/api/series?panel=${p.id}&from=${now - 600_000}`)];
+    const paths = ['/', '/static/app.js', '/api/panels', '/api/live', '/api/health', `/api/annotations?from=${now - 600_000}`, `/api/statements?from=${now - 600_000}`, `/api/statements?from=${now - 86_400_000}`, ...panels.map((p) => `/api/series?panel=${p.id}&from=${now - 600_000}`)];
     for (const p of paths) {
       const r = await get(p);
       expect(r.status, p).toBe(200);

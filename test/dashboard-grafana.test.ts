@@ -69,12 +69,12 @@ describe('grafana export', () => {
     const secret = readSecrets(lab.config().stateDir).dashboard!;
     const reader = { ...nodeConnection(lab.config(), 'metrics'), user: secret.user, password: secret.password };
     const nodes = ['publisher', 'subscriber1', 'subscriber2', 'metrics'];
-    // Rates need two samples, and pg_table is sampled every 5 s: wait until the slowest panel's
-    // rate column exists (the store adds a column with its first value).
+    // Rates are derived from two samples of a counter, and pg_table is sampled every 5 s: wait
+    // until the slowest panel's counter has two.
     await waitFor(
-      () => withConnection(reader, (sql) => sql`select 1 from information_schema.columns where table_schema = 'metrics' and table_name = 'pg_table' and column_name = 'autovacuum_count_rate'`).then((r) => r.length > 0),
+      () => withConnection(reader, (sql) => sql`select count(distinct time)::int as n from metrics.pg_table where autovacuum_count is not null`).then((r) => r[0]!.n >= 2).catch(() => false),
       30_000,
-      'the pg_table rates in the store',
+      'two pg_table samples in the store',
     );
     const panels = exported.panels as unknown as { title: string; targets: { rawSql: string; format: string }[] }[];
     await withConnection(reader, async (sql) => {
@@ -92,6 +92,12 @@ describe('grafana export', () => {
         }, 15_000, `rows for ${p.title}`);
         expect(Object.keys(rows[0]!)[0], p.title).toBe('time');
         expect(p.targets[0]!.format).toBe('time_series');
+        // At 1-minute and 10-minute intervals the same SQL reads the rollup tiers (and the raw rows past them).
+        for (const intervalSeconds of [60, 600]) {
+          const to = new Date();
+          const rolled = await sql.unsafe(expandMacros(p.targets[0]!.rawSql, { from: new Date(to.getTime() - 86_400_000), to, intervalSeconds, nodes }));
+          expect(rolled.length, `${p.title} at ${intervalSeconds} s`).toBeGreaterThan(0);
+        }
       }
     });
   }, 120_000);

@@ -39,14 +39,21 @@ describe('dashboard panels', () => {
   });
 
   it('quotes identifiers and passes the range, bucket and nodes as parameters', () => {
-    const sql = seriesSql(loadPanels().find((p) => p.id === 'lag_bytes')!);
-    expect(sql).toContain('from "metrics"."pg_replication"');
+    const panel = loadPanels().find((p) => p.id === 'lag_bytes')!;
+    const sql = seriesSql(panel);
+    expect(sql).toContain('from "metrics"."pg_replication_raw"');
     expect(sql).toContain('date_bin($3::interval, time');
-    expect(sql).toContain('time >= $1 and time < $2');
-    expect(sql).toContain('node = any($4::text[])');
+    expect(sql).toContain('time < $2::timestamptz');
+    expect(sql).toContain("tags->>'node' = any($4::text[])");
+    // A 1-minute bucket reads the 1-minute rollups (their averages), then the raw rows past their watermark.
+    const rolled = seriesSql(panel, undefined, '1m');
+    expect(rolled).toContain('from "metrics"."pg_replication_1m"');
+    expect(rolled).toContain('"write_lag_bytes_avg" as "write_lag_bytes"');
+    expect(rolled).toContain("tier = '1m'");
   });
 
-  it('chooses a bucket that keeps any range near 400 points, never below the sampling interval', () => {
+  it('chooses a bucket that keeps any range near 400 points (or the chart\'s width), never below the sampling interval', () => {
+    expect(chooseStep(86_400_000, 1000, 1000)).toBe(120);
     expect(chooseStep(300_000, 1000)).toBe(1);
     expect(chooseStep(900_000, 1000)).toBe(5);
     expect(chooseStep(86_400_000, 1000)).toBe(300);

@@ -1,6 +1,6 @@
 import type { AnnotationQuery, Dashboard, DataQuery, Panel as GrafanaPanel, VariableModel } from '@grafana/schema';
-import { quoteIdent } from '../pg/index.js';
-import type { Panel } from './panels.js';
+import { grafanaDownsampleSql } from '../sinks/index.js';
+import { panelQuery, type Panel } from './panels.js';
 
 /**
  * The same panels for Grafana: provisioning files for a Postgres data source on the metrics node
@@ -50,27 +50,19 @@ const UNITS: Record<Panel['unit'], string> = {
   errors: 'short',
 };
 
-/** A panel's query with Grafana's macros: the range, the bucket ($__interval) and the node variable. */
+/**
+ * A panel's query with Grafana's macros: the range, the bucket ($__interval) and the node variable.
+ * The same builder as the built-in page's (sinks' downsampleSql): it reads the store's tier that
+ * fits $__interval_ms and derives counters' rates in SQL.
+ */
 export function grafanaSql(panel: Panel, schema = 'metrics'): string {
-  const table = `${quoteIdent(schema)}.${quoteIdent(panel.measurement)}`;
-  const by = panel.by.map(quoteIdent);
-  const f = panel.fields.map(quoteIdent);
-  return [
-    `with r as (`,
-    `  select time, ${by.join(', ')}${f.map((c) => `, ${panel.combine}(${c}) as ${c}`).join('')}`,
-    `  from ${table}`,
-    `  where $__timeFilter(time) and node in ($node)`,
-    `  group by time, ${by.join(', ')}`,
-    `)`,
-    `select $__timeGroupAlias(time, $__interval), ${by.join(', ')}${f.map((c) => `, avg(${c})::float8 as ${c}`).join('')}`,
-    `from r group by 1, ${by.map((_, i) => i + 2).join(', ')} order by 1`,
-  ].join('\n');
+  return grafanaDownsampleSql(panelQuery(panel, undefined, schema));
 }
 
 export const ANNOTATIONS_SQL = `select extract(epoch from time) * 1000 as time, extract(epoch from coalesce("end", time)) * 1000 as timeend, text, kind as tags
 from metrics.annotations where $__timeFilter(time) order by time`;
 
-export const NODES_SQL = 'select distinct node from metrics.pg_up order by 1';
+export const NODES_SQL = "select distinct tags->>'node' as node from metrics._series where measurement = 'pg_up' order by 1";
 
 const uidPart = (lab: string) => lab.replace(/[^a-zA-Z0-9_-]/g, '-').slice(0, 24);
 
@@ -161,13 +153,18 @@ export function grafanaExport(panels: Panel[], source: GrafanaSource): GrafanaEx
 }
 
 /**
- * A Grafana query as the Postgres data source sends it: $__timeFilter, $__timeGroupAlias and
+ * A Grafana query as the Postgres data source sends it: $__timeFilter, $__timeFrom(), $__timeTo(),
+ * $__interval_ms, $__timeGroup, $__timeGroupAlias and
  * the $node variable expanded as Grafana does (for tests and for `--print-sql`).
  */
 export function expandMacros(sql: string, o: { from: Date; to: Date; intervalSeconds: number; nodes: string[] }): string {
   const lit = (s: string) => `'${s.replace(/'/g, "''")}'`;
   return sql
+    .replace(/\$__timeFrom\(\)/g, lit(o.from.toISOString()))
+    .replace(/\$__timeTo\(\)/g, lit(o.to.toISOString()))
+    .replace(/\$__interval_ms\b/g, String(o.intervalSeconds * 1000))
     .replace(/\$__timeFilter\((\w+)\)/g, (_, c: string) => `${c} BETWEEN ${lit(o.from.toISOString())} AND ${lit(o.to.toISOString())}`)
     .replace(/\$__timeGroupAlias\((\w+),\s*\$__interval\)/g, (_, c: string) => `floor(extract(epoch from ${c})/${o.intervalSeconds})*${o.intervalSeconds} AS "time"`)
+    .replace(/\$__timeGroup\((\w+),\s*\$__interval\)/g, (_, c: string) => `floor(extract(epoch from ${c})/${o.intervalSeconds})*${o.intervalSeconds}`)
     .replace(/\$node\b/g, o.nodes.map(lit).join(','));
 }

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { z } from 'zod';
-import { quoteIdent } from '../pg/index.js';
+import type { Sql } from '../pg/index.js';
+import { chooseTier, downsampleSql, readableFields, storedColumns, type DownsampleQuery, type Tier } from '../sinks/index.js';
 
 /**
  * The dashboard's panels, declared as data in panels/*.yaml (like the metric catalog): the page
@@ -69,33 +70,39 @@ const rank = (order: string[], file: string) => {
 };
 
 /**
- * The downsampling query of a panel: rows of one series at one time are combined, then averaged
- * per `step` bucket (date_bin), so 24 h costs what 5 m costs. Parameters: $1 from, $2 to
- * (timestamptz), $3 the step (interval), $4 the node names (text[], or null for all).
- * `fields` are those of the panel the table has (a field not sampled yet is left out).
+ * The downsampling query of a panel (sinks' downsampleSql): rows of one series at one time are
+ * combined, then averaged per `step` bucket (date_bin), read from the store's tier that fits the
+ * bucket, counters' rates derived in the query — so 24 h costs about what 5 m costs. Parameters:
+ * $1 from, $2 to (timestamptz), $3 the step (interval), $4 the node names (text[], or null for
+ * all). `stored` is the raw table's columns: fields it cannot read are left out.
  */
-export function seriesSql(panel: Panel, fields: readonly string[] = panel.fields, schema = 'metrics'): string {
-  const table = `${quoteIdent(schema)}.${quoteIdent(panel.measurement)}`;
-  const by = panel.by.map(quoteIdent);
-  const f = fields.map(quoteIdent);
-  return [
-    `with r as (`,
-    `  select time, ${by.join(', ')}${f.map((c) => `, ${panel.combine}(${c}) as ${c}`).join('')}`,
-    `  from ${table}`,
-    `  where time >= $1 and time < $2 and ($4::text[] is null or node = any($4::text[]))`,
-    `  group by time, ${by.join(', ')}`,
-    `)`,
-    `select (extract(epoch from date_bin($3::interval, time, timestamptz '1970-01-01 00:00:00+00')) * 1000)::float8 as t, ${by.join(', ')}${f
-      .map((c) => `, avg(${c})::float8 as ${c}`)
-      .join('')}`,
-    `from r group by 1, ${by.map((_, i) => i + 2).join(', ')} order by 1`,
-  ].join('\n');
+export function seriesSql(panel: Panel, stored?: ReadonlyMap<string, string>, tier: Tier = 'raw', schema = 'metrics'): string {
+  return downsampleSql(panelQuery(panel, stored, schema), tier);
 }
 
-/** Nice bucket sizes, in seconds. */
-const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
+export function panelQuery(panel: Panel, stored?: ReadonlyMap<string, string>, schema = 'metrics'): DownsampleQuery {
+  return { measurement: panel.measurement, by: panel.by, fields: panel.fields, combine: panel.combine, stored, schema };
+}
 
-/** The step for a range: the smallest nice bucket that keeps it under `points` buckets. */
+/** The fields of a panel the store can read now (a field not sampled yet is left out). */
+export function panelFields(panel: Panel, stored: ReadonlyMap<string, string>): string[] {
+  return readableFields(panel.fields, stored);
+}
+
+/** A panel's series over a range, read once (reports): the fields the store has and the rows. */
+export async function readPanel(sql: Sql, panel: Panel, from: number, to: number, stepSeconds: number): Promise<{ fields: string[]; rows: Record<string, unknown>[] }> {
+  const stored = await storedColumns(sql, panel.measurement);
+  const fields = panelFields(panel, stored);
+  if (!fields.length) return { fields, rows: [] };
+  const text = seriesSql(panel, stored, chooseTier(stepSeconds, from, Date.now()));
+  const rows = await sql.unsafe<Record<string, unknown>[]>(text, [new Date(from), new Date(to), `${stepSeconds} seconds`, null] as never[]);
+  return { fields, rows };
+}
+
+/** Nice bucket sizes, in seconds (from a minute up, whole minutes; from ten, whole ten minutes: rollups fit). */
+const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 180, 300, 600, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+
+/** The step for a range: the smallest nice bucket that keeps it under `points` buckets (a chart's width in pixels). */
 export function chooseStep(rangeMs: number, intervalMs: number, points = 400): number {
   const want = Math.max(rangeMs / points / 1000, intervalMs / 1000);
   return STEPS.find((s) => s >= want) ?? STEPS[STEPS.length - 1]!;

@@ -6,8 +6,9 @@ import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
 import type { NodeRole, ReplicationConfig } from '../config/index.js';
 import { connect, type ConnectionInfo, type Sql } from '../pg/index.js';
+import { chooseTier, storedColumns, type Tier } from '../sinks/index.js';
 import { liveView, type LivePoint } from './live.js';
-import { chooseStep, loadPanels, seriesSql, type Panel } from './panels.js';
+import { chooseStep, loadPanels, panelFields, seriesSql, type Panel } from './panels.js';
 
 /**
  * The dashboard's HTTP server, hosted by the lab's agent on 127.0.0.1: the page (static files,
@@ -164,32 +165,73 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
 
   app.get('/api/live', async () => liveView(o.nodes, o.replication, o.latest()));
 
-  // Columns of a table the store has now (a field not yet sampled is left out, not an error).
-  const columnsCache = new Map<string, { at: number; columns: Set<string> }>();
-  const columnsOf = async (table: string): Promise<Set<string>> => {
-    const hit = columnsCache.get(table);
+  // Columns of a measurement's raw table now (a field not yet sampled is left out, not an error).
+  const columnsCache = new Map<string, { at: number; columns: Map<string, string> }>();
+  const columnsOf = async (measurement: string): Promise<Map<string, string>> => {
+    const hit = columnsCache.get(measurement);
     if (hit && Date.now() - hit.at < 10_000) return hit.columns;
-    const rows = await store!.run((sql) => sql<{ name: string }[]>`
-      select attname as name from pg_attribute where attrelid = to_regclass(${`metrics.${table}`}) and attnum > 0 and not attisdropped`);
-    const columns = new Set(rows.map((r) => r.name));
-    columnsCache.set(table, { at: Date.now(), columns });
+    const columns = await store!.run((sql) => storedColumns(sql, measurement));
+    columnsCache.set(measurement, { at: Date.now(), columns });
     return columns;
+  };
+  const sqlCache = new Map<string, string>();
+
+  /** One panel's series over a range: the tier that fits the bucket, downsampled in SQL. */
+  const series = async (panel: Panel, from: number, to: number, step: number, nodes: string[] | undefined) => {
+    if (!store) return { panel: panel.id, from, to, step, times: [], series: [], note: 'this lab has no metrics store' };
+    const stored = await columnsOf(panel.measurement);
+    const fields = panelFields(panel, stored);
+    if (!fields.length) return { panel: panel.id, from, to, step, times: [], series: [] };
+    const tier = chooseTier(step, from, Date.now());
+    const key = `${panel.id}/${tier}/${fields.join(',')}`;
+    let text = sqlCache.get(key);
+    if (!text) sqlCache.set(key, (text = seriesSql(panel, stored, tier)));
+    const rows = await store.run((sql) => sql.unsafe<Record<string, unknown>[]>(text, [new Date(from), new Date(to), `${step} seconds`, nodes ?? null] as never[]));
+    return { panel: panel.id, from, to, step, tier, ...columnar(panel, fields, rows) };
+  };
+
+  /** from, to, step (from `step`, else from `buckets`: the chart's width in pixels) and nodes of a series request. */
+  const seriesRange = (q: Record<string, string | undefined>) => {
+    const { from, to } = range(q);
+    const buckets = q.buckets === undefined ? 400 : int(q.buckets, 'buckets', 10, 1000);
+    const step = q.step === undefined ? chooseStep(to - from, o.intervalMs, buckets) : int(q.step, 'step', 1, 86_400);
+    if ((to - from) / (step * 1000) > MAX_BUCKETS) throw new BadRequest('step', `step ${step} s makes more than ${MAX_BUCKETS} buckets over this range: use a larger step`);
+    return { from, to, step, nodes: nodeFilter(q.nodes) };
   };
 
   app.get('/api/series', async (req) => {
     const q = req.query as Record<string, string | undefined>;
     const panel = byId.get(q.panel ?? '');
     if (!panel) throw new BadRequest('panel', `unknown panel ${JSON.stringify(q.panel ?? '')}: expected one of ${[...byId.keys()].join(', ')}`);
-    const { from, to } = range(q);
-    const step = q.step === undefined ? chooseStep(to - from, o.intervalMs) : int(q.step, 'step', 1, 86_400);
-    if ((to - from) / (step * 1000) > MAX_BUCKETS) throw new BadRequest('step', `step ${step} s makes more than ${MAX_BUCKETS} buckets over this range: use a larger step`);
-    const nodes = nodeFilter(q.nodes);
-    if (!store) return { panel: panel.id, from, to, step, times: [], series: [], note: 'this lab has no metrics store' };
-    const columns = await columnsOf(panel.measurement);
-    const fields = panel.fields.filter((f) => columns.has(f));
-    if (!fields.length || !panel.by.every((b) => columns.has(b))) return { panel: panel.id, from, to, step, times: [], series: [] };
-    const rows = await store.run((sql) => sql.unsafe<Record<string, unknown>[]>(seriesSql(panel, fields), [new Date(from), new Date(to), `${step} seconds`, nodes ?? null] as never[]));
-    return { panel: panel.id, from, to, step, ...columnar(panel, fields, rows) };
+    const r = seriesRange(q);
+    return series(panel, r.from, r.to, r.step, r.nodes);
+  });
+
+  // Several panels over one range in one request: what the page asks for on each live tick (only
+  // what is new since its last bucket), so a tick is one request, not one per panel.
+  app.get('/api/batch', async (req) => {
+    const q = req.query as Record<string, string | undefined>;
+    // panels=ID or ID:SINCE (epoch ms: only buckets from there on, for a page that has the rest)
+    const asked = (q.panels ?? '').split(',').filter(Boolean).map((p) => p.split(':'));
+    if (!asked.length) throw new BadRequest('panels', 'panels is required: panel ids (each optionally :SINCE in epoch ms) separated by commas');
+    if (asked.length > 100) throw new BadRequest('panels', 'at most 100 panels a request');
+    const unknown = asked.filter(([id]) => !byId.has(id!)).map(([id]) => id!);
+    if (unknown.length) throw new BadRequest('panels', `unknown panel ${unknown.map((u) => JSON.stringify(u)).join(', ')}: expected some of ${[...byId.keys()].join(', ')}`);
+    const r = seriesRange(q);
+    const sinceOf = (since: string | undefined) => (since === undefined ? r.from : Math.min(Math.max(r.from, int(since, 'panels', 0, 8_640_000_000_000)), r.to - 1));
+    // One panel the store could not answer in time costs that panel, not the others (the page keeps its last data).
+    let failure: unknown;
+    const results = await Promise.all(
+      asked.map(([id, since]) =>
+        series(byId.get(id!)!, sinceOf(since), r.to, r.step, r.nodes).catch((e: unknown) => {
+          failure ??= e;
+          o.log(`dashboard: panel ${id}: ${(e as { code?: string }).code ?? ''} ${(e as Error).message.split('\n')[0]}`);
+          return { panel: id!, error: 'the metrics store did not answer' };
+        }),
+      ),
+    );
+    if (failure && results.every((x) => 'error' in x)) throw failure;
+    return { results };
   });
 
   app.get('/api/annotations', async (req) => {
@@ -208,18 +250,8 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
     const { from, to } = range(q);
     const nodes = nodeFilter(q.nodes);
     if (!store || !(await columnsOf('pg_statements')).has('calls')) return { statements: [] };
-    // Deltas of the cumulative counters over the range: what ran in it, not since the server started.
-    const rows = await store.run((sql) => sql<Record<string, unknown>[]>`
-      with d as (
-        select node, queryid, max(query) as query, max(calls) - min(calls) as calls,
-               max(total_seconds) - min(total_seconds) as total_seconds, max(rows) - min(rows) as rows
-        from metrics.pg_statements
-        where time >= ${new Date(from)} and time < ${new Date(to)} and (${nodes ?? null}::text[] is null or node = any(${nodes ?? null}::text[]))
-        group by node, queryid
-      )
-      select node, queryid, query, calls::float8 as calls, total_seconds::float8 as total_seconds, rows::float8 as rows,
-             (total_seconds / nullif(calls, 0))::float8 as mean_seconds
-      from d where calls > 0 order by total_seconds desc limit 20`);
+    const tier = chooseTier(0, from, Date.now());
+    const rows = await store.run((sql) => sql.unsafe<Record<string, unknown>[]>(statementsSql(tier), [new Date(from), new Date(to), nodes ?? null] as never[]));
     return { statements: rows.map((r) => ({ ...r })) };
   });
 
@@ -319,6 +351,32 @@ function range(q: Record<string, string | undefined>): { from: number; to: numbe
   if (to <= from) throw new BadRequest('to', 'to must be after from');
   if (to - from > MAX_RANGE_MS) throw new BadRequest('from', 'from is more than 31 days before to: the longest range is 31 days');
   return { from, to };
+}
+
+/**
+ * Top statements over a range: deltas of pg_stat_statements' cumulative counters — what ran in
+ * the range, not since the server started — from the raw rows, or for a range that starts before
+ * them, from the rollups (their min and max) and the raw rows past the rollups' watermark.
+ */
+function statementsSql(tier: Tier): string {
+  const counters = ['calls', 'total_seconds', 'rows'];
+  const raw = `select sid, query, ${counters.map((c) => `${c} as ${c}_lo, ${c} as ${c}_hi`).join(', ')} from metrics.pg_statements_raw where sid = any(array(select id from s))`;
+  const watermark = `(select done_until from metrics._rollup where measurement = 'pg_statements' and tier = '${tier}')`;
+  const src =
+    tier === 'raw'
+      ? `${raw} and time >= $1 and time < $2`
+      : `select sid, query, ${counters.map((c) => `${c}_min as ${c}_lo, ${c}_max as ${c}_hi`).join(', ')} from metrics.pg_statements_${tier} where sid = any(array(select id from s)) and time >= $1 and time < ${watermark}
+         union all ${raw} and time >= greatest(coalesce(${watermark}, '-infinity'), $1) and time < $2`;
+  return `with s as (select id, tags->>'node' as node, tags->>'queryid' as queryid from metrics._series
+      where measurement = 'pg_statements' and ($3::text[] is null or tags->>'node' = any($3::text[]))),
+    src as (${src}),
+    d as (
+      select s.node, s.queryid, max(src.query) as query, ${counters.map((c) => `max(${c}_hi) - min(${c}_lo) as ${c}`).join(', ')}
+      from src join s on s.id = src.sid group by s.node, s.queryid
+    )
+    select node, queryid, t.value as query, calls::float8 as calls, total_seconds::float8 as total_seconds, rows::float8 as rows,
+           (total_seconds / nullif(calls, 0))::float8 as mean_seconds
+    from d left join metrics._text t on t.id = d.query where calls > 0 order by total_seconds desc limit 20`;
 }
 
 /** Rows (time, by…, fields…) into one array of times and one array of values per series. */

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LabConfig } from '../config/index.js';
-import { chooseStep, loadPanels, seriesSql, type Panel } from '../dashboard/index.js';
+import { chooseStep, loadPanels, readPanel, type Panel } from '../dashboard/index.js';
 import { ProdhomeError } from '../errors.js';
 import { nodeConnection, readState } from '../lab/index.js';
 import { connect } from '../pg/index.js';
@@ -91,11 +91,8 @@ export async function readRunMetrics(config: LabConfig, j: Journal, warn: (l: st
 }
 
 async function panelChart(sql: ReturnType<typeof connect>, panel: Panel, from: number, to: number, stepS: number): Promise<Chart> {
-  const cols = await sql<{ column_name: string }[]>`select column_name from information_schema.columns where table_schema = 'metrics' and table_name = ${panel.measurement}`;
-  const have = new Set(cols.map((c) => c.column_name));
-  const fields = panel.fields.filter((f) => have.has(f));
+  const { fields, rows } = await readPanel(sql, panel, from, to, stepS);
   if (!fields.length) return { id: panel.id, title: panel.title, unit: panel.unit, series: [] };
-  const rows = await sql.unsafe(seriesSql(panel, fields), [new Date(from), new Date(to), `${stepS} seconds`, null] as never[]);
   const series = new Map<string, Series>();
   for (const row of rows as unknown as Record<string, unknown>[]) {
     const key = panel.by.map((b) => String(row[b] ?? '')).join(' ');

@@ -22,7 +22,10 @@ export {
   type Sample,
 } from './prometheus-text.js';
 export { FileSink, type FileSinkOptions } from './file.js';
-export { PostgresSink, type PostgresSinkOptions } from './postgres.js';
+export { PostgresSink, storedFields, type PostgresSinkOptions } from './postgres.js';
+export { maintainStore, type MaintenanceOptions, type MaintenanceReport } from './rollup.js';
+export { KEEP_DEFAULTS, LAYOUT_VERSION, TIER_SECONDS, tierName, tierTable, type Tier } from './store-layout.js';
+export { chooseTier, downsampleSql, fieldSource, grafanaDownsampleSql, readableFields, storedColumns, type DownsampleQuery } from './store-read.js';
 export { INFLUX_DEFAULTS, InfluxSink, type InfluxSinkOptions, type InfluxTarget, type InfluxTuning } from './influx.js';
 
 export interface SinkOptions {

@@ -1,22 +1,28 @@
 import { connect, copyFrom, copyTextValue, quoteIdent, type ConnectionInfo, type Sql } from '../pg/index.js';
 import { SinkLedger } from './ledger.js';
+import { maintainStore, type MaintenanceReport } from './rollup.js';
+import { KEEP_DEFAULTS, TEXT_ID, columnsOf, ensureLayout, ensureRollupTables, isTextId, makeView, partitionBounds, tierTable } from './store-layout.js';
 import type { Point } from './point.js';
 import type { Sink, SinkStats } from './types.js';
 
 /**
- * Points into Postgres — by default the lab's `metrics` node — shaped for Grafana's Postgres
- * data source: one table per measurement in schema `metrics`, a `time timestamptz` column, one
- * text column per tag and one typed column per field (added as new fields appear), range-
- * partitioned by day. Writes are buffered and flushed with COPY at `batchSize` points or every
- * `flushMs`, whichever comes first; while the server is away the buffer keeps up to `maxBuffer`
- * points (oldest dropped first, counted). Retention drops whole partitions past `retentionDays`.
+ * Points into Postgres — by default the lab's `metrics` node — in the compact layout of
+ * store-layout.ts: per measurement a raw table of (time, series id, one typed column per field)
+ * in hourly partitions, rolled up into 1-minute and 10-minute min/avg/max tables by a small job
+ * this sink runs every `maintainEveryMs` (rollup.ts), which also drops what is past each tier's
+ * keep. A view named as the measurement shows the raw rows with their tags, as the first layout's
+ * tables did. Rates that can be derived from the counter beside them are not stored.
+ *
+ * Writes are buffered and flushed with COPY at `batchSize` points or every `flushMs`, whichever
+ * comes first; while the server is away the buffer keeps up to `maxBuffer` points (oldest
+ * dropped first, counted).
  *
  * Each measurement of a batch is its own COPY, so one table that refuses its rows (a column of
  * another type than the points carry, a permission missing) costs only that measurement's
  * points, counted as rejected by SQLSTATE; the rest is written. A server that is away, restarting
  * or out of connections is retried, as is a table or column someone dropped (it is made again).
  * A value goes into an existing column of another type when that loses nothing (a boolean into
- * a number column as 1 or 0, as stores made before fields were typed have them).
+ * a number column as 1 or 0).
  */
 
 export interface PostgresSinkOptions {
@@ -25,16 +31,27 @@ export interface PostgresSinkOptions {
   batchSize?: number;
   flushMs?: number;
   maxBuffer?: number;
+  /** How long full resolution is kept (then only the rollups); default 6 h. */
+  rawKeepMs?: number;
+  /** How long 1-minute rollups are kept (then only the 10-minute ones); default 2 days. */
+  oneMinuteKeepMs?: number;
+  /** How often the rollup and retention job runs (from flush); default 60 s. */
+  maintainEveryMs?: number;
   warn?: (message: string) => void;
 }
 
-type ColumnType = 'double precision' | 'bigint' | 'text' | 'boolean';
+type ColumnType = 'double precision' | 'bigint' | 'boolean' | typeof TEXT_ID;
 /** Column types the sink finds in an existing table are whatever format_type() says. */
 type FoundType = ColumnType | (string & {});
 
 interface TableShape {
+  /** field columns of the raw table (not time, sid) */
   columns: Map<string, FoundType>;
   partitions: Set<string>;
+  /** tag names the view shows */
+  tags: Set<string>;
+  /** canonical tags → series id */
+  series: Map<string, number>;
 }
 
 const DAY = 86_400_000;
@@ -50,14 +67,30 @@ export class PostgresSink implements Sink {
   private readonly tables = new Map<string, TableShape>();
   private timer?: NodeJS.Timeout;
   private flushing?: Promise<void>;
-  private lastRetention = 0;
+  private lastMaintenance = 0;
+  /** Per measurement, the oldest time written since the last rollup: late points make it roll that part again. */
+  private readonly written = new Map<string, number>();
+  /** What the rollup job knows it made (tables, partitions), between its runs. */
+  private readonly made = new Map<string, string>();
+  /** String → id in `_text`, bounded. */
+  private readonly texts = new Map<string, number>();
   private readonly o: Required<Omit<PostgresSinkOptions, 'warn'>> & Pick<PostgresSinkOptions, 'warn'>;
   /** Set while writes fail, so a long outage warns once, not every second. */
   private failing = false;
 
   constructor(private readonly connection: ConnectionInfo, options: PostgresSinkOptions = {}) {
     this.name = `postgres://${connection.user}@${connection.host}:${connection.port}/${connection.database}`;
-    this.o = { schema: 'metrics', retentionDays: 7, batchSize: 5000, flushMs: 1000, maxBuffer: 200_000, ...options };
+    this.o = {
+      schema: 'metrics',
+      retentionDays: 7,
+      batchSize: 5000,
+      flushMs: 1000,
+      maxBuffer: 200_000,
+      rawKeepMs: KEEP_DEFAULTS.rawMs,
+      oneMinuteKeepMs: KEEP_DEFAULTS.oneMinuteMs,
+      maintainEveryMs: 60_000,
+      ...options,
+    };
   }
 
   get stats(): SinkStats {
@@ -80,6 +113,7 @@ export class PostgresSink implements Sink {
       this.o.warn?.(`${this.name}: the store is not answering (${messageOf(e)}); buffering up to ${this.o.maxBuffer} points until it does`);
       this.failing = true;
     }
+    this.lastMaintenance = Date.now(); // the first run a `maintainEveryMs` after opening, not on the first write
     this.timer = setInterval(() => void this.flush(), this.o.flushMs);
     this.timer.unref();
   }
@@ -103,7 +137,9 @@ export class PostgresSink implements Sink {
       this.flushing = undefined;
     });
     await this.flushing;
-    if (this.schemaReady && Date.now() - this.lastRetention > 3_600_000) await this.dropExpired().catch(() => {});
+    if (this.schemaReady && !this.failing && Date.now() - this.lastMaintenance >= this.o.maintainEveryMs) {
+      await this.maintain().catch((e: unknown) => this.o.warn?.(`${this.name}: rollup and retention failed, will try again: ${messageOf(e)}`));
+    }
     return this.buffer.length === 0;
   }
 
@@ -134,29 +170,32 @@ export class PostgresSink implements Sink {
 
   private async ensureSchema(): Promise<void> {
     if (this.schemaReady) return;
-    await this.sql!.unsafe(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(this.o.schema)}`);
+    const { dropped } = await ensureLayout(this.sql!, this.o.schema);
+    if (dropped.length) {
+      this.o.warn?.(`${this.name}: the metrics store had the first layout (a table per measurement with every rate stored); made it again in the compact layout — ${dropped.length} old tables and their history dropped`);
+    }
     this.schemaReady = true;
-    // Retention runs now and then hourly, from flush.
-    await this.dropExpired().catch(() => {});
   }
 
-  /** Drops daily partitions that end before now − retention; returns their names. */
-  async dropExpired(now = Date.now()): Promise<string[]> {
-    this.lastRetention = now;
-    const cutoff = dayKey(now - this.o.retentionDays * DAY);
-    const rows = await this.sql!<{ parent: string; child: string }[]>`
-      select p.relname as parent, c.relname as child from pg_inherits i
-      join pg_class c on c.oid = i.inhrelid join pg_class p on p.oid = i.inhparent
-      join pg_namespace n on n.oid = p.relnamespace where n.nspname = ${this.o.schema}`;
-    const dropped: string[] = [];
-    for (const r of rows) {
-      const day = /_(\d{8})$/.exec(r.child)?.[1];
-      if (!day || day >= cutoff) continue;
-      await this.sql!.unsafe(`DROP TABLE IF EXISTS ${quoteIdent(this.o.schema)}.${quoteIdent(r.child)}`);
-      this.tables.get(r.parent)?.partitions.delete(r.child);
-      dropped.push(r.child);
-    }
-    return dropped;
+  /**
+   * Rolls up what is due and drops what is past each tier's keep (rollup.ts): bounded in time,
+   * idempotent, run from flush every `maintainEveryMs`. `now` is for tests.
+   */
+  async maintain(now = Date.now()): Promise<MaintenanceReport> {
+    this.lastMaintenance = Date.now();
+    if (!this.sql) throw new Error('the sink is not open');
+    await this.ensureSchema();
+    const late = new Map(this.written);
+    this.written.clear();
+    return maintainStore(this.sql, {
+      schema: this.o.schema,
+      now,
+      late,
+      rawKeepMs: this.o.rawKeepMs,
+      oneMinuteKeepMs: this.o.oneMinuteKeepMs,
+      retentionMs: this.o.retentionDays * DAY,
+      made: this.made,
+    });
   }
 
   /**
@@ -190,9 +229,10 @@ export class PostgresSink implements Sink {
         }
         this.inFlight -= points.length;
         const code = (e as { code?: string }).code ?? 'unknown';
-        const problem = `COPY ${this.o.schema}.${measurement}: ${messageOf(e)}`;
+        const table = `${this.o.schema}.${measurement}_raw`;
+        const problem = `COPY ${table}: ${messageOf(e)}`;
         this.ledger.rejected(points.length, `sqlstate_${code}`, problem);
-        this.o.warn?.(`${this.name}: the store refused ${points.length} points: ${problem} (SQLSTATE ${code}) — fix or drop the table ${this.o.schema}.${measurement}`);
+        this.o.warn?.(`${this.name}: the store refused ${points.length} points: ${problem} (SQLSTATE ${code}) — fix or drop the table ${table}`);
       }
     }
     if (whole) {
@@ -208,6 +248,7 @@ export class PostgresSink implements Sink {
     this.trim();
     this.ledger.retry(messageOf(e));
     this.tables.clear(); // the server may have restarted or lost tables: look again
+    this.made.clear();
     if (!isServerError(e)) this.schemaReady = false;
     this.reconnect();
     if (!this.failing) this.o.warn?.(`${this.name}: write failed, will retry: ${messageOf(e)}`);
@@ -222,79 +263,160 @@ export class PostgresSink implements Sink {
   }
 
   private async copy(measurement: string, points: Point[]): Promise<void> {
-    const columns = await this.ensureTable(measurement, points);
-    const names = [...columns.keys()];
-    const types = names.map((c) => columns.get(c)!);
+    const shape = await this.ensureTable(measurement, points);
+    const names = [...shape.columns.keys()];
+    const types = names.map((c) => shape.columns.get(c)!);
+    const ids = await this.seriesIds(measurement, shape, points);
+    const texts = await this.textIds(names.filter((_, k) => isTextId(types[k]!)), points);
     let data = '';
     let lastTime = NaN;
     let timeText = '';
-    for (const p of points) {
+    let oldest = Infinity;
+    for (let i = 0; i < points.length; i++) {
+      const p = points[i]!;
       // A sample's points share one time: format it once.
-      if (p.time !== lastTime) timeText = new Date((lastTime = p.time)).toISOString();
-      data += timeText;
-      for (let k = 0; k < names.length; k++) data += `\t${copyValue(p.tags[names[k]!] ?? p.fields[names[k]!], types[k]!)}`;
+      if (p.time !== lastTime) {
+        timeText = new Date((lastTime = p.time)).toISOString();
+        if (p.time < oldest) oldest = p.time;
+      }
+      data += `${timeText}\t${ids[i]}`;
+      for (let k = 0; k < names.length; k++) {
+        const v = p.fields[names[k]!];
+        data += `\t${isTextId(types[k]!) ? (v === null || v === undefined ? '\\N' : String(texts.get(String(v)))) : copyValue(v, types[k]!)}`;
+      }
       data += '\n';
     }
-    const table = `${quoteIdent(this.o.schema)}.${quoteIdent(measurement)}`;
-    await copyFrom(this.sql!, `COPY ${table} (time, ${names.map(quoteIdent).join(', ')}) FROM STDIN`, [{ data, rows: points.length }]);
+    const table = tierTable(this.o.schema, measurement, 'raw');
+    await copyFrom(this.sql!, `COPY ${table} (time, sid${names.map((n) => `, ${quoteIdent(n)}`).join('')}) FROM STDIN`, [{ data, rows: points.length }]);
+    this.written.set(measurement, Math.min(this.written.get(measurement) ?? Infinity, oldest));
   }
 
-  /** Creates the table, its new columns and the day partitions this batch needs. */
-  private async ensureTable(measurement: string, points: Point[]): Promise<Map<string, FoundType>> {
-    const schema = quoteIdent(this.o.schema);
-    const table = `${schema}.${quoteIdent(measurement)}`;
+  /** Each point's series id, making the series this batch brings first. */
+  private async seriesIds(measurement: string, shape: TableShape, points: Point[]): Promise<number[]> {
+    const keys = points.map((p) => canonical(p.tags));
+    const missing = [...new Set(keys.filter((k) => !shape.series.has(k)))];
+    if (missing.length) {
+      const rows = await this.sql!.unsafe<{ id: number; tags: Record<string, string> }[]>(
+        `INSERT INTO ${quoteIdent(this.o.schema)}._series (measurement, tags) SELECT $1, t FROM jsonb_array_elements($2::text::jsonb) t
+         ON CONFLICT (measurement, tags) DO UPDATE SET measurement = excluded.measurement RETURNING id, tags`,
+        [measurement, `[${missing.join(',')}]`],
+      );
+      for (const r of rows) shape.series.set(canonical(r.tags), r.id);
+    }
+    return keys.map((k) => shape.series.get(k)!);
+  }
+
+  /** Ids of the strings these points carry in text columns, making the new ones. */
+  private async textIds(columns: string[], points: Point[]): Promise<Map<string, number>> {
+    if (!columns.length) return this.texts;
+    const missing = new Set<string>();
+    for (const p of points) {
+      for (const c of columns) {
+        const v = p.fields[c];
+        if (v !== null && v !== undefined && !this.texts.has(String(v))) missing.add(String(v));
+      }
+    }
+    if (!missing.size) return this.texts;
+    if (this.texts.size + missing.size > 50_000) this.texts.clear();
+    const rows = await this.sql!.unsafe<{ id: number; value: string }[]>(
+      `INSERT INTO ${quoteIdent(this.o.schema)}._text (value) SELECT unnest($1::text[])
+       ON CONFLICT ((md5(value))) DO UPDATE SET value = excluded.value RETURNING id, value`,
+      [[...missing]] as never[],
+    );
+    for (const r of rows) this.texts.set(r.value, r.id);
+    return this.texts;
+  }
+
+  /** Creates the raw table, its new columns, the hourly partitions this batch needs and (when its shape changed) the view. */
+  private async ensureTable(measurement: string, points: Point[]): Promise<TableShape> {
+    const schema = this.o.schema;
+    const table = tierTable(schema, measurement, 'raw');
     let shape = this.tables.get(measurement);
+    let stale = false;
     if (!shape) {
-      await this.sql!.unsafe(`CREATE TABLE IF NOT EXISTS ${table} (time timestamptz NOT NULL) PARTITION BY RANGE (time)`);
-      await this.sql!.unsafe(`CREATE INDEX IF NOT EXISTS ${quoteIdent(`${measurement}_time`)} ON ${table} (time)`);
-      const existing = await this.sql!<{ name: string; type: string }[]>`
-        select attname as name, format_type(atttypid, atttypmod) as type from pg_attribute
-        where attrelid = ${`${schema}.${quoteIdent(measurement)}`}::regclass and attnum > 0 and not attisdropped and attname <> 'time'`;
-      shape = { columns: new Map(existing.map((c) => [c.name, c.type])), partitions: new Set() };
+      await this.sql!.unsafe(`CREATE TABLE IF NOT EXISTS ${table} (time timestamptz NOT NULL, sid int NOT NULL) PARTITION BY RANGE (time)`);
+      // BRIN, not a B-tree: rows arrive in time order, and a B-tree would cost ~20 bytes a row.
+      await this.sql!.unsafe(`CREATE INDEX IF NOT EXISTS ${quoteIdent(`${measurement}_raw_time`)} ON ${table} USING brin (time)`);
+      const series = await this.sql!<{ id: number; tags: Record<string, string> }[]>`select id, tags from ${this.sql!(schema)}._series where measurement = ${measurement}`;
+      const tags = new Set(series.flatMap((r) => Object.keys(r.tags)));
+      shape = { columns: await columnsOf(this.sql!, schema, `${measurement}_raw`), partitions: new Set(), tags, series: new Map(series.map((r) => [canonical(r.tags), r.id])) };
       this.tables.set(measurement, shape);
+      const [view] = await this.sql!<{ ok: boolean }[]>`select to_regclass(${`${quoteIdent(schema)}.${quoteIdent(measurement)}`}) is not null as ok`;
+      stale = !view!.ok;
     }
     for (const [name, type] of newColumns(points, shape.columns)) {
-      await this.sql!.unsafe(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${quoteIdent(name)} ${type}`);
+      await this.sql!.unsafe(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${quoteIdent(name)} ${type === TEXT_ID ? `${quoteIdent(schema)}.${TEXT_ID}` : type}`);
       shape.columns.set(name, type);
+      stale = true;
     }
-    for (const day of new Set(points.map((p) => Math.floor(p.time / DAY)))) {
-      const from = new Date(day * DAY).toISOString().slice(0, 10);
-      const partition = `${measurement}_${from.replace(/-/g, '')}`;
-      if (shape.partitions.has(partition)) continue;
-      const to = new Date((day + 1) * DAY).toISOString().slice(0, 10);
-      await this.sql!.unsafe(`CREATE TABLE IF NOT EXISTS ${schema}.${quoteIdent(partition)} PARTITION OF ${table} FOR VALUES FROM ('${from}') TO ('${to}')`);
-      shape.partitions.add(partition);
+    for (const p of points) {
+      for (const t in p.tags) {
+        if (shape.tags.has(t)) continue;
+        shape.tags.add(t);
+        stale = true;
+      }
     }
-    return shape.columns;
+    if (stale) {
+      await ensureRollupTables(this.sql!, schema, measurement, shape.columns);
+      await makeView(this.sql!, schema, measurement, [...shape.tags], shape.columns);
+    }
+    let lastHour = NaN;
+    for (const p of points) {
+      const hour = Math.floor(p.time / 3_600_000);
+      if (hour === lastHour) continue;
+      lastHour = hour;
+      const part = partitionBounds('raw', p.time);
+      const name = `${measurement}_raw_${part.name}`;
+      if (shape.partitions.has(name)) continue;
+      await this.sql!.unsafe(
+        `CREATE TABLE IF NOT EXISTS ${quoteIdent(schema)}.${quoteIdent(name)} PARTITION OF ${table} FOR VALUES FROM ('${part.from.toISOString()}') TO ('${part.to.toISOString()}')`,
+      );
+      shape.partitions.add(name);
+    }
+    return shape;
   }
 }
 
-/** Tags and fields of these points that the table has no column for yet, with the type each wants. */
+/**
+ * The fields a point stores: not `time` or `sid` (the row's own), not a null, and not a
+ * `F_rate` whose counter `F` is in the same point (readers derive it).
+ */
+export function storedFields(p: Point): string[] {
+  const out: string[] = [];
+  for (const name in p.fields) {
+    const v = p.fields[name];
+    if (v === null || v === undefined || name === 'time' || name === 'sid') continue;
+    if (name.endsWith('_rate')) {
+      const counter = p.fields[name.slice(0, -'_rate'.length)];
+      if (typeof counter === 'number' || typeof counter === 'bigint') continue;
+    }
+    out.push(name);
+  }
+  return out;
+}
+
+/** Fields of these points that the table has no column for yet, with the type each wants. */
 function newColumns(points: Point[], columns: Map<string, FoundType>): Map<string, ColumnType> {
   const found = new Map<string, ColumnType>();
-  const look = (values: Record<string, unknown>) => {
-    for (const name in values) {
-      const value = values[name];
-      if (name === 'time' || value === null || value === undefined || columns.has(name) || found.has(name)) continue;
-      found.set(name, columnType(value));
-    }
-  };
   for (const p of points) {
-    look(p.tags);
-    look(p.fields);
+    for (const name of storedFields(p)) {
+      if (!columns.has(name) && !found.has(name)) found.set(name, columnType(p.fields[name]));
+    }
   }
   return found;
 }
 
-function dayKey(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10).replace(/-/g, '');
+/** Tags as one canonical JSON text (keys sorted): the series' key. */
+function canonical(tags: Record<string, string>): string {
+  const keys = Object.keys(tags).sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(String(tags[k]))}`).join(',')}}`;
 }
 
 function columnType(v: unknown): ColumnType {
   if (typeof v === 'bigint') return 'bigint';
   if (typeof v === 'boolean') return 'boolean';
   if (typeof v === 'number') return 'double precision';
-  return 'text';
+  return TEXT_ID;
 }
 
 /** Errors the server sent (with a SQLSTATE), as opposed to a connection that failed. */

@@ -170,6 +170,11 @@ function chartWidth(c) {
   return Math.max(240, c.chart.clientWidth || c.box.clientWidth - 24);
 }
 
+function lastValue(values) {
+  for (let i = values.length - 1; i >= 0; i--) if (values[i] != null) return values[i];
+  return null;
+}
+
 function makeChart(c, data, series) {
   const panel = c.panel;
   const perNode = new Map();
@@ -188,7 +193,9 @@ function makeChart(c, data, series) {
       ...series.map((s) => {
         const i = perNode.get(s.node) ?? 0;
         perNode.set(s.node, i + 1);
-        return { label: s.name, stroke: colourOf(s.node), width: 1.5, dash: DASHES[i % DASHES.length], spanGaps: false, points: { show: false }, value: (u, v) => fmt(v, panel.unit) };
+        // Under the cursor: its value; with the cursor away: the latest value (the legend says where things stand now).
+        const value = (u, v, si, di) => fmt(di == null ? lastValue(u.data[si]) : v, panel.unit);
+        return { label: s.name, stroke: colourOf(s.node), width: 1.5, dash: DASHES[i % DASHES.length], spanGaps: false, points: { show: false }, value };
       }),
     ],
     hooks: {
@@ -236,17 +243,62 @@ function drawAnnotations(u) {
   ctx.restore();
 }
 
-async function refreshPanel(c, win) {
-  const q = { panel: c.panel.id, from: win.from, to: win.to };
+/**
+ * Every chart's series over the window, in one request. Incremental (live mode): each chart asks
+ * only from its last bucket on (that bucket may have been partial), at the step it has, and the
+ * answer is merged into what it holds; otherwise the whole window at a step sized to the charts'
+ * width in pixels (one bucket a pixel at most), which the server reads from its rollups for long
+ * ranges.
+ */
+async function loadSeries(list, win, incremental) {
+  if (SNAPSHOT) return Promise.all(list.map((c) => api('series', { panel: c.panel.id, from: win.from, to: win.to })));
+  const q = { from: win.from, to: win.to };
+  const step = incremental ? list.find((c) => c.step)?.step : undefined;
+  q.panels = list.map((c) => (step && c.last !== undefined ? `${c.panel.id}:${c.last}` : c.panel.id)).join(',');
+  if (step) q.step = step;
+  else q.buckets = Math.min(1000, Math.max(100, Math.round(chartWidth(list[0]))));
   if (state.nodes) q.nodes = [...state.nodes].join(',');
-  const r = await api('series', q);
-  const series = r.series;
-  const [ms, cols] = withGaps(r.times, series, r.step * 1000);
+  return (await api('batch', q)).results;
+}
+
+/** Keeps a chart's columns: replaced whole, or from `since` on (merged by series name), trimmed to the window. */
+function mergeSeries(c, r, win, since) {
+  if (since === undefined || !c.times) {
+    c.times = r.times;
+    c.series = r.series;
+  } else {
+    const keep = c.times.findIndex((t) => t >= since);
+    const cut = keep < 0 ? c.times.length : keep;
+    const oldTimes = c.times.slice(0, cut);
+    const byName = new Map(r.series.map((s) => [s.name, s]));
+    const names = new Set([...c.series.map((s) => s.name), ...r.series.map((s) => s.name)]);
+    const before = new Map(c.series.map((s) => [s.name, s]));
+    c.series = [...names].sort().map((name) => {
+      const old = before.get(name);
+      const fresh = byName.get(name);
+      const base = old ?? fresh;
+      return { ...base, values: [...(old ? old.values.slice(0, cut) : oldTimes.map(() => null)), ...(fresh ? fresh.values : r.times.map(() => null))] };
+    });
+    c.times = [...oldTimes, ...r.times];
+  }
+  c.step = r.step;
+  // The window moved on: drop what fell out of it.
+  const first = c.times.findIndex((t) => t >= win.from - c.step * 1000);
+  if (first > 0) {
+    c.times = c.times.slice(first);
+    for (const s of c.series) s.values = s.values.slice(first);
+  }
+  c.last = c.times.length ? c.times[c.times.length - 1] : undefined;
+}
+
+function drawPanel(c, win) {
+  const series = c.series;
+  const [ms, cols] = withGaps(c.times, series, c.step * 1000);
   const data = [ms.map((t) => t / 1000), ...cols];
   const key = series.map((s) => s.name).join('\n');
   const points = series.reduce((n, s) => n + s.values.filter((v) => v !== null).length, 0);
   c.box.dataset.points = String(points);
-  c.box.dataset.last = String(r.times.length ? r.times[r.times.length - 1] : 0);
+  c.box.dataset.last = String(c.last ?? 0);
   c.box.dataset.nodes = [...new Set(series.filter((s) => s.values.some((v) => v !== null)).map((s) => s.node))].join(',');
   if (!series.length) {
     c.u?.destroy();
@@ -265,6 +317,7 @@ async function refreshPanel(c, win) {
     c.key = key;
   } else {
     c.u.setData(data, false);
+    if (c.u.cursor.idx == null) c.u.setLegend({ idx: null }); // the latest values, unless a cursor is over a chart
   }
   c.u.setScale('x', { min: win.from / 1000, max: win.to / 1000 });
 }
@@ -276,6 +329,7 @@ function emptyText(panel) {
 }
 
 let refreshing = false;
+let shownView = '';
 // Live mode: the topology and overview (the agent's memory, cheap) every second; the charts as
 // often as their bucket can change (every second at 5 m, every 2 s from 15 m up), statements
 // every 10 s. A user's action refreshes everything at once.
@@ -297,16 +351,29 @@ async function refreshAll(forced = true) {
   refreshing = true;
   lastCharts = Date.now();
   const win = window_();
+  // Live ticks fetch only what is new, as long as the view (range, nodes) is the one the charts hold.
+  const view = `${state.range}|${state.from}|${state.to}|${state.nodes ? [...state.nodes].join(',') : ''}`;
+  const incremental = !forced && state.live && !SNAPSHOT && view === shownView;
   try {
     const [ann] = await Promise.all([api('annotations', win).catch(() => ({ annotations })), refreshLive()]);
     annotations = ann.annotations;
     const list = [...charts.values()];
-    // A few at a time: the API's connection pool is small on purpose.
     let failed;
-    for (let i = 0; i < list.length; i += 6) {
-      const results = await Promise.allSettled(list.slice(i, i + 6).map((c) => refreshPanel(c, win)));
-      failed ??= results.find((r) => r.status === 'rejected')?.reason;
-    }
+    const results = await loadSeries(list, win, incremental).catch((e) => {
+      failed = e;
+      return [];
+    });
+    results.forEach((r, i) => {
+      const c = list[i];
+      if (r.error) {
+        failed ??= Object.assign(new Error(r.error), { store: true }); // this chart keeps its last data
+        return;
+      }
+      mergeSeries(c, r, win, incremental ? c.last : undefined);
+      drawPanel(c, win);
+    });
+    if (!failed) shownView = view;
+    else if (!incremental) shownView = ''; // the next tick asks for the whole window again
     $('load-empty').hidden = [...charts.values()].some((c) => c.panel.group === 'load' && Number(c.box.dataset.points) > 0);
     if (forced || Date.now() - lastStatements >= 10_000) {
       lastStatements = Date.now();
