@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { labSample, sampleSummary } from '../lab/index.js';
 import { didYouMean, durationOption } from '../config/index.js';
-import { loadCatalog, type Point } from '../metrics/index.js';
+import { loadCatalog } from '../metrics/index.js';
 import { ProdhomeError } from '../errors.js';
-import { createSink, SINK_SCHEMES } from '../sinks/index.js';
+import { createSink, SINK_SCHEMES, type Point } from '../sinks/index.js';
 import { printJson, table } from './render.js';
 import { configFrom } from './shared.js';
 

@@ -1,4 +1,4 @@
-import type { Point as SinkPoint } from '../sinks/index.js';
+import type { Point } from '../sinks/index.js';
 import type { NodeRole } from '../config/index.js';
 import { connect, serverVersion, type ConnectionInfo, type Sql } from '../pg/index.js';
 import { appliesTo, loadCatalog, sqlFor, type MetricDefinition } from './catalog.js';
@@ -11,14 +11,6 @@ import { appliesTo, loadCatalog, sqlFor, type MetricDefinition } from './catalog
  * is reported `pg_up up=0` and reconnected with backoff; it never stops the others. A metric
  * whose SQL fails on a node is disabled for that node with one warning.
  */
-
-/**
- * The sinks' Point, with the fields the collector produces: numbers (forStores types them for
- * the stores), and strings for the catalog's text fields (query text).
- */
-export interface Point extends SinkPoint {
-  fields: Record<string, number | string>;
-}
 
 export interface CollectorNode {
   name: string;
@@ -206,7 +198,7 @@ export class Collector {
       tags[t] = v;
       seriesKey += `\0${v}`;
     }
-    const fields: Record<string, number | string> = {};
+    const fields: Point['fields'] = {}; // numbers (forStores types them for the stores), text as strings
     let series: Map<string, { value: number; time: number }> | undefined;
     for (const name in metric.fields) {
       const raw = row[name];

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { NodeRole } from '../config/index.js';
-import type { Point } from './collector.js';
+import type { Point } from '../sinks/index.js';
 
 /**
  * Process and cgroup statistics of local nodes, read from /proc and the node's cgroup: what

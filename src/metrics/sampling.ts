@@ -1,4 +1,5 @@
-import { Collector, type CollectorNode, type Point } from './collector.js';
+import type { Point } from '../sinks/index.js';
+import { Collector, type CollectorNode } from './collector.js';
 import type { MetricDefinition } from './catalog.js';
 import { HeartbeatWriter } from './heartbeat.js';
 import { ProcessSampler, type ProcessTarget } from './process.js';
@@ -23,7 +24,7 @@ export interface SamplingOptions {
   until?: number;
   warn: (line: string) => void;
   /** Each sample's points and when it started; awaited before the next sample. */
-  onSample: (points: Point[], startedAt: number, doing: (what: string) => void) => Promise<void> | void;
+  onSample: (points: Point[], startedAt: number) => Promise<void> | void;
 }
 
 export interface SamplingLoop {
@@ -60,7 +61,8 @@ export function startSamplingLoop(o: SamplingOptions): SamplingLoop {
         step('the scrape of every node');
         // Process stats are read while the scrape's queries are in flight.
         const points = (await Promise.all([collector.scrape(started), processes.sample(o.processTargets(), started)])).flat();
-        await o.onSample(points, started, step);
+        step('the handling of the sample');
+        await o.onSample(points, started);
         doing = undefined;
         next += o.intervalMs;
         if (next < Date.now()) next = Date.now(); // a slow sample skips ahead, never bursts to catch up

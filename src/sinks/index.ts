@@ -23,6 +23,9 @@ export {
 } from './prometheus-text.js';
 export { FileSink, type FileSinkOptions } from './file.js';
 export { PostgresSink, type PostgresSinkOptions } from './postgres.js';
+export { PrometheusSink, type PrometheusSinkOptions } from './prometheus.js';
+export { LatestPoints } from './latest.js';
+export { PointBus, type PointBusOptions } from './bus.js';
 export { INFLUX_DEFAULTS, InfluxSink, type InfluxSinkOptions, type InfluxTarget, type InfluxTuning } from './influx.js';
 
 export interface SinkOptions {
