@@ -47,7 +47,7 @@ export function registerMetricsCommands(program: Command): void {
       const config = configFrom(cmd);
       const interval = durationOption(opts.interval, '--interval');
       if (interval < 250) throw new ProdhomeError('USAGE', `--interval ${opts.interval}: 250ms is the shortest interval`);
-      const until = opts.duration ? Date.now() + durationOption(opts.duration, '--duration') : Infinity;
+      const durationMs = opts.duration ? durationOption(opts.duration, '--duration') : undefined;
       const catalog = loadCatalog();
       for (const name of opts.metric ?? []) {
         if (catalog.some((m) => m.name === name)) continue;
@@ -61,7 +61,7 @@ export function registerMetricsCommands(program: Command): void {
       try {
         const loop = labSample(config, {
           intervalMs: interval,
-          until,
+          durationMs,
           metrics,
           sinks,
           warn,

@@ -13,7 +13,7 @@ import { readState } from './state.js';
  */
 export function labSample(
   config: LabConfig,
-  opts: { intervalMs: number; until?: number; metrics?: MetricDefinition[]; sinks: Sink[]; warn: (line: string) => void; onSample: (points: Point[], nodes: string[]) => void },
+  opts: { intervalMs: number; durationMs?: number; metrics?: MetricDefinition[]; sinks: Sink[]; warn: (line: string) => void; onSample: (points: Point[], nodes: string[]) => void },
 ): SamplingLoop {
   const state = readState(config.stateDir);
   if (!state) throw new ProdhomeError('LAB_NOT_UP', `lab "${config.lab}" has not been brought up here`, { hint: 'Run `prodhome up` first.' });
@@ -24,7 +24,7 @@ export function labSample(
     nodes,
     processTargets: () => processTargets(config),
     intervalMs: opts.intervalMs,
-    until: opts.until,
+    durationMs: opts.durationMs,
     heartbeats: heartbeatPublications(config.replication),
     metrics: opts.metrics,
     warn: opts.warn,

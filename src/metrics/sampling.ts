@@ -20,15 +20,18 @@ export interface SamplingOptions {
   heartbeats?: ReadonlyMap<string, string[]>;
   metrics?: MetricDefinition[];
   statementTimeoutMs?: number;
-  /** Stop by itself at this time (ms since the epoch). */
-  until?: number;
+  /**
+   * Stop by itself this long after the first sample started (counted from there, not from the
+   * call: on a loaded machine, loading the catalog and connecting can take a good part of it).
+   */
+  durationMs?: number;
   warn: (line: string) => void;
   /** Each sample's points and when it started; awaited before the next sample. */
   onSample: (points: Point[], startedAt: number) => Promise<void> | void;
 }
 
 export interface SamplingLoop {
-  /** Resolves when the loop has stopped (asked to, or `until` passed). */
+  /** Resolves when the loop has stopped (asked to, or its duration passed). */
   readonly done: Promise<void>;
   stop(): Promise<void>;
 }
@@ -53,7 +56,8 @@ export function startSamplingLoop(o: SamplingOptions): SamplingLoop {
   const done = (async () => {
     try {
       let next = Date.now();
-      while (!stopping && Date.now() < (o.until ?? Infinity)) {
+      const until = next + (o.durationMs ?? Infinity);
+      while (!stopping && Date.now() < until) {
         const started = Date.now();
         doing = undefined;
         step('the heartbeat');
@@ -66,7 +70,7 @@ export function startSamplingLoop(o: SamplingOptions): SamplingLoop {
         doing = undefined;
         next += o.intervalMs;
         if (next < Date.now()) next = Date.now(); // a slow sample skips ahead, never bursts to catch up
-        const wait = Math.min(next, o.until ?? Infinity) - Date.now();
+        const wait = Math.min(next, until) - Date.now();
         if (!stopping && wait > 0) {
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, wait);
