@@ -159,7 +159,10 @@ export class Collector {
     const conn = await sql.reserve();
     let settled: PromiseSettledResult<readonly Record<string, unknown>[]>[];
     try {
-      settled = await Promise.allSettled([conn.unsafe('BEGIN READ ONLY'), ...metrics.map((m) => conn.unsafe(sqlFor(m, n.major!)!)), conn.unsafe('COMMIT')]);
+      // Prepared (the extended protocol): each statement is parsed once per connection, and each
+      // scrape sends its name instead of its text — less to write and less for the server to plan.
+      const prepared = { prepare: true, simple: false };
+      settled = await Promise.allSettled([conn.unsafe('BEGIN READ ONLY', [], prepared), ...metrics.map((m) => conn.unsafe(sqlFor(m, n.major!)!, [], prepared)), conn.unsafe('COMMIT', [], prepared)]);
     } finally {
       conn.release();
     }

@@ -84,6 +84,7 @@ export function startSamplingLoop(o: SamplingOptions): SamplingLoop {
       }
     } finally {
       clearInterval(watchdog);
+      processes.close();
       await Promise.all([collector.close(), heartbeat.close()]);
     }
   })();
