@@ -166,3 +166,13 @@ function unsafe(p: string, message: string): ProdhomeError {
     hint: `prodhome did not make it so (in a node's directory, the server's OS user or a database superuser can). Look at it; remove it (rm ${p}) unless you made it; then run the command again.`,
   });
 }
+
+/** Whether `file` is a regular file this process may execute (a binary looked for by path). */
+export function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}

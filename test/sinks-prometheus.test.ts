@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { exportedName, pointsToFamilies, sanitizeLabelName, sanitizeMetricName, toPrometheusText, type Family, type Point } from '../src/sinks/index.js';
+import { exportedName, pointsToFamilies, PrometheusSink, sanitizeLabelName, sanitizeMetricName, toPrometheusText, type Family, type Point } from '../src/sinks/index.js';
 import { requireTool } from './support/influxd.js';
 
 const g = (over: Partial<Family>): Family => ({ name: 'm', help: 'help', type: 'gauge', samples: [{ labels: {}, value: 1 }], ...over });
@@ -137,5 +137,61 @@ describe.skipIf(!promtool)('promtool check metrics', () => {
     const r = spawnSync(promtool!, ['check', 'metrics'], { input: '# HELP x_milliseconds h\n# TYPE x_milliseconds gauge\nx_milliseconds 1\n', encoding: 'utf8' });
     expect(r.status).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(/base unit/);
+  });
+});
+
+describe('the Prometheus sink: /metrics as a sink on the point bus', () => {
+  const describeAll = (m: string, f: string) => (f === 'hidden' ? undefined : { help: `${m} ${f}`, type: 'gauge' as const });
+  const sink = (port?: number, previousPort?: number) =>
+    new PrometheusSink({ port, previousPort, describe: describeAll, sampledLessOften: (m) => m === 'slow', sampleMarker: 'marker' });
+  const p = (measurement: string, time: number, fields: Point['fields'], tags: Record<string, string> = {}): Point => ({ measurement, tags: { node: 'a', ...tags }, fields, time });
+  const sample = (time: number, ...extra: Point[]) => [p('pg_up', time, { up: 1n }), p('marker', time, { points: 1 }, { node: '' }), ...extra];
+  const series = (text: string) => text.split('\n').filter((l) => l && !l.startsWith('#')).sort();
+
+  it('shows the newest sample and, beside it, the newest second of each run while it is fresh', async () => {
+    const s = sink();
+    await s.write([...sample(1000, p('fast', 1000, { v: 1, hidden: 5 }), p('slow', 1000, { v: 7 })), p('workload', 1500, { tps: 10 }, { run: '42' })]);
+    // The next sample has no slow family (it stays) and its fast family replaces the last one;
+    // a run's older second arriving late does not replace its newer one.
+    await s.write([...sample(2000, p('fast', 2000, { v: 2 })), p('workload', 1200, { tps: 99 }, { run: '42' }), p('workload', 2500, { tps: 20 }, { run: '43' })]);
+    expect(series(s.text(3000))).toEqual(['fast_v{node="a"} 2', 'marker_points 1', 'pg_up_up{node="a"} 1', 'slow_v{node="a"} 7', 'workload_tps{node="a",run="42"} 10', 'workload_tps{node="a",run="43"} 20']);
+    // 5 s after its last second a run leaves the page; the sample stays until the next one.
+    expect(series(s.text(6600))).toEqual(['fast_v{node="a"} 2', 'marker_points 1', 'pg_up_up{node="a"} 1', 'slow_v{node="a"} 7', 'workload_tps{node="a",run="43"} 20']);
+    expect(s.stats).toMatchObject({ offered: 10, written: 10, dropped: 0 });
+  });
+
+  it('takes several queued samples in one write in order, and a stray point without a run does not replace the sample', async () => {
+    const s = sink();
+    await s.write([...sample(2000, p('fast', 2000, { v: 2 })), ...sample(1000, p('slow', 1000, { v: 7 })), p('stray', 2600, { x: 1 })]);
+    expect(series(s.text(3000))).toEqual(['fast_v{node="a"} 2', 'marker_points 1', 'pg_up_up{node="a"} 1', 'slow_v{node="a"} 7', 'stray_x{node="a"} 1']);
+  });
+
+  it('serves GET and HEAD /metrics on 127.0.0.1, takes its previous port again when free, and says when a port is taken', async () => {
+    const first = sink();
+    await first.open();
+    try {
+      await first.write(sample(Date.now()));
+      const res = await fetch(first.url!);
+      expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
+      expect(await res.text()).toBe(first.text());
+      expect(first.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+      expect((await fetch(first.url!, { method: 'POST' })).status).toBe(405);
+      expect((await fetch(first.url!.replace('/metrics', '/other'))).status).toBe(404);
+      const port = Number(new URL(first.url!).port);
+      // Taken: an explicit port is an error naming it; a previous port falls back to any free one.
+      await expect(sink(port).open()).rejects.toThrow(`cannot serve /metrics on 127.0.0.1:${port}: listen EADDRINUSE`);
+      const other = sink(undefined, port);
+      await other.open();
+      expect(other.url).not.toBe(first.url);
+      await other.close();
+      await first.close();
+      const again = sink(undefined, port);
+      await again.open();
+      expect(again.url).toBe(first.url);
+      await again.close();
+    } finally {
+      await first.close();
+    }
+    await expect(fetch(first.url!)).rejects.toThrow();
   });
 });

@@ -5,7 +5,7 @@ import {
   type ImportResult, type OnProgress, type Progress, type SeedBooksResult, type SeedPgbenchResult,
 } from '../data/index.js';
 import { ProdhomeError } from '../errors.js';
-import { dataTarget } from '../lab/index.js';
+import { dataTarget, type WriteIntent } from '../lab/index.js';
 import { printJson } from './render.js';
 import { configFrom } from './shared.js';
 
@@ -26,10 +26,8 @@ export function registerDataCommands(program: Command): void {
       const rows = parseCount(opts.rows, '--rows');
       const seedValue = parseSeed(opts.seed);
       const topics = opts.topics === undefined ? [...DEFAULT_TOPICS] : parseTopics(opts.topics);
-      const target = dataTarget(configFrom(cmd), opts.node, { what: 'seed books', tables: [{ schema: 'public', name: 'books' }], force: opts.force, warn: (l) => process.stderr.write(`warning: ${l}\n`) });
-      const result = await interruptible((signal) => seedBooks(target, { rows, seed: seedValue, topics, truncate: opts.truncate, onProgress: progressLine(), signal }));
-      if (opts.json) printJson(result);
-      else console.log(renderBooks(result));
+      const target = writeTarget(cmd, opts, 'seed books', [{ schema: 'public', name: 'books' }]);
+      printResult(opts.json, await interruptible((signal) => seedBooks(target, { rows, seed: seedValue, topics, truncate: opts.truncate, onProgress: progressLine(), signal })), renderBooks);
     });
   seed
     .command('pgbench')
@@ -40,10 +38,8 @@ export function registerDataCommands(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (opts: { scale: string; node?: string; force?: boolean; json?: boolean }, cmd: Command) => {
       const scale = parseCount(opts.scale, '--scale', { suffixes: false });
-      const target = dataTarget(configFrom(cmd), opts.node, { what: 'seed pgbench', tables: ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'].map((name) => ({ schema: 'public', name })), force: opts.force, warn: (l) => process.stderr.write(`warning: ${l}\n`) });
-      const result = await interruptible((signal) => seedPgbench(target, scale, progressLine(), signal));
-      if (opts.json) printJson(result);
-      else console.log(renderPgbench(result));
+      const target = writeTarget(cmd, opts, 'seed pgbench', ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'].map((name) => ({ schema: 'public', name })));
+      printResult(opts.json, await interruptible((signal) => seedPgbench(target, scale, progressLine(), signal)), renderPgbench);
     });
 
   program
@@ -60,7 +56,7 @@ export function registerDataCommands(program: Command): void {
     .action(async (tableArg: string, file: string, opts: { create?: boolean; node?: string; force?: boolean; maxErrors: string; delimiter: string; json?: boolean }, cmd: Command) => {
       const maxErrors = parseCount(opts.maxErrors, '--max-errors', { zero: true, suffixes: false });
       const delimiter = parseDelimiter(opts.delimiter);
-      const target = dataTarget(configFrom(cmd), opts.node, { what: `import ${tableArg}`, tables: [parseTableRef(tableArg)], force: opts.force, warn: (l) => process.stderr.write(`warning: ${l}\n`) });
+      const target = writeTarget(cmd, opts, `import ${tableArg}`, [parseTableRef(tableArg)]);
       try {
         const result = await importCsv(target, { table: parseTableRef(tableArg), file, create: opts.create, maxErrors, delimiter, onProgress: progressLine() });
         if (opts.json) return printJson(result);
@@ -72,6 +68,17 @@ export function registerDataCommands(program: Command): void {
         throw e;
       }
     });
+}
+
+/** The node a data command writes (--node, else the first publisher), with the guard's warnings on stderr. */
+function writeTarget(cmd: Command, opts: { node?: string; force?: boolean }, what: string, tables: WriteIntent['tables']): ReturnType<typeof dataTarget> {
+  return dataTarget(configFrom(cmd), opts.node, { what, tables, force: opts.force, warn: (l) => process.stderr.write(`warning: ${l}\n`) });
+}
+
+/** A command's result as JSON (--json), or rendered for a person. */
+function printResult<T>(json: boolean | undefined, result: T, render: (result: T) => string): void {
+  if (json) printJson(result);
+  else console.log(render(result));
 }
 
 /**

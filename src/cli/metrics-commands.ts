@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { labSample, sampleSummary } from '../lab/index.js';
 import { didYouMean, durationOption } from '../config/index.js';
-import { loadCatalog, type Point } from '../metrics/index.js';
+import { loadCatalog } from '../metrics/index.js';
 import { ProdhomeError } from '../errors.js';
-import { createSink, SINK_SCHEMES } from '../sinks/index.js';
+import { createSink, SINK_SCHEMES, type Point } from '../sinks/index.js';
 import { printJson, table } from './render.js';
 import { configFrom } from './shared.js';
 
@@ -47,7 +47,7 @@ export function registerMetricsCommands(program: Command): void {
       const config = configFrom(cmd);
       const interval = durationOption(opts.interval, '--interval');
       if (interval < 250) throw new ProdhomeError('USAGE', `--interval ${opts.interval}: 250ms is the shortest interval`);
-      const until = opts.duration ? Date.now() + durationOption(opts.duration, '--duration') : Infinity;
+      const durationMs = opts.duration ? durationOption(opts.duration, '--duration') : undefined;
       const catalog = loadCatalog();
       for (const name of opts.metric ?? []) {
         if (catalog.some((m) => m.name === name)) continue;
@@ -61,7 +61,7 @@ export function registerMetricsCommands(program: Command): void {
       try {
         const loop = await labSample(config, {
           intervalMs: interval,
-          until,
+          durationMs,
           metrics,
           sinks,
           warn,

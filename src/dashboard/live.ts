@@ -1,16 +1,12 @@
 import type { NodeRole, ReplicationConfig } from '../config/index.js';
+import type { Point } from '../sinks/index.js';
 
 /**
  * The topology and overview the page shows at the top, from the agent's latest sample (in
  * memory, so they are as fresh as the sampler) and the lab's config (what should exist).
  */
 
-export interface LivePoint {
-  measurement: string;
-  tags: Record<string, string>;
-  fields: Record<string, number | bigint | string | boolean>;
-  time: number;
-}
+export type LivePoint = Point;
 
 export interface NodeOverview {
   name: string;

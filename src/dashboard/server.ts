@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
 import type { NodeRole, ReplicationConfig } from '../config/index.js';
 import { connect, type ConnectionInfo, type Sql } from '../pg/index.js';
-import { chooseTier, storedColumns, type Tier } from '../sinks/index.js';
+import { chooseTier, storedColumns, type Point, type Tier } from '../sinks/index.js';
 import { liveView, type LivePoint } from './live.js';
 import { chooseStep, loadPanels, panelFields, seriesSql, type Panel } from './panels.js';
 
@@ -71,12 +71,7 @@ const MAX_POINTS_BODY = 4 * 1024 * 1024;
 const MAX_POINTS = 20_000;
 
 /** A point as another process hands it over (JSON: numbers and strings as field values). */
-export interface HandedPoint {
-  measurement: string;
-  tags: Record<string, string>;
-  fields: Record<string, number | string>;
-  time: number;
-}
+export type HandedPoint = Point;
 
 /** The posted body as points, or a 400 naming what is wrong: nothing malformed reaches a sink. */
 export function handedPoints(body: unknown): HandedPoint[] {

@@ -2,7 +2,7 @@ import { ProdhomeError, messageOf } from '../errors.js';
 import { connect, type ConnectionInfo, type Sql } from '../pg/index.js';
 import type { LocalNodeState } from '../runtime/index.js';
 import { postmasterOf } from './process-tree.js';
-import type { FaultEnv, FaultNode } from './types.js';
+import type { Fault, FaultEnv, FaultNode } from './types.js';
 
 /** The node as a local one; an external server (URL) is refused for what only a local node allows. */
 export function localNode(env: FaultEnv, name: string, fault: string): FaultNode & { local: LocalNodeState } {
@@ -20,6 +20,21 @@ export function runningPostmaster(node: FaultNode & { local: LocalNodeState }, f
   const pid = postmasterOf(node.local);
   if (!pid) throw new ProdhomeError('LAB_NOT_UP', `fault ${fault}: ${node.name} is not running`, { hint: 'Run `prodhome up` first.' });
   return pid;
+}
+
+/** heal and active of a fault that takes a node down (kill, stop): active while it is down, healed by starting it. */
+export function startsAgainOnHeal(fault: string): Pick<Fault, 'heal' | 'active'> {
+  return {
+    async heal(record, env) {
+      const node = localNode(env, record.node, fault);
+      if (postmasterOf(node.local)) return [];
+      await env.startNode(node.name);
+      return [`${node.name}: started again`];
+    },
+    active(record, env) {
+      return !postmasterOf(localNode(env, record.node, fault).local);
+    },
+  };
 }
 
 /** Runs `fn` on one bounded connection (a frozen or dead server must not hang a fault). */

@@ -1,5 +1,5 @@
 import { processAlive, sleep } from '../runtime/index.js';
-import { localNode, runningPostmaster } from './common.js';
+import { localNode, runningPostmaster, startsAgainOnHeal } from './common.js';
 import { childrenOf, postmasterOf, signalNodeProcess } from './process-tree.js';
 import type { Fault } from './types.js';
 
@@ -24,13 +24,5 @@ export const kill: Fault = {
     while ([pid, ...backends].some(processAlive) && Date.now() < deadline) await sleep(20);
     return { summary: `postmaster ${pid} killed (SIGKILL)`, data: { pid } };
   },
-  async heal(record, env) {
-    const node = localNode(env, record.node, 'kill');
-    if (postmasterOf(node.local)) return [];
-    await env.startNode(node.name);
-    return [`${node.name}: started again`];
-  },
-  active(record, env) {
-    return !postmasterOf(localNode(env, record.node, 'kill').local);
-  },
+  ...startsAgainOnHeal('kill'),
 };

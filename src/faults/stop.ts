@@ -1,6 +1,5 @@
 import { runtimes } from '../runtime/index.js';
-import { localNode, runningPostmaster } from './common.js';
-import { postmasterOf } from './process-tree.js';
+import { localNode, runningPostmaster, startsAgainOnHeal } from './common.js';
 import type { Fault } from './types.js';
 
 /** A fast shutdown, through the runtime's own stop (clients disconnected, checkpoint, exit). */
@@ -19,13 +18,5 @@ export const stop: Fault = {
     const summary = down.result === 'stopped' ? 'stopped (fast shutdown)' : down.result === 'not running' ? `${node.name} was not running` : `${node.name} left alone: ${down.note ?? 'its process could not be verified'}`;
     return { summary, data: {} };
   },
-  async heal(record, env) {
-    const node = localNode(env, record.node, 'stop');
-    if (postmasterOf(node.local)) return [];
-    await env.startNode(node.name);
-    return [`${node.name}: started again`];
-  },
-  active(record, env) {
-    return !postmasterOf(localNode(env, record.node, 'stop').local);
-  },
+  ...startsAgainOnHeal('stop'),
 };

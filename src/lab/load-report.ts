@@ -1,6 +1,6 @@
 import type { LabConfig } from '../config/index.js';
 import { forStores } from '../metrics/index.js';
-import type { Point } from '../sinks/index.js';
+import { PointBus, type Point } from '../sinks/index.js';
 import type { SecondStats } from '../workload/index.js';
 import { agentPid, readAgentStatus } from './agent.js';
 import { openSinks } from './agent-sampler.js';
@@ -11,10 +11,11 @@ import { writeAnnotation, type Annotation } from '../sinks/index.js';
 
 /**
  * Where a load run's seconds go. While the lab's agent runs, they are handed to it over its
- * loopback API (the dashboard server's POST /api/points, with the lab's token): the agent writes
- * them to every sink with its next sample and shows them on /metrics, so no second process
- * writes the store. With no agent (or one that serves no API) the run opens the lab's sinks
- * itself. Either way the run ends as an annotation on every dashboard chart.
+ * loopback API (the dashboard server's POST /api/points, with the lab's token): the agent
+ * publishes them on its point bus, which feeds every sink and /metrics, so no second process
+ * writes the store. With no agent (or one that serves no API) the run opens the lab's stores
+ * itself, behind a bus of its own. Either way the run ends as an annotation on every dashboard
+ * chart.
  */
 export interface LoadReporter {
   /** For LoadOptions.onSecond. */
@@ -29,14 +30,14 @@ export async function loadReporter(config: LabConfig, node: string, workload: st
     annotateRun(config, { time: startedAt, end: Date.now(), kind: 'load', node, text: command, tags: { workload } }).catch((e: Error) =>
       warn(`could not record the run as an annotation in the metrics store: ${e.message}`),
     );
-  const bus = agentBus(config);
-  if (bus) {
+  const agent = agentPointApi(config);
+  if (agent) {
     let sending = Promise.resolve();
     let lost = 0;
     return {
       onSecond: (s) => {
         const points = workloadPoints(workload, node, s);
-        sending = sending.then(() => bus.send(points)).catch(() => void (lost += points.length));
+        sending = sending.then(() => agent.send(points)).catch(() => void (lost += points.length));
       },
       close: async () => {
         await sending;
@@ -45,19 +46,15 @@ export async function loadReporter(config: LabConfig, node: string, workload: st
       },
     };
   }
-  const sinks = await openSinks(config, warn);
-  let writes = Promise.resolve();
+  // No agent: the run writes the lab's stores itself, through a bus of its own.
+  const bus = new PointBus(await openSinks(config, warn), { warn });
   let closed: Promise<void> | undefined;
   return {
-    onSecond: (s) => {
-      const stored = forStores(workloadPoints(workload, node, s));
-      writes = writes.then(() => Promise.all(sinks.map((sink) => sink.write(stored).catch(() => {})))).then(() => {});
-    },
+    onSecond: (s) => bus.publish(forStores(workloadPoints(workload, node, s))),
     close: () =>
       (closed ??= (async () => {
-        await writes;
-        for (const sink of sinks) {
-          await sink.close().catch(() => {});
+        await bus.close();
+        for (const sink of bus.sinks) {
           const st = sink.stats;
           if (st.dropped + st.rejected > 0) warn(`${sink.name}: ${st.dropped} of this run's points dropped, ${st.rejected} refused, of ${st.offered}${st.lastError ? ` (last error: ${st.lastError})` : ''}`);
         }
@@ -67,7 +64,7 @@ export async function loadReporter(config: LabConfig, node: string, workload: st
 }
 
 /** The running agent's point API, when there is one: its address from agent-status.json, its token from secrets.json. */
-function agentBus(config: LabConfig): { send(points: Point[]): Promise<void> } | undefined {
+function agentPointApi(config: LabConfig): { send(points: Point[]): Promise<void> } | undefined {
   if (agentPid(config.stateDir) === undefined) return undefined;
   const url = readAgentStatus(config.stateDir)?.dashboard?.url;
   const token = readSecrets(config.stateDir).dashboard?.token;

@@ -1,5 +1,5 @@
 import { formatBytes } from '../config/index.js';
-import type { Point } from '../metrics/index.js';
+import type { Point } from '../sinks/index.js';
 
 /**
  * `prodhome sample`'s live summary: one short line per node and sample (≤ 120 characters), or

@@ -1,4 +1,4 @@
-import type { Point as SinkPoint } from '../sinks/index.js';
+import type { Point } from '../sinks/index.js';
 import type { NodeRole } from '../config/index.js';
 import { connect, serverVersion, type ConnectionInfo, type Sql } from '../pg/index.js';
 import { appliesTo, loadCatalog, sqlFor, type MetricDefinition } from './catalog.js';
@@ -11,14 +11,6 @@ import { appliesTo, loadCatalog, sqlFor, type MetricDefinition } from './catalog
  * is reported `pg_up up=0` and reconnected with backoff; it never stops the others. A metric
  * whose SQL fails on a node is disabled for that node with one warning.
  */
-
-/**
- * The sinks' Point, with the fields the collector produces: numbers (forStores types them for
- * the stores), and strings for the catalog's text fields (query text).
- */
-export interface Point extends SinkPoint {
-  fields: Record<string, number | string>;
-}
 
 export interface CollectorNode {
   name: string;
@@ -167,7 +159,10 @@ export class Collector {
     const conn = await sql.reserve();
     let settled: PromiseSettledResult<readonly Record<string, unknown>[]>[];
     try {
-      settled = await Promise.allSettled([conn.unsafe('BEGIN READ ONLY'), ...metrics.map((m) => conn.unsafe(sqlFor(m, n.major!)!)), conn.unsafe('COMMIT')]);
+      // Prepared (the extended protocol): each statement is parsed once per connection, and each
+      // scrape sends its name instead of its text — less to write and less for the server to plan.
+      const prepared = { prepare: true, simple: false };
+      settled = await Promise.allSettled([conn.unsafe('BEGIN READ ONLY', [], prepared), ...metrics.map((m) => conn.unsafe(sqlFor(m, n.major!)!, [], prepared)), conn.unsafe('COMMIT', [], prepared)]);
     } finally {
       conn.release();
     }
@@ -206,7 +201,7 @@ export class Collector {
       tags[t] = v;
       seriesKey += `\0${v}`;
     }
-    const fields: Record<string, number | string> = {};
+    const fields: Point['fields'] = {}; // numbers (forStores types them for the stores), text as strings
     let series: Map<string, { value: number; time: number }> | undefined;
     for (const name in metric.fields) {
       const raw = row[name];

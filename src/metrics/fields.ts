@@ -1,4 +1,4 @@
-import type { FieldDescription, Point as SinkPoint } from '../sinks/index.js';
+import type { FieldDescription, Point } from '../sinks/index.js';
 import { loadCatalog, storeType, type StoreType } from './catalog.js';
 
 /**
@@ -114,12 +114,12 @@ export function describeField(measurement: string, field: string): FieldInfo | u
  * bigint column), booleans as booleans, the rest as they are (rates and other derived figures
  * stay floats). The collector's points stay plain numbers for everything else that reads them.
  */
-export function forStores(points: readonly SinkPoint[]): SinkPoint[] {
+export function forStores(points: readonly Point[]): Point[] {
   const all = byMeasurement();
   return points.map((p) => {
     const declared = all.get(p.measurement);
     if (!declared) return p;
-    let fields: SinkPoint['fields'] | undefined;
+    let fields: Point['fields'] | undefined;
     for (const name in p.fields) {
       const v = p.fields[name];
       const store = declared.get(name)?.store;

@@ -35,7 +35,7 @@ export class HeartbeatWriter {
           let timer: NodeJS.Timeout | undefined;
           try {
             await Promise.race([
-              t.sql.unsafe(HEARTBEAT_BEAT_SQL, [t.publications]),
+              t.sql.unsafe(HEARTBEAT_BEAT_SQL, [t.publications], { prepare: true }), // parsed once per connection
               new Promise((_, reject) => (timer = setTimeout(() => reject(Object.assign(new Error('no answer'), { code: 'TIMEOUT' })), timeoutMs + 2000))),
             ]);
           } catch (e) {

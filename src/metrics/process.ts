@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { NodeRole } from '../config/index.js';
-import type { Point } from './collector.js';
+import type { Point } from '../sinks/index.js';
 
 /**
  * Process and cgroup statistics of local nodes, read from /proc and the node's cgroup: what
@@ -43,6 +43,60 @@ const read = (file: string) => {
   }
 };
 
+/**
+ * Small /proc and cgroup files read through descriptors kept open between samples: a read is
+ * one pread at offset 0 (the kernel makes the text afresh), not open, fstat, read and close —
+ * at 4 Hz on a few nodes that is most of the sampler's system time. A descriptor not read in a
+ * sample (a backend that exited) is closed by `sweep`; one whose process died reads as ''.
+ */
+class KeptOpenFiles {
+  private readonly fds = new Map<string, number>();
+  private readonly readSinceSweep = new Set<string>();
+  private readonly buffer = Buffer.allocUnsafe(16384);
+
+  read(file: string): string {
+    this.readSinceSweep.add(file);
+    let fd = this.fds.get(file);
+    try {
+      if (fd === undefined) this.fds.set(file, (fd = fs.openSync(file, 'r')));
+      const n = fs.readSync(fd, this.buffer, 0, this.buffer.length, 0);
+      // latin1: these files are ASCII, and it is the cheapest decoding
+      return n < this.buffer.length ? this.buffer.toString('latin1', 0, n) : read(file);
+    } catch {
+      this.close(file);
+      return '';
+    }
+  }
+
+  /** Closes the descriptors nobody read since the last sweep. */
+  sweep(): void {
+    for (const file of this.fds.keys()) if (!this.readSinceSweep.has(file)) this.close(file);
+    this.readSinceSweep.clear();
+  }
+
+  closeAll(): void {
+    for (const file of [...this.fds.keys()]) this.close(file);
+  }
+
+  private close(file: string): void {
+    const fd = this.fds.get(file);
+    this.fds.delete(file);
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+/** A node's cgroup files, found once (a cgroup's controllers do not change under it). */
+interface CgroupFiles {
+  procs: string;
+  usage: string;
+  stat: string;
+  limit: string;
+  events: string;
+  v1: boolean;
+  /** cpu.stat of each dir that has one */
+  cpuStats: string[];
+}
+
 export interface ProcessSamplerOptions {
   /** Where the figures come from: /proc on Linux (the default there), `ps` elsewhere. */
   source?: 'proc' | 'ps';
@@ -51,8 +105,9 @@ export interface ProcessSamplerOptions {
 export class ProcessSampler {
   /** Each node's cumulative figures at its last sample, for the rates. */
   private readonly previous = new Map<string, { cpuSeconds: number; readBytes?: number; writeBytes?: number; time: number }>();
-  /** Each cgroup dir set's memory controller dir (or none), found once: it does not move. */
-  private readonly memoryDirs = new Map<string, string | undefined>();
+  /** Each cgroup dir set's files (or none, without a memory controller), found once: they do not move. */
+  private readonly cgroups = new Map<string, CgroupFiles | undefined>();
+  private readonly files = new KeptOpenFiles();
   private readonly source: 'proc' | 'ps';
 
   constructor(options: ProcessSamplerOptions = {}) {
@@ -63,11 +118,12 @@ export class ProcessSampler {
   async sample(targets: ProcessTarget[], now = Date.now()): Promise<Point[]> {
     if (this.source === 'ps') return this.sampleFromPs(targets, now);
     const points: Point[] = [];
+    const read = (file: string) => this.files.read(file);
     for (const t of targets) {
       if (!t.pid) continue;
       const tags = { node: t.name, role: t.role };
-      const memoryDir = this.memoryDirOf(t.cgroupDirs);
-      const pids = memoryDir ? read(path.join(memoryDir, 'cgroup.procs')).split('\n').filter(Boolean).map(Number) : [t.pid, ...childrenOf(t.pid)];
+      const cgroup = this.cgroupOf(t.cgroupDirs);
+      const pids = cgroup ? read(cgroup.procs).split('\n').filter(Boolean).map(Number) : [t.pid, ...childrenOf(t.pid)];
       let ticks = 0;
       let privateBytes = 0;
       let readBytes = 0;
@@ -78,7 +134,7 @@ export class ProcessSampler {
         ticks += Number(rest[11] ?? 0) + Number(rest[12] ?? 0); // utime, stime
         // Backends that exited were reaped by the postmaster: their CPU is in its cutime/cstime.
         if (pid === t.pid) ticks += Number(rest[13] ?? 0) + Number(rest[14] ?? 0);
-        if (!memoryDir) {
+        if (!cgroup) {
           // statm (in pages): resident minus shared is RssAnon, what status says in many more bytes.
           const statm = read(`/proc/${pid}/statm`).split(' ');
           privateBytes += Math.max(0, Number(statm[1] ?? 0) - Number(statm[2] ?? 0)) * pageBytes();
@@ -88,7 +144,7 @@ export class ProcessSampler {
         writeBytes += Number(/^write_bytes: (\d+)/m.exec(io)?.[1] ?? 0);
       }
       // With a cgroup, memory is the cgroup's own count (cgroupFields, below).
-      const shared = memoryDir ? 0 : kb(read(`/proc/${t.pid}/status`), 'RssShmem') * 1024;
+      const shared = cgroup ? 0 : kb(read(`/proc/${t.pid}/status`), 'RssShmem') * 1024;
       // Cumulative CPU and I/O for stores that compute rates themselves (Prometheus), rates below.
       const fields: Record<string, number> = {
         processes: pids.length,
@@ -99,10 +155,16 @@ export class ProcessSampler {
         write_bytes: writeBytes,
       };
       this.addRates(t.name, fields, now);
-      if (memoryDir) Object.assign(fields, cgroupFields(t.cgroupDirs, memoryDir));
+      if (cgroup) Object.assign(fields, cgroupFields(cgroup, read));
       points.push({ measurement: 'process', tags, fields, time: now });
     }
+    this.files.sweep();
     return points;
+  }
+
+  /** Closes the files it keeps open. */
+  close(): void {
+    this.files.closeAll();
   }
 
   /** One `ps` listing of every process per sample; each node is its postmaster and its children. */
@@ -143,12 +205,29 @@ export class ProcessSampler {
     if (current.writeBytes !== undefined && prev.writeBytes !== undefined) fields.write_bytes_rate = Math.max(0, (current.writeBytes - prev.writeBytes) / seconds);
   }
 
-  private memoryDirOf(dirs: string[]): string | undefined {
+  private cgroupOf(dirs: string[]): CgroupFiles | undefined {
     const key = dirs.join('\0');
-    if (!this.memoryDirs.has(key)) {
-      this.memoryDirs.set(key, dirs.find((d) => fs.existsSync(path.join(d, 'memory.usage_in_bytes')) || fs.existsSync(path.join(d, 'memory.current'))));
+    if (!this.cgroups.has(key)) {
+      const has = (dir: string, file: string) => fs.existsSync(path.join(dir, file));
+      const memoryDir = dirs.find((d) => has(d, 'memory.usage_in_bytes') || has(d, 'memory.current'));
+      const v1 = memoryDir !== undefined && has(memoryDir, 'memory.usage_in_bytes');
+      const at = (file: string) => path.join(memoryDir!, file);
+      this.cgroups.set(
+        key,
+        memoryDir === undefined
+          ? undefined
+          : {
+              procs: at('cgroup.procs'),
+              usage: at(v1 ? 'memory.usage_in_bytes' : 'memory.current'),
+              stat: at('memory.stat'),
+              limit: at(v1 ? 'memory.limit_in_bytes' : 'memory.max'),
+              events: at(v1 ? 'memory.oom_control' : 'memory.events'),
+              v1,
+              cpuStats: dirs.filter((d) => has(d, 'cpu.stat')).map((d) => path.join(d, 'cpu.stat')),
+            },
+      );
     }
-    return this.memoryDirs.get(key);
+    return this.cgroups.get(key);
   }
 }
 
@@ -176,26 +255,24 @@ function childrenOf(pid: number): number[] {
 }
 
 /** Usage against the cap, OOM kills and CPU throttling, from cgroup v1 or v2 files. */
-function cgroupFields(dirs: string[], memoryDir: string): Record<string, number> {
+function cgroupFields(files: CgroupFiles, read: (file: string) => string): Record<string, number> {
   const f: Record<string, number> = {};
-  const v1 = fs.existsSync(path.join(memoryDir, 'memory.usage_in_bytes'));
-  f.memory_bytes = Number(read(path.join(memoryDir, v1 ? 'memory.usage_in_bytes' : 'memory.current')).trim());
+  f.memory_bytes = Number(read(files.usage).trim());
   // Usage counts page cache the kernel can drop at will: RSS (with shared memory, which holds
   // shared_buffers) and the rest of the cache are kept apart, so a "full" cap reads right.
-  const stat = read(path.join(memoryDir, 'memory.stat'));
+  const stat = read(files.stat);
   const stat1 = (key: string) => Number(new RegExp(`^${key} (\\d+)$`, 'm').exec(stat)?.[1] ?? NaN);
-  const [anon, file, shmem] = v1 ? [stat1('total_rss'), stat1('total_cache'), stat1('total_shmem')] : [stat1('anon'), stat1('file'), stat1('shmem')];
+  const [anon, file, shmem] = files.v1 ? [stat1('total_rss'), stat1('total_cache'), stat1('total_shmem')] : [stat1('anon'), stat1('file'), stat1('shmem')];
   if (Number.isFinite(anon) && Number.isFinite(file)) {
     const shared = Number.isFinite(shmem) ? shmem : 0;
     f.memory_rss_bytes = anon + shared;
     f.memory_cache_bytes = Math.max(0, file - shared);
   }
-  const limit = read(path.join(memoryDir, v1 ? 'memory.limit_in_bytes' : 'memory.max')).trim();
+  const limit = read(files.limit).trim();
   if (limit && limit !== 'max') f.memory_limit_bytes = Number(limit);
-  const events = read(path.join(memoryDir, v1 ? 'memory.oom_control' : 'memory.events'));
-  f.oom_kills = Number(/oom_kill (\d+)/.exec(events)?.[1] ?? 0);
-  for (const dir of dirs) {
-    const cpu = read(path.join(dir, 'cpu.stat'));
+  f.oom_kills = Number(/oom_kill (\d+)/.exec(read(files.events))?.[1] ?? 0);
+  for (const cpuStat of files.cpuStats) {
+    const cpu = read(cpuStat);
     if (!cpu) continue;
     f.cpu_throttled_periods = Number(/nr_throttled (\d+)/.exec(cpu)?.[1] ?? 0);
     const v1Time = /throttled_time (\d+)/.exec(cpu)?.[1];

@@ -1,4 +1,5 @@
-import { Collector, type CollectorNode, type Point } from './collector.js';
+import type { Point } from '../sinks/index.js';
+import { Collector, type CollectorNode } from './collector.js';
 import type { MetricDefinition } from './catalog.js';
 import { HeartbeatWriter } from './heartbeat.js';
 import { ProcessSampler, type ProcessTarget } from './process.js';
@@ -19,15 +20,18 @@ export interface SamplingOptions {
   heartbeats?: ReadonlyMap<string, string[]>;
   metrics?: MetricDefinition[];
   statementTimeoutMs?: number;
-  /** Stop by itself at this time (ms since the epoch), after at least one sample. */
-  until?: number;
+  /**
+   * Stop by itself this long after the first sample started (counted from there, not from the
+   * call: on a loaded machine, loading the catalog and connecting can take a good part of it).
+   */
+  durationMs?: number;
   warn: (line: string) => void;
   /** Each sample's points and when it started; awaited before the next sample. */
-  onSample: (points: Point[], startedAt: number, doing: (what: string) => void) => Promise<void> | void;
+  onSample: (points: Point[], startedAt: number) => Promise<void> | void;
 }
 
 export interface SamplingLoop {
-  /** Resolves when the loop has stopped (asked to, or `until` passed). */
+  /** Resolves when the loop has stopped (asked to, or its duration passed). */
   readonly done: Promise<void>;
   stop(): Promise<void>;
 }
@@ -52,8 +56,8 @@ export function startSamplingLoop(o: SamplingOptions): SamplingLoop {
   const done = (async () => {
     try {
       let next = Date.now();
-      // A run with `until` takes at least one sample, even when connecting took all its time.
-      for (let first = true; !stopping && (first || Date.now() < (o.until ?? Infinity)); first = false) {
+      const until = next + (o.durationMs ?? Infinity);
+      while (!stopping && Date.now() < until) {
         const started = Date.now();
         doing = undefined;
         step('the heartbeat');
@@ -61,11 +65,12 @@ export function startSamplingLoop(o: SamplingOptions): SamplingLoop {
         step('the scrape of every node');
         // Process stats are read while the scrape's queries are in flight.
         const points = (await Promise.all([collector.scrape(started), processes.sample(o.processTargets(), started)])).flat();
-        await o.onSample(points, started, step);
+        step('the handling of the sample');
+        await o.onSample(points, started);
         doing = undefined;
         next += o.intervalMs;
         if (next < Date.now()) next = Date.now(); // a slow sample skips ahead, never bursts to catch up
-        const wait = Math.min(next, o.until ?? Infinity) - Date.now();
+        const wait = Math.min(next, until) - Date.now();
         if (!stopping && wait > 0) {
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, wait);
@@ -79,6 +84,7 @@ export function startSamplingLoop(o: SamplingOptions): SamplingLoop {
       }
     } finally {
       clearInterval(watchdog);
+      processes.close();
       await Promise.all([collector.close(), heartbeat.close()]);
     }
   })();

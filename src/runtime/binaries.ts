@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { ProdhomeError } from '../errors.js';
+import { isExecutable } from '../fsafe.js';
 import { userCan, type OsUser } from './process.js';
 
 /**
@@ -41,15 +42,6 @@ function probe(binDir: string): { version: string; major: number } | null {
   }
   versionCache.set(binDir, result);
   return result;
-}
-
-function isExecutable(file: string): boolean {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return fs.statSync(file).isFile();
-  } catch {
-    return false;
-  }
 }
 
 /** The npm package's bin dir, with the shared-library symlinks its postinstall would make. */

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { isExecutable } from '../fsafe.js';
 
 /** psql to run: PRODHOME_PSQL if set, else beside the node's binaries, on PATH, or Debian's. */
 export function findPsql(binDir?: string): string | undefined {
@@ -15,13 +16,3 @@ export function findPsql(binDir?: string): string | undefined {
   }
   return candidates.find(isExecutable);
 }
-
-function isExecutable(file: string): boolean {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-

@@ -23,6 +23,9 @@ export {
 } from './prometheus-text.js';
 export { FileSink, type FileSinkOptions } from './file.js';
 export { PostgresSink, storedFields, type PostgresSinkOptions } from './postgres.js';
+export { PrometheusSink, type PrometheusSinkOptions } from './prometheus.js';
+export { LatestPoints } from './latest.js';
+export { PointBus, type PointBusOptions } from './bus.js';
 export { maintainStore, type MaintenanceOptions, type MaintenanceReport } from './rollup.js';
 export { KEEP_DEFAULTS, LAYOUT_VERSION, TIER_SECONDS, tierName, tierTable, type Tier } from './store-layout.js';
 export { chooseTier, downsampleSql, fieldSource, grafanaDownsampleSql, readableFields, storedColumns, type DownsampleQuery } from './store-read.js';

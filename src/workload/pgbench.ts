@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { ProdhomeError } from '../errors.js';
+import { isExecutable } from '../fsafe.js';
 import { Histogram } from './histogram.js';
 import { cpuSummary, type LoadOptions, type PreparedLoad } from './runner.js';
 import { formatSchedule } from './schedule.js';
@@ -36,15 +37,6 @@ export function findPgbench(flag?: string): string {
   throw new ProdhomeError('PGBENCH_MISSING', 'pgbench is not installed (looked on PATH and in /usr/lib/postgresql/*/bin)', {
     hint: 'Install it (Debian: apt install postgresql-contrib or postgresql-client), pass --pgbench PATH, or use the built-in engine.',
   });
-}
-
-function isExecutable(p: string): boolean {
-  try {
-    fs.accessSync(p, fs.constants.X_OK);
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
-  }
 }
 
 /** What pgbench cannot do, refused before anything runs. */
