@@ -5,8 +5,8 @@
 //   select-only    prodhome load custom <its -S script>   vs  pgbench -b select-only (-S)
 //   simple-update  prodhome load custom <its -N script>   vs  pgbench -b simple-update (-N)
 //   sleep100/sleep500  select-only with `\sleep 100 us` / `\sleep 500 us` before the SELECT, both -f
-//   pipeline       ten SELECTs between \startpipeline and \endpipeline, -M extended, both -f (when
-//                  prodhome cannot parse it yet, pgbench alone runs it and the row says so)
+//   pipeline       ten SELECTs between \startpipeline and \endpipeline, -M extended, both -f (a
+//                  script prodhome refused would be run by pgbench alone, and the row would say so)
 // (the scripts are pgbench's own, from --show-script), at each client count, `-j` threads on both
 // sides. Each round runs both, in alternating order, each from the same state (pgbench_history
 // truncated, tables vacuumed, a checkpoint), after an untimed warm-up. Reports TPS of both, their

@@ -158,15 +158,9 @@ export class WireConnection {
       if (!q) constantQueries.set(s.id, (q = queryMessage(s.text)));
       return this.send(q);
     }
-    if (capture) {
-      const msgs: Buffer[] = [];
-      this.extended(msgs, s, values, protocol, true);
-      msgs.push(SYNC);
-      return this.send(Buffer.concat(msgs));
-    }
-    // The common case: [Parse,] Bind, Execute, Sync in one buffer.
     const named = protocol === 'prepared';
-    return this.send(encodeBind(s, named, values, this.parseFor(s, named), EXECUTE_SYNC));
+    // [Parse,] Bind, [Describe,] Execute, Sync in one buffer (a captured result needs its column names).
+    return this.send(encodeBind(s, named, values, this.parseFor(s, named), capture ? DESCRIBE_EXECUTE_SYNC : EXECUTE_SYNC));
   }
 
   /** The Parse message a statement needs first: always unnamed, once per connection when prepared. */
@@ -176,35 +170,48 @@ export class WireConnection {
     return encoded(s, named).parse;
   }
 
-  /** Parse (unless prepared), Bind, [Describe,] Execute for one statement. */
-  private extended(msgs: Buffer[], s: Statement, values: readonly Value[], protocol: Protocol, describe: boolean): void {
-    const named = protocol === 'prepared';
-    msgs.push(encodeBind(s, named, values, this.parseFor(s, named), NOTHING));
-    if (describe) msgs.push(DESCRIBE_PORTAL);
-    msgs.push(EXECUTE);
-  }
-
   /**
    * A pipeline (extended protocol): every statement is sent at once, with a Sync where asked and
    * at the end, then every result is read. After an error the server skips to the next Sync; the
    * outcome carries the first error.
    */
   pipeline(items: readonly PipelineItem[], protocol: Protocol): Promise<Outcome> {
-    const msgs: Buffer[] = [];
+    // One buffer for the whole pipeline, sized first, then filled: no part per message, no concat.
+    const named = protocol === 'prepared';
+    const n = items.length;
+    const parses: (Buffer | undefined)[] = new Array(n);
+    const texts: (string | null)[][] = new Array(n);
+    const bindLengths: number[] = new Array(n);
+    let total = 0;
     let syncs = 0;
-    items.forEach((item, k) => {
-      this.extended(msgs, item.statement, item.values, protocol, false);
-      if (item.sync || k === items.length - 1) {
-        msgs.push(SYNC);
+    for (let k = 0; k < n; k++) {
+      const { statement: s, values } = items[k]!;
+      const parse = (parses[k] = this.parseFor(s, named));
+      const t = (texts[k] = new Array<string | null>(s.arity));
+      const bindLength = (bindLengths[k] = bindSize(encoded(s, named).bindHead, s.arity, values, t));
+      total += (parse ? parse.length : 0) + 1 + bindLength + EXECUTE.length;
+      if (items[k]!.sync || k === n - 1) {
+        total += SYNC.length;
         syncs++;
       }
-    });
+    }
     if (!syncs) {
-      msgs.push(SYNC);
+      total += SYNC.length;
       syncs = 1;
     }
+    const b = Buffer.allocUnsafe(total);
+    let o = 0;
+    for (let k = 0; k < n; k++) {
+      const s = items[k]!.statement;
+      const parse = parses[k];
+      if (parse) o += parse.copy(b, o);
+      o = writeBind(b, o, encoded(s, named).bindHead, texts[k]!, bindLengths[k]!);
+      o += EXECUTE.copy(b, o);
+      if (items[k]!.sync || k === n - 1) o += SYNC.copy(b, o);
+    }
+    if (o < total) SYNC.copy(b, o); // an empty pipeline: a Sync alone
     this.readiesLeft = syncs;
-    return this.send(Buffer.concat(msgs));
+    return this.send(b);
   }
 
   /** Prepares a named statement (-M prepared) ahead of a pipeline, as pgbench does. */
@@ -483,16 +490,27 @@ function encoded(s: Statement, named: boolean): Encoded {
 function encodeBind(s: Statement, named: boolean, values: readonly Value[], parse: Buffer | undefined, tail: Buffer): Buffer {
   const { bindHead } = encoded(s, named);
   const texts: (string | null)[] = new Array(s.arity);
+  const bindLength = bindSize(bindHead, s.arity, values, texts);
+  const parseLength = parse ? parse.length : 0;
+  const b = Buffer.allocUnsafe(parseLength + 1 + bindLength + tail.length);
+  const o = writeBind(b, parse ? parse.copy(b, 0) : 0, bindHead, texts, bindLength);
+  tail.copy(b, o);
+  return b;
+}
+
+/** A Bind message's length field (all but its type byte); fills `texts` with the values as text. */
+function bindSize(bindHead: Buffer, arity: number, values: readonly Value[], texts: (string | null)[]): number {
   let bindLength = 4 + bindHead.length + 2; // length, head, result format count
-  for (let i = 0; i < s.arity; i++) {
+  for (let i = 0; i < arity; i++) {
     const t = valueText(values[i] ?? null);
     texts[i] = t;
     bindLength += 4 + (t === null ? 0 : Buffer.byteLength(t));
   }
-  const parseLength = parse ? parse.length : 0;
-  const b = Buffer.allocUnsafe(parseLength + 1 + bindLength + tail.length);
-  let o = 0;
-  if (parse) o += parse.copy(b, 0);
+  return bindLength;
+}
+
+/** Writes a Bind message at `o`; returns the offset after it. */
+function writeBind(b: Buffer, o: number, bindHead: Buffer, texts: readonly (string | null)[], bindLength: number): number {
   b[o] = 0x42;
   b.writeInt32BE(bindLength, o + 1);
   o += 5 + bindHead.copy(b, o + 5);
@@ -507,13 +525,11 @@ function encodeBind(s: Statement, named: boolean, values: readonly Value[], pars
     }
   }
   b.writeInt16BE(0, o); // results in text
-  o += 2;
-  tail.copy(b, o);
-  return b;
+  return o + 2;
 }
 const EXECUTE = message(0x45, [cstr(''), int32(0)]);
 const DESCRIBE_PORTAL = message(0x44, [Buffer.from('P'), cstr('')]);
 const SYNC = message(0x53, []);
 const EXECUTE_SYNC = Buffer.concat([EXECUTE, SYNC]);
-const NOTHING = Buffer.alloc(0);
+const DESCRIBE_EXECUTE_SYNC = Buffer.concat([DESCRIBE_PORTAL, EXECUTE, SYNC]);
 const TERMINATE = message(0x58, []);
