@@ -30,6 +30,8 @@ const PanelSchema = z
     /** How rows of one series at one time are combined (several databases of one node). */
     combine: z.enum(['sum', 'avg', 'max']).default('sum'),
     kind: z.enum(['line']).default('line'),
+    /** Only the N series with the largest measure over the range (a gauge's max, a counter's increase): "busiest" panels. */
+    top: z.number().int().min(1).max(100).optional(),
     /** Panels are shown in groups; `load` panels sit with the load runs. */
     group: z.enum(['lab', 'load']).default('lab'),
     info: z.string().min(1),
@@ -81,7 +83,7 @@ export function seriesSql(panel: Panel, stored?: ReadonlyMap<string, string>, ti
 }
 
 export function panelQuery(panel: Panel, stored?: ReadonlyMap<string, string>, schema = 'metrics'): DownsampleQuery {
-  return { measurement: panel.measurement, by: panel.by, fields: panel.fields, combine: panel.combine, stored, schema };
+  return { measurement: panel.measurement, by: panel.by, fields: panel.fields, combine: panel.combine, stored, schema, top: panel.top };
 }
 
 /** The fields of a panel the store can read now (a field not sampled yet is left out). */

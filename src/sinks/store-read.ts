@@ -20,6 +20,11 @@ export interface DownsampleQuery {
   /** The raw table's columns (name → type), when known; unknown: every `F_rate` is derived. */
   stored?: ReadonlyMap<string, string>;
   schema?: string;
+  /**
+   * Only the `top` series with the largest measure over the range (a gauge's max, a counter's
+   * increase, summed over the fields): "busiest tables" panels read ten tables, not all of them.
+   */
+  top?: number;
 }
 
 /** How a requested field is read: stored as is, or derived as the rate of its counter. */
@@ -50,6 +55,8 @@ interface Dialect {
   timeAlias: string;
   /** The condition under which a tier is read (SQL), or a constant decided now. */
   uses: (tier: Tier) => string | boolean;
+  /** The tier the top series are ranked from (the cheapest that covers the range); none: no ranking. */
+  rankTier?: Exclude<Tier, 'raw'>;
 }
 
 /**
@@ -65,6 +72,7 @@ export function downsampleSql(q: DownsampleQuery, tier: Tier): string {
     bucket: `(extract(epoch from date_bin($3::interval, time, timestamptz '1970-01-01 00:00:00+00')) * 1000)::float8`,
     timeAlias: 't',
     uses: (t) => t === tier,
+    rankTier: tier === '10m' ? '10m' : '1m',
   });
 }
 
@@ -103,6 +111,8 @@ function build(q: DownsampleQuery, d: Dialect): string {
       })
       .map((c) => `, ${c}`)
       .join('');
+  // With top: only the chosen series' rows are read, windowed and bucketed.
+  const only = q.top && d.rankTier && reads.length ? ' and sid in (select id from s)' : '';
   const branches: string[] = [];
   const rawStarts: [string, string][] = [];
   for (const tier of ['10m', '1m'] as const) {
@@ -111,7 +121,7 @@ function build(q: DownsampleQuery, d: Dialect): string {
     const cond = uses === true ? '' : ` and ${uses}`;
     branches.push(
       `  select time, time + interval '${TIER_SECONDS[tier]} seconds' as rt, sid${select(tier)} from ${tierTable(schema, q.measurement, tier)}\n` +
-        `  where time >= ${d.from}${lookback(tier)} and time < ${watermark(tier)}${cond}`,
+        `  where time >= ${d.from}${lookback(tier)} and time < ${watermark(tier)}${cond}${only}`,
     );
     rawStarts.push([uses === true ? 'true' : uses, `greatest(coalesce(${watermark(tier)}, '-infinity'), ${d.from}${lookback(tier)})`]);
   }
@@ -122,7 +132,7 @@ function build(q: DownsampleQuery, d: Dialect): string {
       : rawStarts.length === 1 && rawStarts[0]![0] === 'true'
         ? rawStarts[0]![1]
         : `case ${rawStarts.map(([c, e]) => `when ${c} then ${e}`).join(' ')} else ${d.from}${lookback('raw')} end`;
-  branches.push(`  select time, time as rt, sid${select('raw')} from ${tierTable(schema, q.measurement, 'raw')}\n  where time >= ${rawStart} and time < ${d.to}`);
+  branches.push(`  select time, time as rt, sid${select('raw')} from ${tierTable(schema, q.measurement, 'raw')}\n  where time >= ${rawStart} and time < ${d.to}${only}`);
 
   const values = reads
     .map((r) => {
@@ -139,9 +149,10 @@ function build(q: DownsampleQuery, d: Dialect): string {
   // series that share the panel's `by` values are combined (several databases of one node). The
   // rows of nodes not asked for are dropped at the join with s.
   return [
-    `with s as (`,
+    `with ${q.top && d.rankTier && reads.length ? 's_all' : 's'} as (`,
     `  select id, ${tagCols} from ${s}._series`,
     `  where measurement = ${lit(q.measurement)} and ${d.nodes(`tags->>'node'`)}`,
+    ...topSeries(q, d, reads, watermark),
     `), src as (`,
     branches.join('\n  union all\n'),
     `), v as (`,
@@ -153,6 +164,31 @@ function build(q: DownsampleQuery, d: Dialect): string {
     `select b.t as ${d.timeAlias}, ${byCols}${reads.map((r) => `, ${q.combine}(b.${id(r.field)})::float8 as ${id(r.field)}`).join('')}`,
     `from b join s on s.id = b.sid group by b.t, ${byCols} order by 1`,
   ].join('\n');
+}
+
+/**
+ * With `q.top`: keeps in `s` only the top series by the measure over the range, ranked before
+ * anything is downsampled, from the rank tier's rows (only the measure's columns) plus the raw
+ * rows past its watermark — a few thousand narrow rows, where the panel would read every
+ * series' rows. Ties go to the older series.
+ */
+function topSeries(q: DownsampleQuery, d: Dialect, reads: { field: string; src: { column: string; rate: boolean } }[], watermark: (tier: Tier) => string): string[] {
+  if (!q.top || !d.rankTier || !reads.length) return [];
+  const schema = q.schema ?? 'metrics';
+  const id = quoteIdent;
+  const tier = d.rankTier;
+  const cols = (suffix: string) => reads.map((r, i) => `${id(`${r.src.column}${suffix}`)} as m${i}`).join(', ');
+  // A counter's increase (max − min, resets ignored: a ranking, not a figure), a gauge's max.
+  const measure = reads.map((r, i) => `coalesce(${r.src.rate ? `max(m${i}) - min(m${i})` : `max(m${i})`}, 0)`).join(' + ');
+  return [
+    `), top as (`,
+    `  select sid from (`,
+    `    select sid, ${cols('_max')} from ${tierTable(schema, q.measurement, tier)} where time >= ${d.from} and time < least(${watermark(tier)}, ${d.to})`,
+    `    union all`,
+    `    select sid, ${cols('')} from ${tierTable(schema, q.measurement, 'raw')} where time >= greatest(coalesce(${watermark(tier)}, '-infinity'), ${d.from}) and time < ${d.to}`,
+    `  ) r where sid in (select id from s_all) group by sid order by ${measure} desc, sid limit ${Math.trunc(q.top)}`,
+    `), s as (select * from s_all where id in (select sid from top)`,
+  ];
 }
 
 /** The fields of `q` that the store can read (stored, or a derivable rate). */
