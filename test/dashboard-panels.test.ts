@@ -52,6 +52,22 @@ describe('dashboard panels', () => {
     expect(rolled).toContain("tier = '1m'");
   });
 
+  it('a busiest-tables panel ranks its top 10 series from a rollup tier (measure columns only) before it reads their rows', () => {
+    const dead = loadPanels().find((p) => p.id === 'dead_tuples')!;
+    expect(dead.top).toBe(10);
+    const sql = seriesSql(dead, undefined, 'raw');
+    // Ranked from the 1-minute tier (the gauge's max) and the raw rows past it, then only those series read.
+    expect(sql).toMatch(/select sid, "n_dead_tup_max" as m0 from "metrics"\."pg_table_1m"/);
+    expect(sql).toContain('order by coalesce(max(m0), 0) desc, sid limit 10');
+    expect(sql.match(/and sid in \(select id from s\)/g)).toHaveLength(1); // the raw branch: a raw bucket reads no rollup
+    // A 24 h bucket ranks from the 10-minute tier; a counter's measure is its increase.
+    const vac = seriesSql(loadPanels().find((p) => p.id === 'vacuums')!, undefined, '10m');
+    expect(vac).toContain('from "metrics"."pg_table_10m" where time >= $1::timestamptz and time < least(');
+    expect(vac).toContain('coalesce(max(m0) - min(m0), 0) + coalesce(max(m1) - min(m1), 0) desc');
+    // Other panels read every series.
+    expect(seriesSql(loadPanels().find((p) => p.id === 'lag_bytes')!)).not.toContain('limit');
+  });
+
   it('chooses a bucket that keeps any range near 400 points (or the chart\'s width), never below the sampling interval', () => {
     expect(chooseStep(86_400_000, 1000, 1000)).toBe(120);
     expect(chooseStep(300_000, 1000)).toBe(1);
