@@ -172,6 +172,36 @@ describe('dashboard API', () => {
     }
   });
 
+  it('a busiest-tables panel returns only the top 10 tables by its measure (dead rows: the range\'s max), checked by hand', { timeout: 60_000 }, async () => {
+    // Twelve tables with known dead rows (i × 100, autovacuum off), so the ranking has no ties.
+    await withConnection(nodeConnection(lab.config(), 'publisher'), async (sql) => {
+      for (let i = 1; i <= 12; i++) {
+        await sql.unsafe(`create table top_dead_${i} (x int) with (autovacuum_enabled = false)`);
+        await sql.unsafe(`insert into top_dead_${i} select generate_series(1, ${i * 100})`);
+        await sql.unsafe(`delete from top_dead_${i}`);
+      }
+    });
+    type Answer = { series: { tags: { node: string; table: string } }[] };
+    const owner = nodeConnection(lab.config(), 'metrics');
+    const hand = async (from: number, to: number) => withConnection(owner, (sql) => sql<{ node: string; table: string; m: number }[]>`
+      select node, "table", max(n_dead_tup)::float8 as m from metrics.pg_table
+      where time >= ${new Date(from)} and time < ${new Date(to)} group by 1, 2`);
+    // Once the store has sampled them (pg_table every 5 s).
+    await waitFor(async () => (await hand(Date.now() - 60_000, Date.now())).some((r) => r.table === 'top_dead_12' && r.m === 1200), 30_000, 'dead rows sampled');
+    const to = Date.now();
+    const from = to - 3_600_000;
+    const api = JSON.parse((await get(`/api/series?panel=dead_tuples&from=${from}&to=${to}`)).text) as Answer;
+    const rows = await hand(from, to);
+    const key = (node: string, table: string) => `${node}/${table}`;
+    const chosen = new Set(api.series.map((s) => key(s.tags.node, s.tags.table)));
+    expect(rows.length).toBeGreaterThan(10);
+    expect(chosen.size).toBe(10);
+    // By hand: the ten largest maxima are 1200 … 300, the tables top_dead_12 … top_dead_3.
+    const sorted = [...rows].sort((a, b) => b.m - a.m);
+    expect(sorted.slice(0, 10).map((r) => r.m)).toEqual([1200, 1100, 1000, 900, 800, 700, 600, 500, 400, 300]);
+    expect([...chosen].sort()).toEqual(sorted.slice(0, 10).map((r) => key(r.node, r.table)).sort());
+  });
+
   it('reads through a role that can only SELECT schema metrics, in read-only sessions', async () => {
     const secret = readSecrets(lab.config().stateDir).dashboard!;
     expect(secret.password.length).toBeGreaterThan(16);
