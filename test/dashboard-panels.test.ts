@@ -56,11 +56,12 @@ describe('dashboard panels', () => {
     const dead = loadPanels().find((p) => p.id === 'dead_tuples')!;
     expect(dead.top).toBe(10);
     const sql = seriesSql(dead, undefined, 'raw');
-    // Ranked from the 1-minute tier (the gauge's max) and the raw rows past it, then only those series read.
+    // Ranked from the 10-minute rollups (the gauge's max), the 1-minute ones and raw rows past them, then only those series read.
+    expect(sql).toMatch(/select sid, "n_dead_tup_max" as m0 from "metrics"\."pg_table_10m"/);
     expect(sql).toMatch(/select sid, "n_dead_tup_max" as m0 from "metrics"\."pg_table_1m"/);
     expect(sql).toContain('order by coalesce(max(m0), 0) desc, sid limit 10');
     expect(sql.match(/and sid in \(select id from s\)/g)).toHaveLength(1); // the raw branch: a raw bucket reads no rollup
-    // A 24 h bucket ranks from the 10-minute tier; a counter's measure is its increase.
+    // A counter's measure is its increase.
     const vac = seriesSql(loadPanels().find((p) => p.id === 'vacuums')!, undefined, '10m');
     expect(vac).toContain('from "metrics"."pg_table_10m" where time >= $1::timestamptz and time < least(');
     expect(vac).toContain('coalesce(max(m0) - min(m0), 0) + coalesce(max(m1) - min(m1), 0) desc');

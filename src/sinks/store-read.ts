@@ -168,24 +168,28 @@ function build(q: DownsampleQuery, d: Dialect): string {
 
 /**
  * With `q.top`: keeps in `s` only the top series by the measure over the range, ranked before
- * anything is downsampled, from the rank tier's rows (only the measure's columns) plus the raw
- * rows past its watermark — a few thousand narrow rows, where the panel would read every
+ * anything is downsampled, from the coarsest rows that cover the range (10-minute rollups, then
+ * 1-minute ones past their watermark, then raw rows; only the measure's columns) — a few thousand rows, where the panel would read every
  * series' rows. Ties go to the older series.
  */
 function topSeries(q: DownsampleQuery, d: Dialect, reads: { field: string; src: { column: string; rate: boolean } }[], watermark: (tier: Tier) => string): string[] {
   if (!q.top || !d.rankTier || !reads.length) return [];
   const schema = q.schema ?? 'metrics';
   const id = quoteIdent;
-  const tier = d.rankTier;
   const cols = (suffix: string) => reads.map((r, i) => `${id(`${r.src.column}${suffix}`)} as m${i}`).join(', ');
   // A counter's increase (max − min, resets ignored: a ranking, not a figure), a gauge's max.
   const measure = reads.map((r, i) => `coalesce(${r.src.rate ? `max(m${i}) - min(m${i})` : `max(m${i})`}, 0)`).join(' + ');
+  const wm = (tier: Tier) => `coalesce(${watermark(tier)}, '-infinity')`;
+  // The coarsest rows first: 10-minute rollups, then 1-minute ones past them, then raw rows.
+  const parts = [
+    `    select sid, ${cols('_max')} from ${tierTable(schema, q.measurement, '10m')} where time >= ${d.from} and time < least(${wm('10m')}, ${d.to})`,
+    `    select sid, ${cols('_max')} from ${tierTable(schema, q.measurement, '1m')} where time >= greatest(${wm('10m')}, ${d.from}) and time < least(${wm('1m')}, ${d.to})`,
+    `    select sid, ${cols('')} from ${tierTable(schema, q.measurement, 'raw')} where time >= greatest(${wm('10m')}, ${wm('1m')}, ${d.from}) and time < ${d.to}`,
+  ];
   return [
     `), top as (`,
     `  select sid from (`,
-    `    select sid, ${cols('_max')} from ${tierTable(schema, q.measurement, tier)} where time >= ${d.from} and time < least(${watermark(tier)}, ${d.to})`,
-    `    union all`,
-    `    select sid, ${cols('')} from ${tierTable(schema, q.measurement, 'raw')} where time >= greatest(coalesce(${watermark(tier)}, '-infinity'), ${d.from}) and time < ${d.to}`,
+    parts.join('\n    union all\n'),
     `  ) r where sid in (select id from s_all) group by sid order by ${measure} desc, sid limit ${Math.trunc(q.top)}`,
     `), s as (select * from s_all where id in (select sid from top)`,
   ];
