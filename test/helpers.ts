@@ -11,6 +11,19 @@ export const CLI = path.join(ROOT, 'bin', 'prodhome.js');
 export const IS_ROOT = process.getuid?.() === 0;
 export const IN_CI = process.env.CI === 'true';
 
+/**
+ * The system's pgbench for tests that compare with it (undefined when absent). Absent in CI is an
+ * error: CI installs Postgres 15; locally the caller's tests skip, and this says so loudly.
+ */
+export function requirePgbench(skipping: string): string | undefined {
+  const found = ['/usr/lib/postgresql/15/bin/pgbench', spawnSync('sh', ['-c', 'command -v pgbench'], { encoding: 'utf8' }).stdout.trim()].find((p) => p && fs.existsSync(p));
+  if (!found) {
+    if (IN_CI) throw new Error('CI machines have pgbench (Postgres 15); it was not found');
+    console.warn(`\n*** SKIPPING ${skipping}: no pgbench on this machine ***\n`);
+  }
+  return found;
+}
+
 export interface TempLab {
   dir: string;
   file: string;

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, nodeConnection } from '../src/lab/index.js';
 import { withConnection } from '../src/pg/index.js';
 import type { LoadSummary } from '../src/workload/index.js';
-import { IN_CI, cli, portRange, tempLab, type TempLab } from './helpers.js';
+import { requirePgbench, cli, portRange, tempLab, type TempLab } from './helpers.js';
 
 // The differential harness: the same script, run by the real pgbench and by `prodhome load
 // custom` (-c 1, -t N, the same --random-seed) against the same real server, must send the same
@@ -14,11 +14,7 @@ import { IN_CI, cli, portRange, tempLab, type TempLab } from './helpers.js';
 // sends what it computed), so equal SQL means equal values: random draws, hashes, permute,
 // int64 limits, double formatting, \gset'd results.
 
-const PGBENCH = ['/usr/lib/postgresql/15/bin/pgbench', spawnSync('sh', ['-c', 'command -v pgbench'], { encoding: 'utf8' }).stdout.trim()].find((p) => p && fs.existsSync(p));
-if (!PGBENCH) {
-  if (IN_CI) throw new Error('CI machines have pgbench (Postgres 15); it was not found');
-  console.warn('\n*** SKIPPING the pgbench differential tests: no pgbench on this machine ***\n');
-}
+const PGBENCH = requirePgbench('the pgbench differential tests');
 
 type Protocol = 'simple' | 'extended' | 'prepared';
 

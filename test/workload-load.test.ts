@@ -6,7 +6,7 @@ import { DEFAULT_CONFIG_YAML } from '../src/config/index.js';
 import { labUp, labVerify, nodeConnection } from '../src/lab/index.js';
 import { withConnection } from '../src/pg/index.js';
 import { runLoad, type LoadOptions, type LoadSummary, type SecondStats } from '../src/workload/index.js';
-import { CLI, IN_CI, cli, tempLab, type TempLab } from './helpers.js';
+import { CLI, requirePgbench, cli, tempLab, type TempLab } from './helpers.js';
 
 // Every workload against the default lab's topology (publisher feeding two row-filtered
 // subscribers), on real servers: what each does to the database, the schedules' rate envelopes,
@@ -17,7 +17,7 @@ const YAML = DEFAULT_CONFIG_YAML.replace('lab: prodhome', 'lab: loadtest')
   .replace('to: 54399', 'to: 57239')
   .replace('  metrics:\n    role: metrics\n    memory: 512MiB\n', '');
 
-const PGBENCH = ['/usr/lib/postgresql/15/bin/pgbench', spawnSync('sh', ['-c', 'command -v pgbench'], { encoding: 'utf8' }).stdout.trim()].find((p) => p && fs.existsSync(p));
+const PGBENCH = requirePgbench('the tpcb workload test (no pgbench to create its tables with pgbench -i)');
 
 let lab: TempLab;
 const q = <T = Record<string, unknown>>(text: string) => withConnection(nodeConnection(lab.config(), 'publisher'), (sql) => sql.unsafe(text)) as Promise<T[]>;
@@ -269,7 +269,3 @@ describe('the command line', () => {
   });
 });
 
-if (!PGBENCH) {
-  if (IN_CI) throw new Error('CI machines have pgbench (Postgres 15); it was not found');
-  console.warn('\n*** SKIPPING the tpcb workload test: no pgbench here to create its tables (pgbench -i) ***\n');
-}

@@ -5,16 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, nodeConnection } from '../src/lab/index.js';
 import { withConnection } from '../src/pg/index.js';
 import { parsePgbenchOutput, prepareLoad, runPgbench, type LoadSummary, type SecondStats } from '../src/workload/index.js';
-import { IN_CI, cli, tempLab, type TempLab } from './helpers.js';
+import { requirePgbench, cli, tempLab, type TempLab } from './helpers.js';
 
 // --engine pgbench: the installed pgbench runs tpcb and custom scripts, and its real output
 // (progress lines, final summary, per-transaction log, aborted clients) becomes prodhome's summary.
 
-const PGBENCH = ['/usr/lib/postgresql/15/bin/pgbench', spawnSync('sh', ['-c', 'command -v pgbench'], { encoding: 'utf8' }).stdout.trim()].find((p) => p && fs.existsSync(p));
-if (!PGBENCH) {
-  if (IN_CI) throw new Error('CI machines have pgbench (Postgres 15); it was not found');
-  console.warn('\n*** SKIPPING --engine pgbench tests: no pgbench on this machine ***\n');
-}
+const PGBENCH = requirePgbench('--engine pgbench tests');
 
 describe.skipIf(!PGBENCH)('--engine pgbench', () => {
   let lab: TempLab;

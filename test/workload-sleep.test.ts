@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,7 +5,7 @@ import { labUp, nodeConnection } from '../src/lab/index.js';
 import { withConnection } from '../src/pg/index.js';
 import { runPgbench, runPrepared, prepareLoad, type LoadOptions } from '../src/workload/index.js';
 import { PreciseTimers } from '../src/workload/timers.js';
-import { IN_CI, portRange, tempLab, type TempLab } from './helpers.js';
+import { requirePgbench, portRange, tempLab, type TempLab } from './helpers.js';
 
 // \sleep and -R to the microsecond: the thread's wake-ups (PreciseTimers) keep their order and
 // never come early, and a sub-millisecond \sleep adds to a transaction what it adds under pgbench.
@@ -48,11 +47,7 @@ describe('PreciseTimers: the wake-ups of one thread', () => {
   });
 });
 
-const PGBENCH = ['/usr/lib/postgresql/15/bin/pgbench', spawnSync('sh', ['-c', 'command -v pgbench'], { encoding: 'utf8' }).stdout.trim()].find((p) => p && fs.existsSync(p));
-if (!PGBENCH) {
-  if (IN_CI) throw new Error('CI machines have pgbench (Postgres 15); it was not found');
-  console.warn('\n*** SKIPPING the \\sleep comparison with pgbench: no pgbench on this machine ***\n');
-}
+const PGBENCH = requirePgbench('the \\sleep comparison with pgbench');
 
 describe.skipIf(!PGBENCH)('\\sleep under a millisecond, against pgbench', () => {
   let lab: TempLab;

@@ -173,27 +173,9 @@ export class PgbenchRandom {
 
   /** random_zipfian(lb, ub, s): the rejection method pgbench uses (s > 1). */
   zipfian(lb: number, ub: number, s: number): number {
-    const n = ub - lb + 1;
-    if (n <= 1) return lb;
-    const b = Math.pow(2.0, s - 1.0);
-    for (;;) {
-      const u = this.double();
-      const v = this.double();
-      const x = Math.floor(Math.pow(u, -1.0 / (s - 1.0)));
-      const t = Math.pow(1.0 + 1.0 / x, s - 1.0);
-      if ((v * x * (t - 1.0)) / (b - 1.0) <= t / b && x <= n) return lb - 1 + x;
-    }
+    return zipfianDraw(this, lb, ub, s);
   }
 
-  /** A standard exponential draw (mean 1): Poisson inter-arrival gaps. */
-  exp(): number {
-    return -Math.log(1.0 - this.double());
-  }
-
-  /** A Rayleigh draw with the given mean: sigma·sqrt(-2 ln U), sigma = mean / sqrt(pi/2). */
-  rayleigh(mean: number): number {
-    return (mean / Math.sqrt(Math.PI / 2)) * Math.sqrt(-2.0 * Math.log(1.0 - this.double()));
-  }
 }
 
 /**
@@ -238,16 +220,7 @@ export class Random extends Prng {
     if (!(s >= MIN_ZIPFIAN_PARAM && s <= MAX_ZIPFIAN_PARAM)) {
       throw new ScriptRuntimeError(`zipfian parameter must be in range [${MIN_ZIPFIAN_PARAM}, ${MAX_ZIPFIAN_PARAM}] (not ${s})`);
     }
-    const n = ub - lb + 1;
-    if (n <= 1) return lb;
-    const b = Math.pow(2.0, s - 1.0);
-    for (;;) {
-      const u = this.double();
-      const v = this.double();
-      const x = Math.floor(Math.pow(u, -1.0 / (s - 1.0)));
-      const t = Math.pow(1.0 + 1.0 / x, s - 1.0);
-      if ((v * x * (t - 1.0)) / (b - 1.0) <= t / b && x <= n) return lb - 1 + x;
-    }
+    return zipfianDraw(this, lb, ub, s);
   }
 
   /** A standard exponential draw (mean 1): Poisson inter-arrival gaps. */
@@ -316,4 +289,18 @@ export function hashMurmur2(val: bigint, seed: bigint): bigint {
   result = (result * MM2_MUL) & M64;
   result ^= result >> 47n;
   return BigInt.asIntN(64, result);
+}
+
+/** random_zipfian's rejection method (pgbench's computeIterativeZipfian, s > 1), over either generator's doubles. */
+function zipfianDraw(g: { double(): number }, lb: number, ub: number, s: number): number {
+  const n = ub - lb + 1;
+  if (n <= 1) return lb;
+  const b = Math.pow(2.0, s - 1.0);
+  for (;;) {
+    const u = g.double();
+    const v = g.double();
+    const x = Math.floor(Math.pow(u, -1.0 / (s - 1.0)));
+    const t = Math.pow(1.0 + 1.0 / x, s - 1.0);
+    if ((v * x * (t - 1.0)) / (b - 1.0) <= t / b && x <= n) return lb - 1 + x;
+  }
 }
