@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { benchArgs, CLI as OWN_CLI, logger, median, watchInterrupts } from './lib.mjs';
+import { benchArgs, CLI as OWN_CLI, logger, median, watchInterrupts, alternately } from './lib.mjs';
 
 const PSQL_CANDIDATES = ['/usr/lib/postgresql/15/bin/psql', 'psql'];
 const TIME = '/usr/bin/time';
@@ -146,19 +146,7 @@ try {
   };
 
   for (let i = 1; i <= rounds; i++) {
-    const prodhomeFirst = i % 2 === 1;
-    let p;
-    let ref;
-    if (prodhomeFirst) {
-      p = await timeProdhome();
-      checkInterrupted();
-      ref = await timePsql();
-    } else {
-      ref = await timePsql();
-      checkInterrupted();
-      p = await timeProdhome();
-    }
-    checkInterrupted();
+    const { prodhomeFirst, p, ref } = await alternately(i, timeProdhome, timePsql, checkInterrupted);
     if (i === 1) {
       // The same rows: COPY reads ="0123" as =0123 (a quote mid-field starts quoting), prodhome as Excel does: 0123.
       const cols = 'book_id, title, author, my_rating, average_rating, number_of_pages, year_published, date_added, exclusive_shelf';

@@ -80,6 +80,27 @@ export function watchInterrupts() {
 }
 
 /** The error for a command that failed, with its own last words. */
+/**
+ * One round of a same-run comparison: prodhome first in odd rounds, the reference first in even
+ * ones (so neither always meets a warm or a cold machine), checking for Ctrl-C between the two.
+ */
+export async function alternately(round, timeProdhome, timeReference, checkInterrupted) {
+  const prodhomeFirst = round % 2 === 1;
+  let p;
+  let ref;
+  if (prodhomeFirst) {
+    p = await timeProdhome();
+    checkInterrupted();
+    ref = await timeReference();
+  } else {
+    ref = await timeReference();
+    checkInterrupted();
+    p = await timeProdhome();
+  }
+  checkInterrupted();
+  return { prodhomeFirst, p, ref };
+}
+
 export function failure(what, r) {
   const tail = (r.stderr || r.stdout).trim().split('\n').slice(-6).join('\n    ');
   return new Error(`${what} failed (${r.signal ?? `exit ${r.code}`}):\n    ${tail}`);

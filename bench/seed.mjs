@@ -17,7 +17,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { benchArgs, CLI as OWN_CLI, logger, median, watchInterrupts } from './lib.mjs';
+import { benchArgs, CLI as OWN_CLI, logger, median, watchInterrupts, alternately } from './lib.mjs';
 
 const PSQL_CANDIDATES = ['/usr/lib/postgresql/15/bin/psql', 'psql'];
 const PORTS = { from: 55500, to: 55509 }; // clear of the default lab, the tests and bench/up.mjs
@@ -159,19 +159,7 @@ try {
   };
 
   for (let i = 1; i <= rounds; i++) {
-    const prodhomeFirst = i % 2 === 1;
-    let p;
-    let ref;
-    if (prodhomeFirst) {
-      p = await timeProdhome();
-      checkInterrupted();
-      ref = await timePsql();
-    } else {
-      ref = await timePsql();
-      checkInterrupted();
-      p = await timeProdhome();
-    }
-    checkInterrupted();
+    const { prodhomeFirst, p, ref } = await alternately(i, timeProdhome, timePsql, checkInterrupted);
     if (i === 1) {
       // Equivalent input: both tables must hold exactly the same rows.
       const { prodhome: a, psql: b } = sums;
