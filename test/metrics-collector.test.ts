@@ -248,19 +248,30 @@ describe('process stats of local nodes', () => {
     if (state.runtime !== 'local') throw new Error('expected local');
     const sampler = new ProcessSampler();
     const target = [{ name: 'busy', role: 'standalone' as const, pid: state.pid, cgroupDirs: [] }];
-    const t0 = Date.now();
-    const first = (await sampler.sample(target, t0))[0]!;
-    expect(first.fields.processes).toBeGreaterThanOrEqual(5); // postmaster, checkpointer, walwriter, …
     // The same figures the slow way: every process's parent from /proc/*/stat, memory from status.
     const status = (pid: number | string, key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
-    const children = fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e)).filter((e) => {
-      try {
-        const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
-        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === state.pid;
-      } catch {
-        return false;
-      }
-    });
+    const listChildren = () =>
+      fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e)).filter((e) => {
+        try {
+          const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+          return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === state.pid;
+        } catch {
+          return false;
+        }
+      });
+    // The postmaster forks and reaps workers (autovacuum…) at any time: compare with a listing
+    // taken while the tree stood still around the sample.
+    let children = listChildren();
+    let t0 = Date.now();
+    let first = (await sampler.sample(target, t0))[0]!;
+    for (let tries = 0; tries < 10; tries++) {
+      const before = children.join();
+      children = listChildren();
+      if (children.join() === before) break;
+      t0 = Date.now();
+      first = (await sampler.sample(target, t0))[0]!;
+    }
+    expect(first.fields.processes).toBeGreaterThanOrEqual(5); // postmaster, checkpointer, walwriter, …
     expect(first.fields.processes).toBe(children.length + 1);
     const expected = [state.pid!, ...children].reduce((sum: number, pid) => sum + status(pid, 'RssAnon'), 0) + status(state.pid!, 'RssShmem');
     expect(first.fields.memory_bytes).toBeGreaterThan(expected * 0.8);
